@@ -1,0 +1,1 @@
+"""Hydra config groups shipped with omnitrain (installed as ``omnitrain_configs``)."""

@@ -1,0 +1,78 @@
+"""Multi-head attention (GQA-capable) over SDPA, and the masks the core uses.
+
+Masks are boolean, True = may attend. ``doc_ids`` (B, L) give each token the
+document it belongs to (0 = padding), which makes packing and padding one mechanism:
+attention is causal and never crosses a document boundary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnitrain.nn.rotary import apply_rotary
+
+
+def doc_causal_mask(doc_ids: Tensor) -> Tensor:
+    """(B, L) document ids -> (B, 1, L, L) causal block-diagonal mask.
+
+    Padding tokens attend to themselves only, so no row is fully masked (which would
+    give NaN under SDPA); their outputs are never used.
+    """
+    L = doc_ids.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=doc_ids.device).tril()
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
+    real = (doc_ids != 0)[:, None, :]
+    eye = torch.eye(L, dtype=torch.bool, device=doc_ids.device)
+    return ((causal & same_doc & real) | eye)[:, None]
+
+
+def segment_mask(segment_ids: Tensor) -> Tensor:
+    """(B, L) segment ids (0 = padding) -> (B, 1, L, L) bidirectional block mask."""
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    real = (segment_ids != 0)[:, None, :]
+    eye = torch.eye(segment_ids.shape[1], dtype=torch.bool, device=segment_ids.device)
+    return ((same & real) | eye)[:, None]
+
+
+class Attention(nn.Module):
+    """Self-attention with optional grouped KV heads and rotary embeddings."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads or num_heads
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
+        self.head_dim = head_dim or dim // num_heads
+        self.q_proj = nn.Linear(dim, self.num_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=out_bias)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None, rotary: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        B, L, _ = x.shape
+        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if rotary is not None:
+            q, k = apply_rotary(q, k, *rotary)
+        if self.num_kv_heads != self.num_heads:
+            rep = self.num_heads // self.num_kv_heads
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))

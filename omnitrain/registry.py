@@ -1,0 +1,151 @@
+"""One registry per model slot.
+
+A plugin registers a class under a slot and a name, with a config dataclass. The
+registry stores that dataclass in Hydra's ConfigStore as ``<slot>/<name>`` so that
+``position=rope1d`` selects it with no YAML, and every field is type-checked
+(a mistyped key is an error, not a silently ignored value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+SLOTS: tuple[str, ...] = (
+    "tokenizer",
+    "audio_encoder",
+    "vision_encoder",
+    "position",
+    "thinker",
+    "talker",
+    "codec",
+    "dit",
+    "vocoder",
+)
+
+
+class RegistryError(KeyError):
+    """A lookup or registration error whose message says what to change."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    slot: str
+    name: str
+    cls: type
+    config_cls: type
+    description: str
+
+    @property
+    def origin(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+
+class Registry:
+    """Plugins of one slot, keyed by name."""
+
+    def __init__(self, slot: str) -> None:
+        self.slot = slot
+        self._entries: dict[str, PluginEntry] = {}
+
+    def add(self, entry: PluginEntry) -> None:
+        old = self._entries.get(entry.name)
+        if old is not None and old.origin != entry.origin:
+            raise RegistryError(
+                f"{self.slot} plugin '{entry.name}' is registered twice: by {old.origin} "
+                f"and by {entry.origin}. Rename one of them."
+            )
+        self._entries[entry.name] = entry
+
+    def get(self, name: str) -> PluginEntry:
+        if name not in self._entries:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            hint = difflib.get_close_matches(name, self._entries, n=1)
+            maybe = f" Did you mean '{hint[0]}'?" if hint else ""
+            raise RegistryError(
+                f"unknown {self.slot} plugin '{name}'.{maybe} Registered {self.slot} "
+                f"plugins: {known}. A plugin of your own is loaded with "
+                f"plugins=[my_package.my_module] or plugins=[path/to/file.py]."
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[PluginEntry]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+REGISTRIES: dict[str, Registry] = {slot: Registry(slot) for slot in SLOTS}
+
+
+def registry(slot: str) -> Registry:
+    if slot not in REGISTRIES:
+        raise RegistryError(f"unknown slot '{slot}'. Slots: {', '.join(SLOTS)}")
+    return REGISTRIES[slot]
+
+
+def _with_name_field(config_cls: type, name: str) -> type:
+    """A copy of the plugin's config dataclass with ``name`` as its first field."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"config for plugin '{name}' must be a dataclass, got {config_cls!r}")
+    fields = dataclasses.fields(config_cls)
+    if "name" in {f.name for f in fields}:
+        raise TypeError(f"config {config_cls.__name__} must not define 'name'; the registry adds it")
+    return dataclasses.make_dataclass(
+        config_cls.__name__,
+        [("name", str, dataclasses.field(default=name))] + [(f.name, f.type, f) for f in fields],
+    )
+
+
+def register(
+    slot: str, name: str, config: type, description: str = ""
+) -> Callable[[type], type]:
+    """Class decorator: register ``cls`` as plugin ``name`` of ``slot``.
+
+    ``config`` is a dataclass whose fields are the plugin's settings; the plugin is
+    constructed as ``cls(config_instance, **slot_specific_kwargs)``.
+    """
+
+    def deco(cls: type) -> type:
+        doc_lines = (cls.__doc__ or "").strip().splitlines()
+        text = description or (doc_lines[0] if doc_lines else "")
+        entry = PluginEntry(slot, name, cls, config, text)
+        registry(slot).add(entry)
+        ConfigStore.instance().store(group=slot, name=name, node=_with_name_field(config, name))
+        cls.plugin_name = name
+        return cls
+
+    return deco
+
+
+def plugin_config(slot: str, node: DictConfig | dict) -> Any:
+    """Validate a config node against its plugin's dataclass and return an instance."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    if "name" not in data:
+        raise RegistryError(f"config '{slot}' has no 'name': choose one of {registry(slot).names()}")
+    entry = registry(slot).get(data.pop("name"))
+    schema = OmegaConf.structured(entry.config_cls)
+    try:
+        merged = OmegaConf.merge(schema, data)
+    except Exception as exc:  # omegaconf's message names the key; add the slot
+        raise RegistryError(f"{slot}={entry.name}: {exc}") from exc
+    return OmegaConf.to_object(merged)
+
+
+def build(slot: str, node: DictConfig | dict, **kwargs: Any) -> Any:
+    """Construct the plugin named by ``node.name`` with its validated config."""
+    cfg = plugin_config(slot, node)  # raises when 'name' is missing or unknown
+    return registry(slot).get(node["name"]).cls(cfg, **kwargs)

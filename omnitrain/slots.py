@@ -1,0 +1,214 @@
+"""The contract of each slot: what the core calls, with which arguments.
+
+A plugin subclasses one of these and registers itself with
+``@register(slot, name, config=MyConfig)``. The core only talks to these methods, so
+any plugin that honours them can be swapped in by one config override.
+
+Constructor signatures (keyword arguments the core passes after the config):
+
+===============  ==========================================================
+tokenizer        ``Tokenizer(cfg)``
+audio_encoder    ``AudioEncoder(cfg, out_dim=thinker_hidden_size)``
+vision_encoder   ``VisionEncoder(cfg, out_dim=thinker_hidden_size)``
+position         ``PositionScheme(cfg)``
+thinker          ``Thinker(cfg, vocab_size=..., position=PositionScheme)``
+talker           ``Talker(cfg, thinker_hidden_size=..., codec_vocab_size=...)``
+codec            ``Codec(cfg)``
+dit              ``DiT(cfg, codec_vocab_size=..., n_mels=...)``
+vocoder          ``Vocoder(cfg, mel=SpeechMel)``
+===============  ==========================================================
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from omnitrain.layout import Segment, VideoSeg
+from omnitrain.tokens import SPECIAL_TOKENS
+
+
+class Tokenizer(ABC):
+    """Text <-> ids. Must give an id to every role in ``SPECIAL_TOKENS``."""
+
+    vocab_size: int
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str: ...
+
+    @abstractmethod
+    def special_id(self, role: str) -> int:
+        """Id of the special token with this role (a key of ``SPECIAL_TOKENS``)."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> list[str]:
+        """Write the files an inference bundle needs; return their names."""
+
+    def special_ids(self) -> dict[str, int]:
+        return {role: self.special_id(role) for role in SPECIAL_TOKENS}
+
+
+class AudioFeatureExtractor(ABC):
+    """Runs in data workers: waveform -> encoder features. Must be picklable."""
+
+    sample_rate: int
+
+    @abstractmethod
+    def __call__(self, wave: Tensor) -> Tensor:
+        """Mono float waveform (T,) at ``sample_rate`` -> features (n_mels, frames)."""
+
+    @abstractmethod
+    def num_tokens(self, frames: int) -> int:
+        """LLM tokens the encoder produces for ``frames`` feature frames."""
+
+
+class AudioEncoder(nn.Module, ABC):
+    @classmethod
+    @abstractmethod
+    def feature_extractor(cls, cfg: Any) -> AudioFeatureExtractor: ...
+
+    @abstractmethod
+    def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
+        """Padded features (N, n_mels, T) with frame counts (N,) -> tokens (sum_i n_i, out_dim)
+        in item order."""
+
+
+class VisionProcessor(ABC):
+    """Runs in data workers: pixels -> flattened patches. Must be picklable."""
+
+    merge_size: int
+    video_fps: float
+    min_frames: int
+    max_frames: int
+
+    @abstractmethod
+    def image(self, rgb: np.ndarray) -> tuple[Tensor, tuple[int, int, int]]:
+        """(H, W, 3) uint8 -> (patches (N, patch_dim), patch grid (t, h, w))."""
+
+    @abstractmethod
+    def video(self, frames: np.ndarray) -> tuple[Tensor, tuple[int, int, int]]:
+        """(T, H, W, 3) uint8 frames already sampled at ``video_fps`` -> patches, grid."""
+
+    @property
+    @abstractmethod
+    def temporal_patch_size(self) -> int: ...
+
+
+class VisionEncoder(nn.Module, ABC):
+    @classmethod
+    @abstractmethod
+    def processor(cls, cfg: Any) -> VisionProcessor: ...
+
+    @abstractmethod
+    def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
+        """Patches of all items concatenated (N, patch_dim) and their grids (items, 3) ->
+        merged tokens (sum_i t*h*w/merge^2, out_dim) in item order."""
+
+
+class PositionScheme(nn.Module, ABC):
+    """Position ids from a layout, and the rotary cos/sin they give."""
+
+    rows: int  # 1 for plain RoPE, 3 for (temporal, height, width)
+
+    @abstractmethod
+    def position_ids(self, layout: list[Segment]) -> Tensor:
+        """(rows, L) int64 ids for one sample, starting at 0."""
+
+    @abstractmethod
+    def rotary(self, position_ids: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+        """(rows, B, L) ids -> cos, sin of shape (B, L, head_dim), float32."""
+
+    def check_head_dim(self, head_dim: int) -> None:
+        """Raise a clear error when this scheme cannot serve ``head_dim``."""
+        if head_dim % 2:
+            raise ValueError(f"rotary head_dim must be even, got {head_dim}")
+
+    def video_audio_order(self, seg: VideoSeg) -> Tensor:
+        """Body order of a video with its audio track: bool (video+audio,), True = audio.
+
+        Default: the whole video body, then the whole audio body.
+        """
+        return torch.cat(
+            [torch.zeros(seg.tokens, dtype=torch.bool), torch.ones(seg.audio_tokens, dtype=torch.bool)]
+        )
+
+
+class Thinker(nn.Module, ABC):
+    hidden_size: int
+
+    @abstractmethod
+    def embed(self, input_ids: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor:
+        """(B, L, D) embeddings, (rows, B, L) ids, (B, L) document ids (0 = padding;
+        attention is causal and never crosses documents) -> final hidden (B, L, D)."""
+
+    @abstractmethod
+    def logits(self, hidden: Tensor) -> Tensor: ...
+
+
+class Talker(nn.Module, ABC):
+    """Codec tokens from the Thinker's reply. Ids >= codec_vocab_size are its specials."""
+
+    vocab_size: int
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+    @abstractmethod
+    def forward(
+        self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor
+    ) -> Tensor:
+        """reply (B, R, D_thinker): per reply token, Thinker hidden + token embedding;
+        codec_in (B, C) = [bos, c_0, ..., c_{m-1}] -> logits (B, C, vocab_size) where
+        position j predicts codec token j (and the last real position predicts eos)."""
+
+    @abstractmethod
+    def generate(self, reply: Tensor, reply_mask: Tensor, max_tokens: int, **sampling: Any) -> Tensor:
+        """(B, R, D) -> (B, <= max_tokens) codec ids, padded with ``pad_id`` after eos."""
+
+
+class Codec(ABC):
+    """Waveform <-> discrete speech tokens (runs when shards are built)."""
+
+    vocab_size: int
+    sample_rate: int
+    frame_rate: float  # tokens per second
+
+    @abstractmethod
+    def encode(self, wave: Tensor) -> Tensor:
+        """Mono waveform (T,) at ``sample_rate`` -> int64 tokens (n,)."""
+
+    @abstractmethod
+    def decode(self, tokens: Tensor) -> Tensor:
+        """Tokens (n,) -> waveform (T,) at ``sample_rate``, to listen to the tokens."""
+
+
+class DiT(nn.Module, ABC):
+    """Codec tokens -> mel frames, trained by conditional flow matching."""
+
+    mel_frames_per_code: int
+
+    @abstractmethod
+    def forward(
+        self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor
+    ) -> Tensor:
+        """x (B, T, n_mels) at flow time t (B,) with codes (B, T / mel_frames_per_code)
+        -> velocity (B, T, n_mels). ``drop_cond`` (B,) bool: ignore the codes."""
+
+
+class Vocoder(nn.Module, ABC):
+    """Mel frames (normalised as ``SpeechMel`` makes them) -> waveform."""
+
+    @abstractmethod
+    def forward(self, mel: Tensor) -> Tensor:
+        """(B, T, n_mels) -> (B, samples) at the speech sample rate."""

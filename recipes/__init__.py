@@ -1,0 +1,1 @@
+"""Ready-to-launch experiments (installed as ``omnitrain_recipes``)."""
