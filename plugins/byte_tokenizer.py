@@ -1,0 +1,46 @@
+"""Byte-level tokenizer: 256 byte ids, then the special tokens. Needs no download."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omnitrain.registry import register
+from omnitrain.slots import Tokenizer
+from omnitrain.tokens import SPECIAL_TOKENS
+
+
+@dataclass
+class ByteTokenizerConfig:
+    pass
+
+
+@register("tokenizer", "byte", config=ByteTokenizerConfig)
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes as ids 0-255, special tokens after them."""
+
+    def __init__(self, cfg: ByteTokenizerConfig | None = None) -> None:
+        self.cfg = cfg or ByteTokenizerConfig()
+        self._special = {role: 256 + i for i, role in enumerate(SPECIAL_TOKENS)}
+        self.vocab_size = 256 + len(self._special)
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def special_id(self, role: str) -> int:
+        if role not in self._special:
+            raise KeyError(f"no special token with role '{role}'; roles: {list(self._special)}")
+        return self._special[role]
+
+    def save(self, directory: Path) -> list[str]:
+        spec = {
+            "type": "byte",
+            "vocab_size": self.vocab_size,
+            "special_tokens": {SPECIAL_TOKENS[r]: i for r, i in self._special.items()},
+        }
+        (Path(directory) / "tokenizer.json").write_text(json.dumps(spec, indent=2))
+        return ["tokenizer.json"]

@@ -1,0 +1,68 @@
+"""Qwen2-style decoder LM: RMSNorm, SwiGLU, grouped-query attention with q/k/v bias.
+
+Rotary positions come from the injected positional scheme, so the same Thinker runs
+with TMRoPE, M-RoPE or 1D RoPE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from omnitrain.nn import RMSNorm, TransformerBlock, doc_causal_mask
+from omnitrain.registry import register
+from omnitrain.slots import PositionScheme, Thinker
+
+
+@dataclass
+class Qwen2ThinkerConfig:
+    hidden_size: int = 128
+    layers: int = 3
+    heads: int = 4
+    kv_heads: int = 2
+    ffn_dim: int = 384
+    rms_eps: float = 1e-6
+    tie_embeddings: bool = False
+
+
+@register("thinker", "qwen2", config=Qwen2ThinkerConfig)
+class Qwen2Thinker(Thinker):
+    """Qwen2 decoder (GQA, SwiGLU, RMSNorm) over mixed text/media embeddings."""
+
+    def __init__(self, cfg: Qwen2ThinkerConfig, vocab_size: int, position: PositionScheme) -> None:
+        super().__init__()
+        if cfg.hidden_size % cfg.heads:
+            raise ValueError(
+                f"thinker.hidden_size={cfg.hidden_size} is not divisible by thinker.heads={cfg.heads}"
+            )
+        self.cfg = cfg
+        self.hidden_size = cfg.hidden_size
+        self.head_dim = cfg.hidden_size // cfg.heads
+        position.check_head_dim(self.head_dim)
+        self.position = position
+        self.embed_tokens = nn.Embedding(vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                cfg.hidden_size, cfg.heads, cfg.ffn_dim, cfg.kv_heads, qkv_bias=True, eps=cfg.rms_eps
+            )
+            for _ in range(cfg.layers)
+        )
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        return self.embed_tokens(input_ids)
+
+    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor:
+        rotary = self.position.rotary(position_ids, self.head_dim)
+        mask = doc_causal_mask(doc_ids)
+        x = inputs_embeds
+        for layer in self.layers:
+            x = layer(x, mask, rotary)
+        return self.norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.lm_head(hidden)
