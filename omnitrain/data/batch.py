@@ -1,0 +1,35 @@
+"""The batch the model consumes: one Thinker token grid plus per-item media and speech.
+
+Rows may hold several samples (packing): ``doc_ids`` tell them apart (0 = padding).
+Speech targets are indexed per sample, not per row, so packing needs no change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    input_ids: Tensor  # (B, L) int64
+    position_ids: Tensor  # (rows, B, L) int64
+    doc_ids: Tensor  # (B, L) int64, 0 = padding
+    labels: Tensor  # (B, L) int64, IGNORE_INDEX where no text loss
+    audio_features: Tensor  # (Na, n_mels, T) float, Na may be 0
+    audio_lengths: Tensor  # (Na,) feature frames per clip
+    vision_patches: Tensor  # (Np, patch_dim) float, all images/videos concatenated
+    vision_grids: Tensor  # (Nv, 3) patch grid (t, h, w) per item
+    speech_rows: Tensor  # (S,) batch row of each sample with a spoken reply
+    reply_positions: Tensor  # (S, R) positions of its reply tokens in that row
+    reply_mask: Tensor  # (S, R) bool
+    codec_tokens: Tensor  # (S, C) int64 codec ids of the spoken reply
+    codec_mask: Tensor  # (S, C) bool
+    speech_mel: Tensor  # (S, C * mel_frames_per_code, n_mels) DiT targets
+    keys: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # samples dropped upstream, by reason
+
+    @property
+    def num_tokens(self) -> int:
+        return int((self.doc_ids != 0).sum())

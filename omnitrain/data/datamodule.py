@@ -1,0 +1,43 @@
+"""LightningDataModule over the webdataset pipeline."""
+
+from __future__ import annotations
+
+import lightning as L
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from omnitrain.data.pipeline import make_pipeline
+from omnitrain.data.shards import resolve_shards
+from omnitrain.registry import build
+
+
+class OmniDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pad_id = build("tokenizer", cfg.tokenizer).special_id("pad")
+
+    def check(self) -> None:
+        """Fail before any expensive work when shards are missing."""
+        resolve_shards(self.cfg.data.train_shards, "data.train_shards")
+        if self.cfg.data.val_shards:
+            resolve_shards(self.cfg.data.val_shards, "data.val_shards")
+
+    def _loader(self, split: str, workers: int) -> DataLoader:
+        return DataLoader(
+            make_pipeline(self.cfg, split, self.pad_id),
+            batch_size=None,
+            num_workers=workers,
+            # torchaudio/OpenMP threads can deadlock in forked workers
+            multiprocessing_context="forkserver" if workers > 0 else None,
+            persistent_workers=workers > 0,
+            prefetch_factor=self.cfg.data.prefetch_factor if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.cfg.data.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.cfg.data.val_shards:
+            return []
+        return self._loader("val", self.cfg.data.val_num_workers)

@@ -1,0 +1,166 @@
+"""The streaming pipeline: shards -> samples -> Examples -> Batches, as a list of stages.
+
+Training resamples shards per rank and worker (seeded, so runs are reproducible) and
+fixes the epoch length up front, so every rank takes the same number of steps.
+Validation cycles through a fixed share of the samples per rank and worker, so every
+rank runs the same number of validation batches and together they cover every sample. Every stage is a
+module-level object, so the pipeline pickles into forkserver workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+
+import webdataset as wds
+from omegaconf import DictConfig
+from torch.utils.data import IterableDataset
+
+from omnitrain.data.batch import Batch
+from omnitrain.data.collate import collate
+from omnitrain.data.sample_builder import Example, SampleBuilder, SampleError
+from omnitrain.data.shards import count_samples, resolve_shards
+from omnitrain.data.skips import SKIPS, on_shard_error
+from omnitrain.plugin_loading import load_plugins
+
+
+class _Members:
+    """Looks up a sample's members by name, with an error that names what is missing."""
+
+    def __init__(self, sample: dict, key: str) -> None:
+        self.sample, self.key = sample, key
+
+    def __call__(self, name: str) -> bytes:
+        if name not in self.sample:
+            present = sorted(k for k in self.sample if not k.startswith("__"))
+            raise SampleError(f"sample {self.key}: member '{name}' is missing (has {present})")
+        return self.sample[name]
+
+
+class BuildExamples:
+    """Stage: raw tar samples -> Examples; a sample that fails is skipped and counted."""
+
+    def __init__(self, cfg: DictConfig, max_failures: int = 1000) -> None:
+        self.cfg = cfg
+        self.max_failures = max_failures
+        self._builder: SampleBuilder | None = None
+
+    @property
+    def builder(self) -> SampleBuilder:
+        if self._builder is None:  # built in the worker process, after its plugins load
+            load_plugins(list(self.cfg.get("plugins") or []))
+            self._builder = SampleBuilder.from_config(self.cfg)
+        return self._builder
+
+    def __call__(self, samples: Iterator[dict]) -> Iterator[Example]:
+        failures = 0
+        for sample in samples:
+            key = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+            try:
+                if "json" not in sample:
+                    raise SampleError(f"sample {key} has no 'json' member (the conversation)")
+                conversation = json.loads(sample["json"])
+                example = self.builder.build(conversation, _Members(sample, key), key)
+            except Exception as exc:  # a bad sample never stops training...
+                SKIPS.add(type(exc).__name__, key, exc)
+                failures += 1
+                if failures >= self.max_failures:  # ...but a stream of nothing but bad ones does
+                    raise SampleError(
+                        f"{failures} samples in a row could not be used (last: {key}: {exc}); "
+                        "the data or the config is wrong, not a few samples"
+                    ) from exc
+                continue
+            failures = 0
+            yield example
+
+    def __getstate__(self) -> dict:
+        return {"cfg": self.cfg, "max_failures": self.max_failures, "_builder": None}
+
+
+class Collate:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: list[Example]) -> Batch:
+        return collate(examples, self.pad_id, skipped=SKIPS.drain())
+
+
+class SizedPipeline(IterableDataset):
+    """A fixed-length epoch with a ``__len__`` (for progress bars); picklable, unlike
+    ``DataPipeline.with_length``."""
+
+    def __init__(self, pipeline: wds.DataPipeline, length: int) -> None:
+        self.pipeline, self.length = pipeline, length
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.pipeline)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
+    data = cfg.data
+    if split == "train":
+        urls = resolve_shards(data.train_shards, "data.train_shards")
+        workers = max(1, data.num_workers)
+        stages = [
+            wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
+            wds.tarfile_to_samples(handler=on_shard_error),
+            wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
+            BuildExamples(cfg),
+            wds.batched(data.batch_size, collation_fn=Collate(pad_id), partial=False),
+        ]
+        per_worker = math.ceil(data.epoch_batches / workers)
+        return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+    urls = resolve_shards(data.val_shards, "data.val_shards")
+    total = sum(count_samples(u) for u in urls)
+    world = world_size()
+    workers = max(1, data.val_num_workers)
+    batches = max(1, math.ceil(total / (world * data.batch_size)))
+    per_worker = math.ceil(batches / workers)
+    stages = [
+        CyclicShare(urls, total),
+        BuildExamples(cfg, max_failures=2 * total + 10),
+        wds.batched(data.batch_size, collation_fn=Collate(pad_id), partial=False),
+    ]
+    return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class CyclicShare(IterableDataset):
+    """This rank's and worker's share of the validation samples, repeated forever.
+
+    Sample i of each pass over the shards goes to slot i % slots (slots = ranks x
+    workers), so together the slots cover every sample, and since the stream never
+    runs dry every rank yields the same number of batches (a rank that ran out early
+    would leave the others waiting in a collective op). When there are more slots than
+    samples, slot s reuses sample s % total.
+    """
+
+    def __init__(self, urls: list[str], total: int) -> None:
+        self.urls, self.total = urls, total
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.total == 0:
+            raise SampleError(f"data.val_shards hold no samples ({self.urls[:3]}...)")
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        slots, slot = world * workers, rank * workers + worker
+        read_tars = wds.tarfile_to_samples(handler=on_shard_error)
+        while True:
+            read = 0
+            for i, sample in enumerate(read_tars({"url": u} for u in self.urls)):
+                read += 1
+                if (i % slots == slot) if slots <= self.total else (i == slot % self.total):
+                    yield sample
+            if read == 0:
+                raise SampleError(f"data.val_shards: no sample could be read from {self.urls[:3]}")

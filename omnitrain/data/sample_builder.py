@@ -1,0 +1,235 @@
+"""One conversation -> Thinker tokens, layout, position ids, media features, speech targets.
+
+A conversation (the ``json`` member of a shard sample) is::
+
+    {"turns": [
+      {"role": "user", "content": [{"text": "..."}, {"audio": "audio_0.wav"},
+                                   {"image": "image_0.png"},
+                                   {"video": "video_0.mp4", "use_audio": true}]},
+      {"role": "assistant", "content": [{"text": "3 7"}],
+       "speech": "reply.wav", "codec": "reply.codec.npy"}]}
+
+Media values name members of the same sample. Text loss covers every assistant
+turn; the assistant turn with ``speech`` gives the Talker and DiT targets.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from omnitrain.data.media import MediaError, load_audio, load_image, load_video
+from omnitrain.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
+from omnitrain.registry import build, plugin_config, registry
+from omnitrain.slots import AudioFeatureExtractor, PositionScheme, Tokenizer, VisionProcessor
+from omnitrain.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.tokens import IGNORE_INDEX
+
+
+class SampleError(ValueError):
+    """A sample that cannot be used; the message names the sample and the field."""
+
+
+@dataclass
+class Example:
+    key: str
+    input_ids: Tensor  # (L,)
+    position_ids: Tensor  # (rows, L)
+    labels: Tensor  # (L,)
+    layout: list[Segment]
+    audio_features: list[Tensor] = field(default_factory=list)  # (n_mels, frames) each
+    vision_patches: list[Tensor] = field(default_factory=list)
+    vision_grids: list[tuple[int, int, int]] = field(default_factory=list)
+    reply_positions: Tensor | None = None  # positions of the spoken reply's tokens
+    codec_tokens: Tensor | None = None
+    speech_mel: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.input_ids.numel())
+
+
+class _Sequence:
+    """Accumulates tokens, labels and layout segment by segment."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.labels: list[int] = []
+        self.layout: list[Segment] = []
+
+    def text(self, ids: list[int], train: bool = False) -> None:
+        self.ids += ids
+        self.labels += ids if train else [IGNORE_INDEX] * len(ids)
+        if self.layout and isinstance(self.layout[-1], TextSeg):
+            self.layout[-1] = TextSeg(self.layout[-1].n + len(ids))
+        elif ids:
+            self.layout.append(TextSeg(len(ids)))
+
+    def media(self, ids: list[int], seg: Segment) -> None:
+        self.ids += ids
+        self.labels += [IGNORE_INDEX] * len(ids)
+        self.layout.append(seg)
+
+
+class SampleBuilder:
+    """Builds ``Example``s with the tokenizer, processors and position scheme of a config."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        audio_features: AudioFeatureExtractor,
+        vision: VisionProcessor,
+        position: PositionScheme,
+        speech: SpeechConfig,
+        mel_frames_per_code: int,
+        codec_vocab_size: int,
+        max_tokens: int = 4096,
+    ) -> None:
+        self.tok = tokenizer
+        self.special = tokenizer.special_ids()
+        self.audio_fe = audio_features
+        self.vision = vision
+        self.position = position
+        self.speech = speech
+        self.speech_mel = SpeechMel(speech)
+        self.mel_frames_per_code = mel_frames_per_code
+        self.codec_vocab_size = codec_vocab_size
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> SampleBuilder:
+        audio_cls = registry("audio_encoder").get(cfg.audio_encoder.name).cls
+        vision_cls = registry("vision_encoder").get(cfg.vision_encoder.name).cls
+        dit_cfg = plugin_config("dit", cfg.dit)
+        return cls(
+            tokenizer=build("tokenizer", cfg.tokenizer),
+            audio_features=audio_cls.feature_extractor(plugin_config("audio_encoder", cfg.audio_encoder)),
+            vision=vision_cls.processor(plugin_config("vision_encoder", cfg.vision_encoder)),
+            position=build("position", cfg.position),
+            speech=SpeechConfig(**cfg.speech),
+            mel_frames_per_code=dit_cfg.mel_frames_per_code,
+            codec_vocab_size=build("codec", cfg.codec).vocab_size,
+            max_tokens=cfg.data.max_tokens,
+        )
+
+    # ---- public ---------------------------------------------------------------
+    def build(
+        self, conversation: Mapping, media: Callable[[str], bytes], key: str, for_generation: bool = False
+    ) -> Example:
+        """``media(name)`` returns the bytes of a referenced member or file."""
+        turns = conversation.get("turns")
+        if not isinstance(turns, list) or not turns:
+            raise SampleError(f"sample {key}: 'turns' must be a non-empty list")
+        seq, ex = _Sequence(), Example(key, None, None, None, [])  # type: ignore[arg-type]
+        speech_turn = None
+        for i, turn in enumerate(turns):
+            role = turn.get("role")
+            if role not in ("user", "assistant"):
+                raise SampleError(f"sample {key}: turns[{i}].role must be 'user' or 'assistant', got {role!r}")
+            seq.text([self.special[role]])
+            start = len(seq.ids)
+            for j, part in enumerate(turn.get("content", [])):
+                self._part(seq, ex, part, media, f"sample {key}: turns[{i}].content[{j}]", role == "assistant")
+            if role == "assistant":
+                seq.text([self.special["eos"]], train=True)
+                if "speech" in turn:
+                    speech_turn = (turn, list(range(start, len(seq.ids))))
+        if for_generation:
+            seq.text([self.special["assistant"]])
+        if len(seq.ids) > self.max_tokens:
+            raise SampleError(
+                f"sample {key}: {len(seq.ids)} tokens exceed data.max_tokens={self.max_tokens}"
+            )
+        assert len(seq.ids) == layout_length(seq.layout), "layout and tokens disagree"
+        ex.input_ids = torch.tensor(seq.ids, dtype=torch.long)
+        ex.labels = torch.tensor(seq.labels, dtype=torch.long)
+        ex.layout = seq.layout
+        ex.position_ids = self.position.position_ids(seq.layout)
+        if speech_turn is not None:
+            self._speech(ex, *speech_turn, media, key)
+        return ex
+
+    # ---- parts ----------------------------------------------------------------
+    def _part(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str, train: bool) -> None:
+        sp = self.special
+        if "text" in part:
+            text = part["text"]
+            if not isinstance(text, str):
+                raise SampleError(f"{where}.text must be a string")
+            seq.text(self.tok.encode(text), train=train)
+        elif "audio" in part:
+            wave = load_audio(media(part["audio"]), self.audio_fe.sample_rate, f"{where} ({part['audio']})")
+            feats, n = self._audio_features(wave, where)
+            ex.audio_features.append(feats)
+            seq.media([sp["audio_bos"]] + [sp["audio"]] * n + [sp["audio_eos"]], AudioSeg(n))
+        elif "image" in part:
+            rgb = load_image(media(part["image"]), f"{where} ({part['image']})")
+            patches, grid = self.vision.image(rgb)
+            seg = ImageSeg(self._llm_grid(grid))
+            ex.vision_patches.append(patches)
+            ex.vision_grids.append(grid)
+            seq.media([sp["vision_bos"]] + [sp["image"]] * seg.tokens + [sp["vision_eos"]], seg)
+        elif "video" in part:
+            self._video(seq, ex, part, media, where)
+        else:
+            raise SampleError(f"{where}: a content part needs one of text/audio/image/video, got {sorted(part)}")
+
+    def _video(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str) -> None:
+        sp, v = self.special, self.vision
+        use_audio = bool(part.get("use_audio", False))
+        video = load_video(
+            media(part["video"]), v.video_fps, v.min_frames, v.max_frames,
+            self.audio_fe.sample_rate if use_audio else None, f"{where} ({part['video']})",
+        )
+        patches, grid = v.video(video.frames)
+        second_per_grid = v.temporal_patch_size / video.fps
+        ex.vision_patches.append(patches)
+        ex.vision_grids.append(grid)
+        llm_grid = self._llm_grid(grid)
+        if not use_audio:
+            seg = VideoSeg(llm_grid, second_per_grid)
+            seq.media([sp["vision_bos"]] + [sp["video"]] * seg.tokens + [sp["vision_eos"]], seg)
+            return
+        feats, n = self._audio_features(video.audio, where + " audio track")
+        ex.audio_features.append(feats)
+        seg = VideoSeg(llm_grid, second_per_grid, n)
+        order = self.position.video_audio_order(seg)
+        body = torch.where(order, sp["audio"], sp["video"]).tolist()
+        ids = [sp["vision_bos"], sp["audio_bos"]] + body + [sp["audio_eos"], sp["vision_eos"]]
+        seq.media(ids, seg)
+
+    def _audio_features(self, wave: Tensor, where: str) -> tuple[Tensor, int]:
+        feats = self.audio_fe(wave)
+        n = self.audio_fe.num_tokens(feats.shape[-1])
+        if n <= 0:
+            raise MediaError(f"{where}: audio too short ({wave.numel()} samples) to give one token")
+        return feats, n
+
+    def _llm_grid(self, grid: tuple[int, int, int]) -> tuple[int, int, int]:
+        m = self.vision.merge_size
+        return (grid[0], grid[1] // m, grid[2] // m)
+
+    def _speech(self, ex: Example, turn: Mapping, positions: list[int], media, key: str) -> None:
+        where = f"sample {key}: spoken reply"
+        if "codec" not in turn:
+            raise SampleError(f"{where} has 'speech' but no 'codec' tokens; rebuild the shard")
+        codes = torch.from_numpy(np.load(io.BytesIO(media(turn["codec"])), allow_pickle=False)).long()
+        if codes.numel() == 0:
+            raise SampleError(f"{where}: codec tokens are empty")
+        if codes.min() < 0 or codes.max() >= self.codec_vocab_size:
+            raise SampleError(
+                f"{where}: codec tokens span [{int(codes.min())}, {int(codes.max())}] but the codec "
+                f"vocabulary has {self.codec_vocab_size} ids; the shard was built with another codec"
+            )
+        wave = load_audio(media(turn["speech"]), self.speech.sample_rate, where)
+        mel = self.speech_mel(wave)
+        k = self.mel_frames_per_code
+        n = min(codes.numel(), mel.shape[0] // k)
+        ex.codec_tokens = codes[:n]
+        ex.speech_mel = mel[: n * k]
+        ex.reply_positions = torch.tensor(positions, dtype=torch.long)
