@@ -1,0 +1,94 @@
+"""Compose the run config with Hydra: config groups, recipes, plugins, overrides.
+
+``omnitrain train recipe=demo position=rope1d trainer.max_steps=10`` composes
+``configs/train.yaml``, the plugin configs the registry stored in Hydra's ConfigStore,
+the recipe (``recipes/demo.yaml``, a ``_global_`` override file) and the overrides.
+Plugins a run needs (from ``plugins=[...]`` or a recipe's ``plugins:``) are imported
+*before* composing, so their config groups exist.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.config.validate import ConfigError, validate
+from omnitrain.plugin_loading import load_plugins
+
+RECIPE_PATH_ENV = "OMNITRAIN_RECIPE_PATH"  # extra recipe folders, os.pathsep-separated
+
+
+def config_dir() -> Path:
+    return Path(str(files("omnitrain_configs")))
+
+
+def recipe_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get(RECIPE_PATH_ENV, "").split(os.pathsep) if p]
+    return [Path(str(files("omnitrain_recipes"))), *extra]
+
+
+def recipe_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for directory in recipe_dirs():
+        for path in sorted(directory.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _register_recipes() -> None:
+    store = ConfigStore.instance()
+    for name, path in recipe_files().items():
+        store.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
+
+
+def _plugins_named(overrides: list[str]) -> list[str]:
+    """Plugin specs from ``plugins=[...]`` overrides and from the chosen recipe file."""
+    specs: list[str] = []
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    for ov in parsed:
+        key = ov.key_or_group
+        if key == "plugins" or key.lstrip("+") == "plugins":
+            value = ov.value()
+            specs += [str(v) for v in (value if isinstance(value, list) else [value])]
+        if key == "recipe":
+            path = recipe_files().get(str(ov.value()))
+            if path is not None:
+                specs += [str(p) for p in (OmegaConf.load(path).get("plugins") or [])]
+    return specs
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+    """The validated run config. Raises ``ConfigError`` with a message that says what to change."""
+    overrides = list(overrides)
+    try:
+        load_plugins(_plugins_named(overrides))
+    except HydraException as exc:
+        raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from exc
+    _register_recipes()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides)
+    except HydraException as exc:
+        raise ConfigError(_explain(str(exc))) from exc
+    # a plain config: it pickles into data workers (the typed plugin nodes do not), and
+    # every value is checked against its schema by ``validate``
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    load_plugins(list(cfg.get("plugins") or []))
+    validate(cfg)
+    return cfg
+
+
+def _explain(message: str) -> str:
+    if "Could not find 'recipe/" in message:
+        names = ", ".join(sorted(recipe_files()))
+        return f"{message}\nRecipes: {names} (add folders with ${RECIPE_PATH_ENV})."
+    if "Could not override" in message and "To append" in message:
+        return message + "\n(The key does not exist: check its spelling; `omnitrain config` prints the full config.)"
+    return message

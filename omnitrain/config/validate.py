@@ -1,0 +1,127 @@
+"""Check a composed config before any expensive work: keys, types, plugin names, and the
+constraints that tie slots together. All problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS
+from omnitrain.registry import SLOTS, build, plugin_config
+
+TRAINER_OWNED = {
+    "logger": "the logger section",
+    "callbacks": "omnitrain's callbacks (checkpoint.*)",
+    "strategy": "the strategy group (strategy=ddp)",
+    "default_root_dir": "run_dir",
+    "enable_checkpointing": "checkpoint.every_n_steps",
+}
+
+
+class ConfigError(ValueError):
+    """An invalid config; the message lists every problem and what to change."""
+
+
+def _suggest(key: str, options) -> str:
+    match = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    problems = []
+    for key in node:
+        if key not in fields:
+            problems.append(f"unknown key '{path}.{key}'{_suggest(key, fields)}")
+        else:
+            sub = fields[key].type
+            sub_cls = sub if isinstance(sub, type) else None
+            default = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+            if sub_cls is None and default is not None:
+                sub_cls = type(default())
+            if sub_cls is not None and dataclasses.is_dataclass(sub_cls) and isinstance(node[key], DictConfig):
+                problems += _unknown_keys(node[key], sub_cls, f"{path}.{key}")
+    return problems
+
+
+def _check_trainer(node: DictConfig) -> list[str]:
+    from lightning.pytorch import Trainer
+
+    params = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    problems = []
+    for key in node:
+        if key in TRAINER_OWNED:
+            problems.append(f"trainer.{key} is set by omnitrain; use {TRAINER_OWNED[key]} instead")
+        elif key not in params:
+            problems.append(f"unknown Lightning Trainer argument 'trainer.{key}'{_suggest(key, params)}")
+    return problems
+
+
+def _check_speech_rates(cfg: DictConfig) -> list[str]:
+    codec = build("codec", cfg.codec)
+    k = plugin_config("dit", cfg.dit).mel_frames_per_code
+    mel_fps = cfg.speech.sample_rate / cfg.speech.hop_length
+    if abs(codec.frame_rate * k - mel_fps) > 1e-6:
+        return [
+            f"codec '{cfg.codec.name}' gives {codec.frame_rate:g} tokens/s and dit.mel_frames_per_code={k}, "
+            f"so the DiT makes {codec.frame_rate * k:g} mel frames/s, but speech.sample_rate / "
+            f"speech.hop_length = {mel_fps:g} frames/s. Change speech.hop_length or "
+            f"dit.mel_frames_per_code so they agree."
+        ]
+    return []
+
+
+def validate(cfg: DictConfig) -> None:
+    problems: list[str] = []
+    known = set(SLOTS) | set(SECTION_SCHEMAS) | set(SCALAR_KEYS) | {"trainer", "strategy"}
+    for key in cfg:
+        if key not in known:
+            problems.append(f"unknown top-level key '{key}'{_suggest(key, known)}")
+    for slot in SLOTS:
+        if slot not in cfg:
+            problems.append(f"missing slot '{slot}': choose a plugin, e.g. {slot}=<name> (see `omnitrain list`)")
+            continue
+        try:
+            plugin_config(slot, cfg[slot])
+        except Exception as exc:
+            problems.append(str(exc))
+    for section, schema in SECTION_SCHEMAS.items():
+        if section not in cfg:
+            continue
+        unknown = _unknown_keys(cfg[section], schema, section)
+        problems += unknown
+        if not unknown:
+            try:
+                OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
+            except Exception as exc:
+                problems.append(f"{section}: {exc}".splitlines()[0])
+    if "trainer" in cfg:
+        problems += _check_trainer(cfg.trainer)
+    if "strategy" in cfg:
+        from omnitrain.training.strategies import check_strategy
+
+        problems += check_strategy(cfg)
+    optim = cfg.get("optim")
+    if optim is not None:
+        model_slots = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
+        for slot in list(optim.get("freeze") or []) + list(optim.get("slot_lr") or {}):
+            if slot not in model_slots:
+                problems.append(f"optim: '{slot}' is not a trainable slot; use one of {list(model_slots)}")
+        if optim.get("schedule") not in ("cosine", "constant"):
+            problems.append(f"optim.schedule must be 'cosine' or 'constant', got {optim.get('schedule')!r}")
+    loss = cfg.get("loss")
+    if loss is not None:
+        for name in ("text", "codec", "flow"):
+            if float(loss.get(name, 0)) < 0:
+                problems.append(f"loss.{name} must be >= 0")
+    if not problems:
+        try:
+            problems += _check_speech_rates(cfg)
+        except Exception as exc:
+            problems.append(f"codec/dit/speech: {exc}")
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

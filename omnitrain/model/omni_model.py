@@ -1,0 +1,203 @@
+"""The Thinker-Talker model assembled from one plugin per slot.
+
+Plain PyTorch: no Lightning, no parallelism. The core knows only the slot contracts
+(``omnitrain.slots``); which plugin fills each slot comes from the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from omnitrain.data.batch import Batch
+from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
+from omnitrain.registry import build, plugin_config, registry
+from omnitrain.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.tokens import IGNORE_INDEX
+
+MODEL_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
+
+
+@dataclass
+class LossConfig:
+    text: float = 1.0
+    codec: float = 1.0
+    flow: float = 1.0
+    flow_cond_drop: float = 0.1  # condition dropout, enables classifier-free guidance
+    talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
+
+
+@dataclass
+class SpeechItems:
+    """Per-sample speech inputs gathered from a batch (or one dummy when it has none)."""
+
+    reply: Tensor  # (S, R, D)
+    reply_mask: Tensor
+    codes: Tensor
+    code_mask: Tensor
+    mel: Tensor
+    real: bool
+
+
+class OmniModel(nn.Module):
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.speech_cfg = SpeechConfig(**cfg.speech)
+        self.loss_cfg = LossConfig(**cfg.loss)
+        self.tokenizer = build("tokenizer", cfg.tokenizer)
+        self.codec = build("codec", cfg.codec)
+        self.position = build("position", cfg.position)
+        self.thinker = build(
+            "thinker", cfg.thinker, vocab_size=self.tokenizer.vocab_size, position=self.position
+        )
+        width = self.thinker.hidden_size
+        self.audio_encoder = build("audio_encoder", cfg.audio_encoder, out_dim=width)
+        self.vision_encoder = build("vision_encoder", cfg.vision_encoder, out_dim=width)
+        self.talker = build(
+            "talker", cfg.talker, thinker_hidden_size=width, codec_vocab_size=self.codec.vocab_size
+        )
+        self.dit = build(
+            "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels
+        )
+        self.vocoder = build("vocoder", cfg.vocoder, mel=SpeechMel(self.speech_cfg))
+        special = self.tokenizer.special_ids()
+        self.audio_id = special["audio"]
+        self.vision_ids = (special["image"], special["video"])
+        self._dummy_audio = self._audio_dummy(cfg)
+        self._dummy_vision = self._vision_dummy(cfg)
+
+    # ---- dummies: every encoder runs every step (DDP/ZeRO-3 need the same graph) ----
+    @staticmethod
+    def _audio_dummy(cfg: DictConfig) -> tuple[Tensor, Tensor]:
+        cls = registry("audio_encoder").get(cfg.audio_encoder.name).cls
+        fe = cls.feature_extractor(plugin_config("audio_encoder", cfg.audio_encoder))
+        feats = fe(torch.zeros(fe.sample_rate // 10))
+        return feats[None], torch.tensor([feats.shape[-1]])
+
+    @staticmethod
+    def _vision_dummy(cfg: DictConfig) -> tuple[Tensor, Tensor]:
+        cls = registry("vision_encoder").get(cfg.vision_encoder.name).cls
+        proc = cls.processor(plugin_config("vision_encoder", cfg.vision_encoder))
+        patches, grid = proc.image(np.zeros((56, 56, 3), dtype=np.uint8))
+        return patches, torch.tensor([grid])
+
+    # ---- Thinker ---------------------------------------------------------------
+    def _encode(self, encoder: nn.Module, inputs, dummy, device, dtype) -> tuple[Tensor, Tensor]:
+        if inputs[0].shape[0] > 0:
+            return encoder(*(x.to(device) for x in inputs)), torch.zeros((), device=device)
+        out = encoder(dummy[0].to(device=device, dtype=dtype), dummy[1].to(device))
+        return out[:0], out.sum() * 0.0  # keeps the encoder in the graph with zero grads
+
+    def embed_inputs(self, batch: Batch) -> Tensor:
+        """Text embeddings with audio and vision placeholders replaced by encoder outputs."""
+        embeds = self.thinker.embed(batch.input_ids)
+        device, dtype = embeds.device, embeds.dtype
+        audio, a0 = self._encode(
+            self.audio_encoder, (batch.audio_features.to(dtype), batch.audio_lengths),
+            self._dummy_audio, device, dtype,
+        )
+        vision, v0 = self._encode(
+            self.vision_encoder, (batch.vision_patches.to(dtype), batch.vision_grids),
+            self._dummy_vision, device, dtype,
+        )
+        is_vision = (batch.input_ids == self.vision_ids[0]) | (batch.input_ids == self.vision_ids[1])
+        embeds = _scatter(embeds, batch.input_ids == self.audio_id, audio, "audio", batch.keys)
+        embeds = _scatter(embeds, is_vision, vision, "image/video", batch.keys)
+        return embeds + (a0 + v0).to(dtype)
+
+    def thinker_forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        embeds = self.embed_inputs(batch)
+        return self.thinker(embeds, batch.position_ids, batch.doc_ids), embeds
+
+    # ---- Talker / DiT ----------------------------------------------------------
+    def speech_items(self, batch: Batch, hidden: Tensor, embeds: Tensor) -> SpeechItems:
+        rows, pos = batch.speech_rows, batch.reply_positions
+        real = rows.numel() > 0
+        if not real:  # one dummy item so the talker and DiT stay in the graph
+            rows = torch.zeros(1, dtype=torch.long, device=hidden.device)
+            pos = torch.zeros(1, 1, dtype=torch.long, device=hidden.device)
+        states = hidden
+        if self.loss_cfg.talker_detach_thinker:
+            states, embeds = hidden.detach(), embeds.detach()
+        reply = states[rows[:, None], pos] + embeds[rows[:, None], pos]
+        if real:
+            return SpeechItems(
+                reply, batch.reply_mask, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True
+            )
+        k = self.dit.mel_frames_per_code
+        codes = torch.zeros(1, 1, dtype=torch.long, device=hidden.device)
+        ones = torch.ones(1, 1, dtype=torch.bool, device=hidden.device)
+        mel = torch.zeros(1, k, self.speech_cfg.n_mels, device=hidden.device, dtype=hidden.dtype)
+        return SpeechItems(reply, ones, codes, ones, mel, False)
+
+    def talker_inputs(self, codes: Tensor, code_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """[bos, c_0..c_{m-1}] inputs, their mask, and [c_0..c_{m-1}, eos] targets."""
+        t = self.talker
+        S = codes.shape[0]
+        lengths = code_mask.sum(1)
+        bos = torch.full((S, 1), t.bos_id, dtype=torch.long, device=codes.device)
+        codec_in = torch.cat([bos, codes.masked_fill(~code_mask, t.pad_id)], 1)
+        in_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), code_mask], 1)
+        targets = torch.cat([codes, torch.zeros_like(bos)], 1).masked_fill(~in_mask, IGNORE_INDEX)
+        targets[torch.arange(S, device=codes.device), lengths] = t.eos_id
+        return codec_in, in_mask, targets
+
+    # ---- losses ----------------------------------------------------------------
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        w = self.loss_cfg
+        hidden, embeds = self.thinker_forward(batch)
+        logits = self.thinker.logits(hidden)
+        text = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+        losses = {"text": text}
+        items = self.speech_items(batch, hidden, embeds)
+        scale = 1.0 if items.real else 0.0
+        if w.codec > 0:
+            codec_in, in_mask, targets = self.talker_inputs(items.codes, items.code_mask)
+            talker_logits = self.talker(items.reply, items.reply_mask, codec_in, in_mask)
+            losses["codec"] = scale * _masked_ce(talker_logits, targets)
+        if w.flow > 0:
+            losses["flow"] = scale * flow_matching_loss(
+                self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop
+            )
+        losses["loss"] = (
+            w.text * losses["text"]
+            + w.codec * losses.get("codec", 0.0)
+            + w.flow * losses.get("flow", 0.0)
+        )
+        return losses
+
+    # ---- inference helpers -----------------------------------------------------
+    @torch.no_grad()
+    def speech_to_wave(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
+                       guidance: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+        mel = sample_mel(self.dit, codes, code_mask, self.speech_cfg.n_mels, steps, method,
+                         guidance, generator)
+        return self.vocoder(mel)
+
+
+def _scatter(embeds: Tensor, where: Tensor, features: Tensor, what: str, keys: list[str]) -> Tensor:
+    n = int(where.sum())
+    if features.shape[0] != n:
+        raise ValueError(
+            f"the batch has {n} {what} placeholder tokens but the {what} encoder produced "
+            f"{features.shape[0]} embeddings (samples: {keys[:8]}). The encoder's token count "
+            f"and the data pipeline's disagree: check the encoder's feature extractor/processor."
+        )
+    if n == 0:
+        return embeds
+    return embeds.masked_scatter(where[..., None], features.to(embeds.dtype))
+
+
+def _masked_ce(logits: Tensor, targets: Tensor) -> Tensor:
+    valid = targets != IGNORE_INDEX
+    loss = F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.clamp_min(0).flatten(), reduction="none"
+    )
+    return (loss * valid.flatten()).sum() / valid.sum().clamp_min(1)

@@ -1,0 +1,70 @@
+"""Build the Lightning Trainer from the config: loggers, callbacks, strategy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.training.callbacks import Throughput
+from omnitrain.training.strategies import build_strategy
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    run_dir = Path(cfg.run_dir)
+    loggers: list[Logger] = []
+    if cfg.logger.csv.enabled:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    w = cfg.logger.wandb
+    if w.enabled and w.mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        wandb_dir = run_dir / "wandb"
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        loggers.append(
+            WandbLogger(
+                project=w.project, entity=w.entity, name=cfg.name, save_dir=str(run_dir),
+                offline=w.mode == "offline", tags=list(w.tags),
+            )
+        )
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    ck = cfg.checkpoint
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=str(Path(cfg.run_dir) / "checkpoints"),
+            filename="step-{step:06d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=ck.every_n_steps,
+            save_top_k=ck.keep,
+            save_last=ck.save_last,
+            # a resumed run must overwrite last.ckpt, not write last-v1.ckpt beside it
+            enable_version_counter=False,
+        ),
+        Throughput(),
+        TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps", 10)) // 2)),
+    ]
+    if cfg.logger.csv.enabled or cfg.logger.wandb.enabled:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    loggers = build_loggers(cfg)
+    return L.Trainer(
+        **trainer_args,
+        strategy=build_strategy(cfg),
+        logger=loggers or False,
+        callbacks=build_callbacks(cfg),
+        default_root_dir=str(cfg.run_dir),
+    )
