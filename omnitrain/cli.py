@@ -1,0 +1,268 @@
+"""``omnitrain`` command line: train, data, export, generate, list, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from omnitrain.bundle import BundleError
+    from omnitrain.config.validate import ConfigError
+    from omnitrain.data.media import MediaError
+    from omnitrain.data.sample_builder import SampleError
+    from omnitrain.data.shards import ShardError
+    from omnitrain.plugin_loading import PluginLoadError
+    from omnitrain.registry import RegistryError
+
+    return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
+            SampleError, FileNotFoundError, UsageError)
+
+
+# ---- commands ------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from omnitrain.plugin_loading import load_plugins
+    from omnitrain.registry import SLOTS, registry
+
+    load_plugins(args.plugins or [])
+    for slot in SLOTS:
+        print(f"{slot}:")
+        for entry in registry(slot).entries():
+            print(f"  {entry.name:<14} {entry.description}  [{entry.origin}]")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from omnitrain.config.compose import compose_config
+
+    print(OmegaConf.to_yaml(compose_config(args.overrides), resolve=True))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from omnitrain.config.compose import compose_config
+
+    cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
+    import lightning as L
+
+    from omnitrain.data.datamodule import OmniDataModule
+    from omnitrain.training.module import OmniModule
+    from omnitrain.training.trainer_factory import build_trainer
+
+    data = OmniDataModule(cfg)
+    data.check()
+    run_dir = Path(cfg.run_dir)
+    ckpt_path = _resume_path(cfg.resume, run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    trainer = build_trainer(cfg)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    trainer.fit(OmniModule(cfg), datamodule=data, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+    return 0
+
+
+def _resume_path(resume: str | None, run_dir: Path) -> str | None:
+    if not resume:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
+    return str(path)
+
+
+def cmd_data_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from omnitrain.config.compose import compose_config
+    from omnitrain.data.demo import DemoSizes, make_demo
+    from omnitrain.registry import build
+
+    cfg = compose_config(args.overrides)
+    codec = build("codec", cfg.codec)
+    sizes = DemoSizes(train=args.train, val=args.val, heldout=args.heldout, per_shard=args.per_shard)
+    t0 = time.perf_counter()
+    with tqdm(total=sizes.train + sizes.val, desc="demo samples", unit="sample") as bar:
+        result = make_demo(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update)
+    n = sum(s["samples"] for s in result["shards"])
+    print(f"wrote {n} samples in {len(result['shards'])} shards to {args.out} "
+          f"({time.perf_counter() - t0:.1f}s); held-out prompts: {result['heldout']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from omnitrain.bundle import export_bundle
+
+    out = export_bundle(Path(args.checkpoint), Path(args.out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"bundle: {out} ({manifest['parameters']:,} parameters)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from omnitrain.inference.generate import Generator
+
+    if (args.text is None) == (args.manifest is None):
+        raise UsageError("give either --text (one prompt) or --manifest (a JSONL of prompts)")
+    gen = Generator(Path(args.bundle))
+    if args.max_new_tokens:
+        gen.settings.max_new_tokens = args.max_new_tokens
+    if args.manifest:
+        return _generate_manifest(gen, Path(args.manifest), args)
+    reply = _reply(gen, {"text": args.text, "audio": args.audio, "image": args.image,
+                         "video": args.video}, args.speech, not args.no_video_audio)
+    if args.expect is not None and reply.text.strip() != args.expect.strip():
+        print(f"expected: {args.expect!r}, got: {reply.text!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _reply(gen, prompt: dict, speech: str | None, video_audio: bool = True, label: str = ""):
+    import soundfile as sf
+
+    from omnitrain.inference.generate import user_turn
+
+    t0 = time.perf_counter()
+    reply = gen(user_turn(prompt["text"], prompt.get("audio"), prompt.get("image"),
+                          prompt.get("video"), video_audio))
+    line = f"{label}reply: {reply.text!r}"
+    if speech:
+        sf.write(speech, reply.wave.numpy(), reply.sample_rate, subtype="PCM_16")
+        line += (f"  speech: {speech} ({reply.wave.numel() / reply.sample_rate:.2f}s, "
+                 f"{reply.codec_tokens.numel()} codec tokens, {reply.sample_rate} Hz)")
+    print(line + f"  [{time.perf_counter() - t0:.2f}s]")
+    return reply
+
+
+def _generate_manifest(gen, manifest: Path, args: argparse.Namespace) -> int:
+    """Prompts from JSONL ({"text", "audio"/"image"/"video": path, "expected"}), paths
+    relative to the manifest's folder; prints each reply and the accuracy."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    speech_dir = Path(args.speech_dir) if args.speech_dir else None
+    if speech_dir:
+        speech_dir.mkdir(parents=True, exist_ok=True)
+    correct = 0
+    for i, row in enumerate(rows):
+        name = row.get("id", f"{i:04d}")
+        prompt = {k: (str(manifest.parent / row[k]) if k != "text" else row[k])
+                  for k in ("text", "audio", "image", "video") if row.get(k)}
+        speech = str(speech_dir / f"{name}.wav") if speech_dir else None
+        reply = _reply(gen, prompt, speech, label=f"{name} [{row.get('kind', '?')}] ")
+        if "expected" in row:
+            ok = reply.text.strip() == str(row["expected"]).strip()
+            correct += ok
+            print(f"    expected {row['expected']!r}: {'ok' if ok else 'WRONG'}")
+    scored = sum("expected" in r for r in rows)
+    if scored:
+        accuracy = correct / scored
+        print(f"accuracy: {correct}/{scored} = {accuracy:.2f}")
+        if args.min_accuracy is not None and accuracy < args.min_accuracy:
+            print(f"accuracy {accuracy:.2f} is below --min-accuracy {args.min_accuracy}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from omnitrain.run_summary import summarise
+
+    rows = summarise(Path(args.run_dir))
+    print(f"{'metric':<28} {'first':>10} {'last':>10} {'best':>10} {'last/first':>10}")
+    for r in rows:
+        print(f"{r.name:<28} {r.first:>10.4g} {r.last:>10.4g} {r.best:>10.4g} {r.ratio:>10.3f}")
+    failed = []
+    if args.require_drop is not None:
+        by_name = {r.name: r for r in rows}
+        for name in args.metrics.split(","):
+            r = by_name.get(name)
+            if r is None or not r.ratio <= args.require_drop:
+                failed.append(name)
+        if failed:
+            print(f"did not fall to <= {args.require_drop} of the first value: {failed}", file=sys.stderr)
+            return 1
+        print(f"ok: {args.metrics} each fell to <= {args.require_drop} of its first logged value")
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="omnitrain", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("train", help="train with Hydra overrides, e.g. recipe=demo position=rope1d")
+    s.add_argument("overrides", nargs="*")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("config", help="print the composed config for these overrides")
+    s.add_argument("overrides", nargs="*")
+    s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("list", help="list the registered plugins of every slot")
+    s.add_argument("--plugins", nargs="*", help="extra plugin modules or .py files to load")
+    s.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("demo", help="write the demo dataset as webdataset shards")
+    s.add_argument("out")
+    s.add_argument("--train", type=int, default=1600)
+    s.add_argument("--val", type=int, default=64)
+    s.add_argument("--heldout", type=int, default=8)
+    s.add_argument("--per-shard", type=int, default=200)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
+    s.set_defaults(func=cmd_data_demo)
+
+    s = sub.add_parser("summary", help="first/last/best of each logged metric of a run")
+    s.add_argument("run_dir")
+    s.add_argument("--metrics", default="train/text,train/codec,train/flow")
+    s.add_argument("--require-drop", type=float, help="exit 1 unless each metric's last/first <= this")
+    s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("export", help="turn a training checkpoint into an inference bundle")
+    s.add_argument("checkpoint")
+    s.add_argument("out")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("generate", help="reply in text and speech from a bundle")
+    s.add_argument("bundle")
+    s.add_argument("--text", help="the question")
+    s.add_argument("--audio")
+    s.add_argument("--image")
+    s.add_argument("--video")
+    s.add_argument("--no-video-audio", action="store_true", help="ignore the video's audio track")
+    s.add_argument("--speech", help="write the spoken reply to this .wav")
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--expect", help="exit with status 1 unless the reply text equals this")
+    s.add_argument("--manifest", help="JSONL of prompts (as in data/demo/heldout/manifest.jsonl)")
+    s.add_argument("--speech-dir", help="with --manifest: write each spoken reply here")
+    s.add_argument("--min-accuracy", type=float, help="with --manifest: exit 1 below this accuracy")
+    s.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
