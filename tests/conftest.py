@@ -1,0 +1,34 @@
+"""Shared fixtures: a small real demo dataset on disk, and config composition helpers.
+
+Everything is real: tar shards with encoded wav/flac/png/jpg/mp4 members, composed
+Hydra configs from configs/ and recipes/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from omnitrain.config.compose import compose_config  # noqa: E402
+from omnitrain.data.demo import make_demo  # noqa: E402
+from omnitrain.registry import build  # noqa: E402
+from tests.helpers import SMALL_DEMO, smoke_overrides  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    cfg = compose_config(["recipe=smoke"])
+    make_demo(out, build("codec", cfg.codec), SMALL_DEMO, seed=0)
+    return out
+
+
+@pytest.fixture
+def smoke_cfg(demo_dir, tmp_path):
+    return compose_config(smoke_overrides(demo_dir, tmp_path / "run"))

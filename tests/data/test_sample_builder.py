@@ -1,0 +1,107 @@
+"""Conversations become tokens whose layout, labels and features agree."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+import torch
+
+from omnitrain.data.sample_builder import SampleBuilder, SampleError
+from omnitrain.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg, layout_length
+from omnitrain.tokens import IGNORE_INDEX
+
+
+def samples_of(path):
+    """Group a shard's members by sample key."""
+    out: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            key, name = m.name.split(".", 1)
+            out.setdefault(key, {})[name] = tar.extractfile(m).read()
+    return out
+
+
+@pytest.fixture
+def builder(smoke_cfg):
+    return SampleBuilder.from_config(smoke_cfg)
+
+
+def build_all(builder, demo_dir):
+    for key, members in samples_of(next(demo_dir.glob("train-*.tar"))).items():
+        conv = json.loads(members["json"])
+        yield conv, builder.build(conv, members.__getitem__, key)
+
+
+def test_every_demo_kind_builds_consistently(builder, demo_dir):
+    kinds = set()
+    for conv, ex in build_all(builder, demo_dir):
+        kind = conv["meta"]["kind"]
+        kinds.add(kind)
+        assert len(ex.input_ids) == layout_length(ex.layout) == ex.position_ids.shape[1]
+        sp = builder.special
+        n_audio = int((ex.input_ids == sp["audio"]).sum())
+        assert n_audio == sum(builder.audio_fe.num_tokens(f.shape[-1]) for f in ex.audio_features)
+        n_vis = int(((ex.input_ids == sp["image"]) | (ex.input_ids == sp["video"])).sum())
+        assert n_vis == sum(t * h * w // 4 for t, h, w in ex.vision_grids)
+        # labels: exactly the reply text and eos
+        labelled = ex.input_ids[ex.labels != IGNORE_INDEX].tolist()
+        a, b = conv["meta"]["digits"]
+        assert builder.tok.decode(labelled) == f"{a} {b}" and labelled[-1] == sp["eos"]
+        assert ex.reply_positions.tolist() == (ex.labels != IGNORE_INDEX).nonzero()[:, 0].tolist()
+        assert ex.codec_tokens.numel() * 2 == ex.speech_mel.shape[0]
+        seg_types = {type(s) for s in ex.layout}
+        expected = {"text": set(), "audio": {AudioSeg}, "image": {ImageSeg}, "video": {VideoSeg}}[kind]
+        assert seg_types - {TextSeg} == expected
+    assert kinds == {"text", "audio", "image", "video"}
+
+
+def test_video_body_order_is_the_position_schemes(builder, demo_dir):
+    for conv, ex in build_all(builder, demo_dir):
+        if conv["meta"]["kind"] != "video":
+            continue
+        seg = next(s for s in ex.layout if isinstance(s, VideoSeg))
+        assert seg.audio_tokens > 0
+        start = ex.input_ids.tolist().index(builder.special["vision_bos"]) + 2
+        body = ex.input_ids[start : start + seg.tokens + seg.audio_tokens]
+        assert torch.equal(body == builder.special["audio"], builder.position.video_audio_order(seg))
+        return
+    pytest.fail("no video sample in the shard")
+
+
+def test_missing_media_member_names_the_sample(builder):
+    conv = {"turns": [{"role": "user", "content": [{"audio": "a.wav"}]}]}
+
+    def media(name):
+        raise SampleError(f"sample k1: member '{name}' is missing")
+
+    with pytest.raises(SampleError, match="a.wav"):
+        builder.build(conv, media, "k1")
+
+
+@pytest.mark.parametrize(
+    "conv,needle",
+    [
+        ({}, "'turns' must be a non-empty list"),
+        ({"turns": [{"role": "robot", "content": []}]}, "role must be"),
+        ({"turns": [{"role": "user", "content": [{"sound": "x"}]}]}, "needs one of"),
+        ({"turns": [{"role": "user", "content": [{"text": 5}]}]}, "text must be a string"),
+    ],
+)
+def test_malformed_conversations_are_named(builder, conv, needle):
+    with pytest.raises(SampleError, match=needle):
+        builder.build(conv, lambda n: b"", "k2")
+
+
+def test_out_of_range_codec_tokens_are_rejected(builder, demo_dir):
+    import io
+
+    import numpy as np
+
+    members = next(iter(samples_of(next(demo_dir.glob("train-*.tar"))).values()))
+    buf = io.BytesIO()
+    np.save(buf, np.array([1, 2, 10_000], dtype=np.int32))
+    members = {**members, "reply.codec.npy": buf.getvalue()}
+    with pytest.raises(SampleError, match="codec vocabulary"):
+        builder.build(json.loads(members["json"]), members.__getitem__, "k3")

@@ -1,0 +1,118 @@
+"""End to end on real shards: train (Lightning), checkpoint, export, reload, generate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import soundfile as sf
+import torch
+
+from omnitrain.bundle import BundleError, export_bundle, load_bundle
+from omnitrain.cli import main
+from omnitrain.config.compose import compose_config
+from omnitrain.data.datamodule import OmniDataModule
+from omnitrain.data.pipeline import make_pipeline
+from omnitrain.training.module import OmniModule
+from omnitrain.training.trainer_factory import build_trainer
+from tests.helpers import smoke_overrides
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dir, tmp_path_factory):
+    """A real Trainer.fit in this process, so the trained model stays in hand."""
+    run = tmp_path_factory.mktemp("run")
+    cfg = compose_config(smoke_overrides(demo_dir, run))
+    torch.manual_seed(0)
+    module = OmniModule(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=OmniDataModule(cfg))
+    return cfg, module, run
+
+
+def test_checkpoints_and_logs(trained):
+    cfg, module, run = trained
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "step-000005.ckpt", "step-000010.ckpt"]
+    with open(run / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    for name in ("train/text", "train/codec", "train/flow", "train/loss", "val/loss", "perf/tokens_per_s"):
+        assert name in columns, name
+    assert (run / "wandb").exists() or cfg.logger.wandb.enabled is False
+
+
+def _outputs(model, batch):
+    """Text logits, talker (codec) logits and DiT velocity on fixed inputs."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        hidden, embeds = model.thinker_forward(batch)
+        text = model.thinker.logits(hidden)
+        items = model.speech_items(batch, hidden, embeds)
+        codec_in, in_mask, _ = model.talker_inputs(items.codes, items.code_mask)
+        codec = model.talker(items.reply, items.reply_mask, codec_in, in_mask)
+        x = torch.randn_like(items.mel)
+        t = torch.linspace(0.1, 0.9, x.shape[0])
+        keep = torch.zeros(x.shape[0], dtype=torch.bool)
+        dit = model.dit(x, t, items.codes, items.code_mask, keep)
+    return {"text": text, "codec": codec, "dit": dit}
+
+
+def test_bundle_reproduces_the_trained_model(trained, tmp_path):
+    cfg, module, run = trained
+    bundle = export_bundle(run / "checkpoints" / "last.ckpt", tmp_path / "bundle")
+    reloaded, bundle_cfg = load_bundle(bundle)
+    assert bundle_cfg.position.name == cfg.position.name
+    batch = next(iter(make_pipeline(cfg, "val", 256)))
+    trained_model = module.model.eval()
+    want, got = _outputs(trained_model, batch), _outputs(reloaded, batch)
+    for name in ("text", "codec", "dit"):
+        diff = (want[name] - got[name]).abs().max().item()
+        assert diff <= 1e-6, f"{name} outputs differ by {diff}"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) >= {"model.safetensors", "config.yaml", "tokenizer/tokenizer.json"}
+    assert manifest["plugins"]["position"]["name"] == cfg.position.name
+    assert manifest["versions"]["torch"] == torch.__version__
+
+
+def test_tampered_bundle_is_refused(trained, tmp_path):
+    _, _, run = trained
+    bundle = export_bundle(run / "checkpoints" / "last.ckpt", tmp_path / "bundle")
+    with open(bundle / "model.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="checksum"):
+        load_bundle(bundle)
+
+
+def test_cli_train_with_workers_export_generate_resume(demo_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    # one forkserver data worker: the pipeline must pickle and rebuild its plugins there
+    overrides = smoke_overrides(demo_dir, run, "data.num_workers=1", "trainer.max_steps=6",
+                                "checkpoint.every_n_steps=3")
+    assert main(["train", *overrides]) == 0
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert main(["train", *overrides[:-2], "trainer.max_steps=8", "resume=last"]) == 0
+    step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert step == 8
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), str(bundle)]) == 0
+    wav = tmp_path / "reply.wav"
+    heldout = demo_dir / "heldout" / "manifest.jsonl"
+    video = next(json.loads(x) for x in heldout.read_text().splitlines() if "video" in x)
+    capsys.readouterr()
+    code = main(["generate", str(bundle), "--text", video["text"],
+                 "--video", str(demo_dir / "heldout" / video["video"]), "--speech", str(wav)])
+    assert code == 0
+    assert "reply:" in capsys.readouterr().out
+    info = sf.info(str(wav))
+    assert info.samplerate == 16000 and info.channels == 1
+    assert main(["generate", str(bundle), "--manifest", str(heldout), "--speech-dir",
+                 str(tmp_path / "replies")]) == 0
+    assert len(list((tmp_path / "replies").glob("*.wav"))) == 4
+
+
+def test_resume_from_missing_checkpoint_fails_early(demo_dir, tmp_path, capsys):
+    code = main(["train", *smoke_overrides(demo_dir, tmp_path, "resume=last")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
