@@ -69,3 +69,22 @@ Segment = TextSeg | AudioSeg | ImageSeg | VideoSeg
 
 def layout_length(layout: list[Segment]) -> int:
     return sum(seg.span for seg in layout)
+
+
+def check_layout(layout: list[Segment]) -> None:
+    """Raise ``ValueError`` naming the first segment whose shape is impossible."""
+    for i, seg in enumerate(layout):
+        problem = None
+        if isinstance(seg, TextSeg) and seg.n < 0:
+            problem = "negative length"
+        elif isinstance(seg, AudioSeg) and seg.n < 1:
+            problem = "an audio segment needs at least one token"
+        elif isinstance(seg, ImageSeg | VideoSeg) and (len(seg.grid) != 3 or min(seg.grid) < 1):
+            problem = f"grid {seg.grid} must be three positive sizes"
+        elif isinstance(seg, VideoSeg) and not seg.second_per_grid > 0:
+            problem = (f"second_per_grid={seg.second_per_grid} must be > 0 "
+                       "(temporal_patch_size / fps with a positive fps)")
+        elif isinstance(seg, VideoSeg) and seg.audio_tokens < 0:
+            problem = "negative audio token count"
+        if problem:
+            raise ValueError(f"layout segment {i} ({seg}): {problem}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from omnitrain.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg
+from omnitrain.positions import chunk_index
 from omnitrain_plugins.rope1d import Rope1d, Rope1dConfig
-from omnitrain_plugins.tmrope import TMRope, TMRopeConfig, chunk_index
+from omnitrain_plugins.tmrope import TMRope, TMRopeConfig
 
 
 def ids(*layout, **cfg):

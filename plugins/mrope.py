@@ -1,0 +1,40 @@
+"""M-RoPE (Qwen2-VL): three rows like TMRoPE, but a video's time row is the frame-group
+index, with no absolute time and no audio/video interleaving.
+
+The baseline for "does time alignment matter". A video's own audio track, which
+Qwen2-VL never saw, is laid out after the whole video body with consecutive ids, like
+any audio segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from omnitrain.layout import VideoSeg
+from omnitrain.multimodal_rope import MultimodalRope
+from omnitrain.positions import same_on_rows, vision_ids
+from omnitrain.registry import register
+
+
+@dataclass
+class MRopeConfig:
+    theta: float = 1000000.0
+    mrope_section: list[int] | None = None  # None: 2:3:3 split of head_dim/2
+    position_id_per_seconds: int = 25  # images' temporal id step (unused for video time)
+
+
+@register("position", "mrope", config=MRopeConfig)
+class MRope(MultimodalRope):
+    """Qwen2-VL M-RoPE: frame index (not seconds) on row 0, height and width on rows 1-2."""
+
+    def frame_times(self, seg: VideoSeg) -> Tensor:
+        return torch.arange(seg.grid[0])
+
+    def video_audio_ids(self, start: int, seg: VideoSeg) -> tuple[Tensor, Tensor, Tensor]:
+        video = vision_ids(start, seg.grid, self.frame_times(seg))
+        first = int(video.max()) + 1
+        audio = same_on_rows(torch.arange(first, first + seg.audio_tokens))
+        return video, audio, audio
