@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from omnitrain.nn import RMSNorm, TransformerBlock, doc_causal_mask
+from omnitrain.nn import RMSNorm, TransformerBlock
+from omnitrain.nn.varlen import DocAttention
 from omnitrain.registry import register
 from omnitrain.slots import PositionScheme, Thinker
 
@@ -24,6 +25,7 @@ class Qwen2ThinkerConfig:
     ffn_dim: int = 384
     rms_eps: float = 1e-6
     tie_embeddings: bool = False
+    attention: str = "auto"  # auto: varlen FlashAttention on CUDA, dense block mask elsewhere
 
 
 @register("thinker", "qwen2", config=Qwen2ThinkerConfig)
@@ -50,6 +52,8 @@ class Qwen2Thinker(Thinker):
         )
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, vocab_size, bias=False)
+        if cfg.attention not in ("auto", "dense", "varlen"):
+            raise ValueError(f"thinker.attention must be auto, dense or varlen, got {cfg.attention!r}")
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
@@ -58,7 +62,7 @@ class Qwen2Thinker(Thinker):
 
     def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor:
         rotary = self.position.rotary(position_ids, self.head_dim)
-        mask = doc_causal_mask(doc_ids)
+        mask = DocAttention.build(doc_ids, self.cfg.attention)
         x = inputs_embeds
         for layer in self.layers:
             x = layer(x, mask, rotary)

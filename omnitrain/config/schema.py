@@ -23,6 +23,7 @@ class DataConfig:
     shuffle_buffer: int = 256
     epoch_batches: int = 100  # batches per rank per epoch (the same on every rank)
     max_tokens: int = 2048  # longer samples are skipped and counted
+    pack_length: int | None = None  # pack several samples per row up to this many tokens
 
 
 @dataclass

@@ -1,4 +1,11 @@
-"""Examples -> one padded ``Batch`` (one sample per row)."""
+"""Examples -> one padded ``Batch``: one sample per row, or several packed per row.
+
+Packing places samples into rows of at most ``pack_length`` tokens (first fit,
+longest first). Each sample keeps its own position ids (starting at 0) and its own
+document id, so attention never crosses samples. Media items and speech targets are
+listed in the order their tokens appear (row by row), which is the order the model
+scatters encoder outputs in.
+"""
 
 from __future__ import annotations
 
@@ -20,53 +27,83 @@ def pad_stack(tensors: list[Tensor], value: float | int, dim: int = 0) -> Tensor
     return torch.stack(out)
 
 
-def collate(examples: list[Example], pad_id: int, skipped: dict[str, int] | None = None) -> Batch:
-    rows = len(examples)
-    input_ids = pad_stack([e.input_ids for e in examples], pad_id)
-    labels = pad_stack([e.labels for e in examples], IGNORE_INDEX)
-    position_ids = pad_stack([e.position_ids for e in examples], 0, dim=1).transpose(0, 1)
-    doc_ids = pad_stack([torch.ones_like(e.input_ids) for e in examples], 0)
+def pack_rows(lengths: list[int], pack_length: int) -> list[list[int]]:
+    """First-fit decreasing: indices of the examples in each row, in placement order.
+    An example longer than ``pack_length`` gets a row of its own."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(pack_length - lengths[i])
+    return rows
 
-    audio = [f for e in examples for f in e.audio_features]
+
+def collate(
+    examples: list[Example],
+    pad_id: int,
+    skipped: dict[str, int] | None = None,
+    pack_length: int | None = None,
+) -> Batch:
+    layout = (pack_rows([len(e) for e in examples], pack_length) if pack_length
+              else [[i] for i in range(len(examples))])
+    placed = [examples[i] for row in layout for i in row]  # token order, row by row
+    row_ids, row_pos, row_docs, row_labels = [], [], [], []
+    speech_rows, reply_positions = [], []
+    for r, row in enumerate(layout):
+        offset = 0
+        for doc, i in enumerate(row, start=1):
+            e = examples[i]
+            if e.codec_tokens is not None:
+                speech_rows.append(r)
+                reply_positions.append(e.reply_positions + offset)
+            offset += len(e)
+        members = [examples[i] for i in row]
+        row_ids.append(torch.cat([e.input_ids for e in members]))
+        row_pos.append(torch.cat([e.position_ids for e in members], dim=1))
+        row_labels.append(torch.cat([e.labels for e in members]))
+        row_docs.append(torch.cat([torch.full_like(e.input_ids, d) for d, e in enumerate(members, 1)]))
+
+    audio = [f for e in placed for f in e.audio_features]
     if audio:
         audio_features = pad_stack(audio, 0.0, dim=1)
         audio_lengths = torch.tensor([f.shape[-1] for f in audio])
     else:
         audio_features, audio_lengths = torch.zeros(0, 1, 1), torch.zeros(0, dtype=torch.long)
+    patches = [p for e in placed for p in e.vision_patches]
+    grids = [g for e in placed for g in e.vision_grids]
 
-    patches = [p for e in examples for p in e.vision_patches]
-    grids = [g for e in examples for g in e.vision_grids]
-    vision_patches = torch.cat(patches) if patches else torch.zeros(0, 1)
-    vision_grids = torch.tensor(grids, dtype=torch.long).view(-1, 3)
-
-    speech = [i for i in range(rows) if examples[i].codec_tokens is not None]
-    if speech:
-        reply_positions = pad_stack([examples[i].reply_positions for i in speech], 0)
-        reply_mask = pad_stack([torch.ones_like(examples[i].reply_positions, dtype=torch.bool) for i in speech], False)
-        codec_tokens = pad_stack([examples[i].codec_tokens for i in speech], 0)
-        codec_mask = pad_stack([torch.ones_like(examples[i].codec_tokens, dtype=torch.bool) for i in speech], False)
-        speech_mel = pad_stack([examples[i].speech_mel for i in speech], 0.0)
+    speakers = [e for e in placed if e.codec_tokens is not None]
+    if speakers:
+        reply_mask = pad_stack([torch.ones_like(p, dtype=torch.bool) for p in reply_positions], False)
+        codec_mask = pad_stack([torch.ones_like(e.codec_tokens, dtype=torch.bool) for e in speakers], False)
+        speech = dict(
+            reply_positions=pad_stack(reply_positions, 0), reply_mask=reply_mask,
+            codec_tokens=pad_stack([e.codec_tokens for e in speakers], 0), codec_mask=codec_mask,
+            speech_mel=pad_stack([e.speech_mel for e in speakers], 0.0),
+        )
     else:
-        reply_positions = torch.zeros(0, 1, dtype=torch.long)
-        reply_mask = torch.zeros(0, 1, dtype=torch.bool)
-        codec_tokens = torch.zeros(0, 1, dtype=torch.long)
-        codec_mask = torch.zeros(0, 1, dtype=torch.bool)
-        speech_mel = torch.zeros(0, 1, 1)
+        speech = dict(
+            reply_positions=torch.zeros(0, 1, dtype=torch.long), reply_mask=torch.zeros(0, 1, dtype=torch.bool),
+            codec_tokens=torch.zeros(0, 1, dtype=torch.long), codec_mask=torch.zeros(0, 1, dtype=torch.bool),
+            speech_mel=torch.zeros(0, 1, 1),
+        )
     return Batch(
-        input_ids=input_ids,
-        position_ids=position_ids,
-        doc_ids=doc_ids,
-        labels=labels,
+        input_ids=pad_stack(row_ids, pad_id),
+        position_ids=pad_stack(row_pos, 0, dim=1).transpose(0, 1),
+        doc_ids=pad_stack(row_docs, 0),
+        labels=pad_stack(row_labels, IGNORE_INDEX),
         audio_features=audio_features,
         audio_lengths=audio_lengths,
-        vision_patches=vision_patches,
-        vision_grids=vision_grids,
-        speech_rows=torch.tensor(speech, dtype=torch.long),
-        reply_positions=reply_positions,
-        reply_mask=reply_mask,
-        codec_tokens=codec_tokens,
-        codec_mask=codec_mask,
-        speech_mel=speech_mel,
-        keys=[e.key for e in examples],
+        vision_patches=torch.cat(patches) if patches else torch.zeros(0, 1),
+        vision_grids=torch.tensor(grids, dtype=torch.long).view(-1, 3),
+        speech_rows=torch.tensor(speech_rows, dtype=torch.long),
+        keys=[e.key for e in placed],
         skipped=dict(skipped or {}),
+        **speech,
     )

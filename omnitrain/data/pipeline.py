@@ -80,11 +80,11 @@ class BuildExamples:
 
 
 class Collate:
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int, pack_length: int | None = None) -> None:
+        self.pad_id, self.pack_length = pad_id, pack_length
 
     def __call__(self, examples: list[Example]) -> Batch:
-        return collate(examples, self.pad_id, skipped=SKIPS.drain())
+        return collate(examples, self.pad_id, skipped=SKIPS.drain(), pack_length=self.pack_length)
 
 
 class SizedPipeline(IterableDataset):
@@ -111,7 +111,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
             wds.tarfile_to_samples(handler=on_shard_error),
             wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
             BuildExamples(cfg),
-            wds.batched(data.batch_size, collation_fn=Collate(pad_id), partial=False),
+            wds.batched(data.batch_size, collation_fn=Collate(pad_id, data.get("pack_length")), partial=False),
         ]
         per_worker = math.ceil(data.epoch_batches / workers)
         return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
@@ -124,7 +124,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
     stages = [
         CyclicShare(urls, total),
         BuildExamples(cfg, max_failures=2 * total + 10),
-        wds.batched(data.batch_size, collation_fn=Collate(pad_id), partial=False),
+        wds.batched(data.batch_size, collation_fn=Collate(pad_id, data.get("pack_length")), partial=False),
     ]
     return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
 

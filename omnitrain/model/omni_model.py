@@ -152,10 +152,7 @@ class OmniModel(nn.Module):
         w = self.loss_cfg
         hidden, embeds = self.thinker_forward(batch)
         logits = self.thinker.logits(hidden)
-        text = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), batch.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-        )
-        losses = {"text": text}
+        losses = {"text": _masked_ce(logits[:, :-1], next_token_targets(batch))}
         items = self.speech_items(batch, hidden, embeds)
         scale = 1.0 if items.real else 0.0
         if w.codec > 0:
@@ -173,6 +170,34 @@ class OmniModel(nn.Module):
         )
         return losses
 
+    @torch.no_grad()
+    def per_sample_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """Mean text CE of each sample (in ``batch.keys`` order) and codec CE of each
+        spoken reply (in ``speech_rows`` order): for evaluation and packing checks."""
+        hidden, embeds = self.thinker_forward(batch)
+        targets = next_token_targets(batch)
+        token_ce = F.cross_entropy(
+            self.thinker.logits(hidden)[:, :-1].flatten(0, 1).float(), targets.clamp_min(0).flatten(),
+            reduction="none",
+        ).view_as(targets) * (targets != IGNORE_INDEX)
+        docs = batch.doc_ids[:, :-1]
+        # one slot per (row, document), in token order; padding (doc 0) adds nothing
+        slot = batch.doc_ids.amax(1).cumsum(0) - batch.doc_ids.amax(1)
+        index = (slot[:, None] + docs - 1).clamp_min(0)
+        n = int(batch.doc_ids.amax(1).sum())
+        total = torch.zeros(n, device=hidden.device).index_add_(0, index.flatten(), token_ce.flatten())
+        count = torch.zeros(n, device=hidden.device).index_add_(0, index.flatten(), (targets != IGNORE_INDEX).float().flatten())
+        out = {"text": total / count.clamp_min(1)}
+        items = self.speech_items(batch, hidden, embeds)
+        if items.real:
+            codec_in, in_mask, codec_targets = self.talker_inputs(items.codes, items.code_mask)
+            logits = self.talker(items.reply, items.reply_mask, codec_in, in_mask)
+            valid = codec_targets != IGNORE_INDEX
+            ce = F.cross_entropy(logits.flatten(0, 1).float(), codec_targets.clamp_min(0).flatten(),
+                                 reduction="none").view_as(codec_targets)
+            out["codec"] = (ce * valid).sum(1) / valid.sum(1).clamp_min(1)
+        return out
+
     # ---- inference helpers -----------------------------------------------------
     @torch.no_grad()
     def speech_to_wave(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
@@ -180,6 +205,13 @@ class OmniModel(nn.Module):
         mel = sample_mel(self.dit, codes, code_mask, self.speech_cfg.n_mels, steps, method,
                          guidance, generator)
         return self.vocoder(mel)
+
+
+def next_token_targets(batch: Batch) -> Tensor:
+    """Labels shifted for next-token prediction, never predicting across documents."""
+    targets = batch.labels[:, 1:]
+    same_doc = batch.doc_ids[:, 1:] == batch.doc_ids[:, :-1]
+    return targets.masked_fill(~same_doc, IGNORE_INDEX)
 
 
 def _scatter(embeds: Tensor, where: Tensor, features: Tensor, what: str, keys: list[str]) -> Tensor:

@@ -62,8 +62,9 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=out_bias)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None, rotary: tuple[Tensor, Tensor] | None = None
+        self, x: Tensor, mask, rotary: tuple[Tensor, Tensor] | None = None
     ) -> Tensor:
+        """``mask``: a boolean mask (True = may attend), None, or a ``DocAttention`` plan."""
         B, L, _ = x.shape
         q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -74,5 +75,12 @@ class Attention(nn.Module):
             rep = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
+        if mask is not None and not isinstance(mask, Tensor):  # a DocAttention plan
+            if mask.mask is None:
+                from omnitrain.nn.varlen import varlen_attention
+
+                out = varlen_attention(q, k, v, mask)
+                return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
+            mask = mask.mask
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
