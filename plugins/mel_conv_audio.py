@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import Tensor, nn
 
+from omnitrain.audio_features import WhisperLogMel, audio_token_count
 from omnitrain.nn import TransformerBlock, segment_mask, sinusoidal_embedding
 from omnitrain.registry import register
 from omnitrain.slots import AudioEncoder, AudioFeatureExtractor
@@ -27,43 +27,6 @@ class MelConvAudioConfig:
     layers: int = 2
     heads: int = 4
     ffn_dim: int = 256
-
-
-def audio_token_count(frames: int) -> int:
-    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
-
-
-class WhisperLogMel(AudioFeatureExtractor):
-    """Whisper's log-mel (16 kHz, 25 ms window, 10 ms hop, log10, 8-decade range, (x+4)/4).
-
-    Frames = samples // 160 (Whisper drops the last STFT frame).
-    """
-
-    sample_rate = 16000
-
-    def __init__(self, n_mels: int = 128) -> None:
-        self.n_mels = n_mels
-        self._mel = None  # built lazily so the object pickles small
-
-    def _transform(self) -> torchaudio.transforms.MelSpectrogram:
-        if self._mel is None:
-            self._mel = torchaudio.transforms.MelSpectrogram(
-                sample_rate=16000, n_fft=400, hop_length=160, n_mels=self.n_mels,
-                power=2.0, norm="slaney", mel_scale="slaney",
-            )
-        return self._mel
-
-    def __call__(self, wave: Tensor) -> Tensor:
-        mel = self._transform()(wave.float())[:, :-1]
-        log_spec = mel.clamp_min(1e-10).log10()
-        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-        return (log_spec + 4.0) / 4.0
-
-    def num_tokens(self, frames: int) -> int:
-        return audio_token_count(frames)
-
-    def __getstate__(self) -> dict:
-        return {"n_mels": self.n_mels, "_mel": None}
 
 
 @register("audio_encoder", "mel_conv", config=MelConvAudioConfig)

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from omnitrain.vision_processing import smart_resize
 from omnitrain_plugins.mel_conv_audio import (
     MelConvAudioConfig,
     MelConvAudioEncoder,
     audio_token_count,
 )
-from omnitrain_plugins.patch_vit import PatchViT, PatchViTConfig, smart_resize
+from omnitrain_plugins.patch_vit import PatchViT, PatchViTConfig
 
 
 def test_audio_token_count_formula_and_features():
