@@ -18,13 +18,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.bundle import BundleError
     from omnitrain.config.validate import ConfigError
     from omnitrain.data.media import MediaError
+    from omnitrain.data.pack import PackError
     from omnitrain.data.sample_builder import SampleError
     from omnitrain.data.shards import ShardError
     from omnitrain.plugin_loading import PluginLoadError
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError)
+            SampleError, FileNotFoundError, UsageError, PackError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -103,6 +104,38 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     print(f"wrote {n} samples in {len(result['shards'])} shards to {args.out} "
           f"({time.perf_counter() - t0:.1f}s); held-out prompts: {result['heldout']}")
     return 0
+
+
+def cmd_data_pack(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from omnitrain.config.compose import compose_config
+    from omnitrain.data.pack import Packer, PackOptions
+    from omnitrain.registry import build
+
+    cfg = compose_config(args.overrides)
+    options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify)
+    packer = Packer(Path(args.manifest), Path(args.out), build("codec", cfg.codec), options)
+    with tqdm(total=packer.line_count(), desc=f"packing {args.manifest}", unit="line") as bar:
+        result = packer.run(progress=bar.update)
+    shards, skipped = result["shards"], result["skipped"]
+    samples = sum(s["samples"] for s in shards)
+    resumed = f", resumed after line {result['resumed_from_line']}" if result["resumed_from_line"] else ""
+    print(f"{samples} samples in {len(shards)} shards under {args.out}{resumed}")
+    if skipped:
+        print(f"skipped {len(skipped)} line(s), listed in {packer.skipped_path}:")
+        for s in skipped[:5]:
+            print(f"  line {s['line']}: {s['reason']}")
+    return 0
+
+
+def _parse_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+    number = text.rstrip("KMGBkmgb")
+    unit = text[len(number):].upper()
+    if unit not in units or not number:
+        raise UsageError(f"--shard-size '{text}': use a number with an optional K/M/G suffix, e.g. 256MB")
+    return int(float(number) * units[unit])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -225,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_demo)
+
+    s = data.add_parser("pack", help="turn a JSONL manifest into webdataset shards (resumable)")
+    s.add_argument("manifest")
+    s.add_argument("out")
+    s.add_argument("--shard-size", default="256MB", help="target shard size (default 256MB)")
+    s.add_argument("--prefix", default="shard", help="shard file prefix, e.g. train or val")
+    s.add_argument("--no-verify", action="store_true", help="skip the decode check of every media file")
+    s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
+    s.set_defaults(func=cmd_data_pack)
 
     s = sub.add_parser("summary", help="first/last/best of each logged metric of a run")
     s.add_argument("run_dir")

@@ -36,6 +36,11 @@ class ShardWriter:
             self.tar.addfile(info, io.BytesIO(data))
         self.samples += 1
 
+    @property
+    def bytes(self) -> int:
+        """Bytes written so far (tar headers included)."""
+        return self.tar.offset
+
     def close(self) -> dict:
         self.tar.close()
         os.replace(self.tmp, self.path)
