@@ -24,6 +24,9 @@ class DataConfig:
     epoch_batches: int = 100  # batches per rank per epoch (the same on every rank)
     max_tokens: int = 2048  # longer samples are skipped and counted
     pack_length: int | None = None  # pack several samples per row up to this many tokens
+    batching: str = "samples"  # samples: batch_size samples per step; tokens: a token budget
+    rows_per_batch: int = 4  # batching=tokens: rows of pack_length tokens per step
+    budget_buffer: int = 64  # batching=tokens: samples held back to fill rows
 
 
 @dataclass

@@ -113,6 +113,15 @@ def validate(cfg: DictConfig) -> None:
                 problems.append(f"optim: '{slot}' is not a trainable slot; use one of {list(model_slots)}")
         if optim.get("schedule") not in ("cosine", "constant"):
             problems.append(f"optim.schedule must be 'cosine' or 'constant', got {optim.get('schedule')!r}")
+    data = cfg.get("data")
+    if data is not None and data.get("batching", "samples") != "samples":
+        if data.get("batching") != "tokens":
+            problems.append(f"data.batching must be 'samples' or 'tokens', got {data.get('batching')!r}")
+        elif not data.get("pack_length"):
+            problems.append("data.batching=tokens needs data.pack_length (tokens per row)")
+        elif data.get("max_tokens", 0) > data.pack_length:
+            problems.append(f"data.max_tokens={data.max_tokens} exceeds data.pack_length={data.pack_length}; "
+                            "a sample must fit in one row")
     loss = cfg.get("loss")
     if loss is not None:
         for name in ("text", "codec", "flow"):

@@ -49,9 +49,16 @@ def collate(
     pad_id: int,
     skipped: dict[str, int] | None = None,
     pack_length: int | None = None,
+    rows: list[list[int]] | None = None,
 ) -> Batch:
-    layout = (pack_rows([len(e) for e in examples], pack_length) if pack_length
-              else [[i] for i in range(len(examples))])
+    """``rows`` (indices into ``examples``) fixes the packing; else ``pack_length`` packs,
+    else one example per row."""
+    if rows is not None:
+        layout = rows
+    elif pack_length:
+        layout = pack_rows([len(e) for e in examples], pack_length)
+    else:
+        layout = [[i] for i in range(len(examples))]
     placed = [examples[i] for row in layout for i in row]  # token order, row by row
     row_ids, row_pos, row_docs, row_labels = [], [], [], []
     speech_rows, reply_positions = [], []

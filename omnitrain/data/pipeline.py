@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from torch.utils.data import IterableDataset
 
 from omnitrain.data.batch import Batch
+from omnitrain.data.budget import TokenBudgetBatches
 from omnitrain.data.collate import collate
 from omnitrain.data.sample_builder import Example, SampleBuilder, SampleError
 from omnitrain.data.shards import count_samples, resolve_shards
@@ -83,8 +84,16 @@ class Collate:
     def __init__(self, pad_id: int, pack_length: int | None = None) -> None:
         self.pad_id, self.pack_length = pad_id, pack_length
 
-    def __call__(self, examples: list[Example]) -> Batch:
-        return collate(examples, self.pad_id, skipped=SKIPS.drain(), pack_length=self.pack_length)
+    def __call__(self, examples: list[Example], rows: list[list[int]] | None = None) -> Batch:
+        return collate(examples, self.pad_id, skipped=SKIPS.drain(), pack_length=self.pack_length, rows=rows)
+
+
+def _train_batches(cfg: DictConfig, pad_id: int):
+    data = cfg.data
+    collate_fn = Collate(pad_id, data.get("pack_length"))
+    if data.get("batching", "samples") == "tokens":
+        return TokenBudgetBatches(data.rows_per_batch, data.pack_length, data.budget_buffer, collate_fn)
+    return wds.batched(data.batch_size, collation_fn=collate_fn, partial=False)
 
 
 class SizedPipeline(IterableDataset):
@@ -111,7 +120,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
             wds.tarfile_to_samples(handler=on_shard_error),
             wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
             BuildExamples(cfg),
-            wds.batched(data.batch_size, collation_fn=Collate(pad_id, data.get("pack_length")), partial=False),
+            _train_batches(cfg, pad_id),
         ]
         per_worker = math.ceil(data.epoch_batches / workers)
         return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)

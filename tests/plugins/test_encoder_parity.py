@@ -9,13 +9,19 @@ import torch
 
 from omnitrain.audio_features import WhisperLogMel
 from omnitrain_plugins.qwen_vit import QwenViT, QwenViTConfig, hf_vision_state_dict
-from omnitrain_plugins.whisper_audio import WhisperAudioConfig, WhisperAudioEncoder, hf_audio_state_dict
+from omnitrain_plugins.whisper_audio import (
+    WhisperAudioConfig,
+    WhisperAudioEncoder,
+    hf_audio_state_dict,
+)
 
 transformers = pytest.importorskip("transformers")
 
 
 def test_audio_encoder_matches_transformers():
-    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import Qwen2_5OmniAudioEncoderConfig
+    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
+        Qwen2_5OmniAudioEncoderConfig,
+    )
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniAudioEncoder
 
     torch.manual_seed(0)
@@ -52,7 +58,9 @@ def test_features_match_whisper_feature_extractor():
 
 
 def test_vision_encoder_matches_transformers():
-    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import Qwen2_5OmniVisionEncoderConfig
+    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
+        Qwen2_5OmniVisionEncoderConfig,
+    )
     from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import Qwen2_5OmniVisionEncoder
 
     torch.manual_seed(0)
