@@ -155,3 +155,20 @@ def test_a_changed_manifest_is_not_mixed_into_old_shards(manifest, tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
     assert main(["data", "pack", str(tmp_path / "nope.jsonl"), str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_unverified_bad_media_is_skipped_and_counted_in_training(manifest, tmp_path, demo_dir):
+    """Packed without the decode check, a corrupt mp4 and a zero-length wav reach the
+    shards; training skips and counts them instead of stopping."""
+    path, bad_lines, n_good = manifest
+    Packer(path, tmp_path / "raw", build("codec", compose_config([]).codec),
+           PackOptions(shard_bytes=1 << 20, prefix="val", verify=False)).run()
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={tmp_path}/raw/val-*.tar",
+                                         "data.batch_size=3"))
+    skipped = Counter()
+    keys = set()
+    for batch in make_pipeline(cfg, "val", 256):
+        skipped.update(batch.skipped)
+        keys.update(batch.keys)
+    assert skipped["MediaError"] >= 2  # corrupt.mp4 and empty.wav, counted (at least once each)
+    assert len(keys) == n_good
