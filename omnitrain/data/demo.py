@@ -161,7 +161,8 @@ def heldout_pairs(seed: int, n: int) -> list[tuple[str, int, int]]:
 
 
 def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes = DemoSizes(), seed: int = 0,
-              progress=None) -> dict:
+              progress=None, kinds: tuple[str, ...] = KINDS) -> dict:
+    """Write train/val shards, held-out prompts and index.json; ``kinds`` limits the modalities."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held = heldout_pairs(seed, sizes.heldout)
@@ -171,7 +172,7 @@ def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes = DemoSizes(), seed:
     for split, count in (("train", sizes.train), ("val", sizes.val)):
         writer, done = None, 0
         while done < count:
-            kind, a, b = rng.choice(KINDS), rng.randrange(10), rng.randrange(10)
+            kind, a, b = rng.choice(kinds), rng.randrange(10), rng.randrange(10)
             if (kind, a, b) in held_set:
                 continue
             if writer is None:
@@ -184,7 +185,7 @@ def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes = DemoSizes(), seed:
                 shards.append(writer.close())
                 writer = None
     _write_heldout(out / "heldout", held, rng, codec)
-    write_index(out, shards, {"kinds": list(KINDS), "heldout": len(held), "seed": seed})
+    write_index(out, shards, {"kinds": list(kinds), "heldout": len(held), "seed": seed})
     return {"shards": shards, "heldout": out / "heldout" / "manifest.jsonl"}
 
 
