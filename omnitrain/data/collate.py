@@ -46,12 +46,20 @@ def collate(examples: list[Example], pad_id: int, skipped: dict[str, int] | None
         codec_tokens = pad_stack([examples[i].codec_tokens for i in speech], 0)
         codec_mask = pad_stack([torch.ones_like(examples[i].codec_tokens, dtype=torch.bool) for i in speech], False)
         speech_mel = pad_stack([examples[i].speech_mel for i in speech], 0.0)
+        speaker_ids = torch.tensor([examples[i].speaker for i in speech], dtype=torch.long)
+        refs = [examples[i].reference_mel for i in speech]
+        n_mels = speech_mel.shape[-1]
+        refs = [r if r is not None else torch.zeros(0, n_mels) for r in refs]
+        reference_lengths = torch.tensor([r.shape[0] for r in refs], dtype=torch.long)
+        reference_mel = pad_stack([r if r.shape[0] else torch.zeros(1, n_mels) for r in refs], 0.0)
     else:
         reply_positions = torch.zeros(0, 1, dtype=torch.long)
         reply_mask = torch.zeros(0, 1, dtype=torch.bool)
         codec_tokens = torch.zeros(0, 1, dtype=torch.long)
         codec_mask = torch.zeros(0, 1, dtype=torch.bool)
         speech_mel = torch.zeros(0, 1, 1)
+        speaker_ids, reference_lengths = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        reference_mel = torch.zeros(0, 1, 1)
     return Batch(
         input_ids=input_ids,
         position_ids=position_ids,
@@ -68,5 +76,8 @@ def collate(examples: list[Example], pad_id: int, skipped: dict[str, int] | None
         codec_mask=codec_mask,
         speech_mel=speech_mel,
         keys=[e.key for e in examples],
+        speaker_ids=speaker_ids,
+        reference_mel=reference_mel,
+        reference_lengths=reference_lengths,
         skipped=dict(skipped or {}),
     )

@@ -1,9 +1,20 @@
-"""Next-token choice for any autoregressive slot: greedy, or temperature/top-k/top-p."""
+"""Next-token choice for any autoregressive slot: greedy, or temperature/top-k/top-p, with
+an optional repetition penalty (the logits processors of Qwen2.5-Omni's talker defaults)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def repetition_penalty(logits: Tensor, history: Tensor, penalty: float) -> Tensor:
+    """Make every id in ``history`` (B, H) less likely: positive logits are divided by
+    ``penalty``, negative ones multiplied (CTRL / transformers' convention)."""
+    if penalty == 1.0 or history.numel() == 0:
+        return logits
+    seen = logits.gather(-1, history)
+    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(-1, history, seen)
 
 
 def sample_next(
@@ -12,8 +23,20 @@ def sample_next(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    repetition: float = 1.0,
+    history: Tensor | None = None,
+    suppress: list[int] | None = None,
 ) -> Tensor:
-    """(B, V) -> (B,): argmax when ``temperature`` is 0, else a filtered sample."""
+    """(B, V) -> (B,): argmax when ``temperature`` is 0, else a filtered sample.
+
+    Order as in transformers: repetition penalty, suppressed ids, then temperature,
+    top-k and top-p.
+    """
+    if history is not None:
+        logits = repetition_penalty(logits, history, repetition)
+    if suppress:
+        logits = logits.clone()
+        logits[:, suppress] = float("-inf")
     if temperature <= 0:
         return logits.argmax(-1)
     logits = logits / temperature
