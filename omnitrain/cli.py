@@ -59,19 +59,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     import lightning as L
 
     from omnitrain.data.datamodule import OmniDataModule
+    from omnitrain.data.vocoder_data import VocoderDataModule
     from omnitrain.training.module import OmniModule
     from omnitrain.training.trainer_factory import build_trainer
+    from omnitrain.training.vocoder_module import VocoderModule
 
-    data = OmniDataModule(cfg)
+    vocoder_stage = cfg.get("task", "omni") == "vocoder"
+    data = VocoderDataModule(cfg) if vocoder_stage else OmniDataModule(cfg)
     data.check()
     run_dir = Path(cfg.run_dir)
     ckpt_path = _resume_path(cfg.resume, run_dir)
+    if cfg.get("init_from") and not Path(cfg.init_from).exists():
+        raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
     L.seed_everything(cfg.seed, workers=True)
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    trainer.fit(OmniModule(cfg), datamodule=data, ckpt_path=ckpt_path)
+    module = VocoderModule(cfg) if vocoder_stage else OmniModule(cfg)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         last = run_dir / "checkpoints" / "last.ckpt"
         print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")

@@ -89,6 +89,18 @@ class GenerateConfig:
     stream_mode: str = "exact"
 
 
+@dataclass
+class VocoderTrainConfig:
+    """The vocoder stage (task=vocoder): HiFi-GAN/BigVGAN losses and optimizer."""
+
+    segment_frames: int = 32  # mel frames per training segment (x hop samples)
+    lr: float = 2.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    mel_weight: float = 45.0
+    fm_weight: float = 2.0
+    grad_clip: float = 100.0
+
+
 SECTION_SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "optim": OptimConfig,
@@ -97,6 +109,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "speech": SpeechConfig,
     "loss": LossConfig,
     "generate": GenerateConfig,
+    "vocoder_train": VocoderTrainConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),

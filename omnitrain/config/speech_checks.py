@@ -9,8 +9,9 @@ from omegaconf import DictConfig
 
 from omnitrain.config.schema import TASKS
 from omnitrain.model.flow_matching import TABLEAUS
-from omnitrain.registry import registry
+from omnitrain.registry import plugin_config, registry
 from omnitrain.slots import PretrainedCodec, TrainableVocoder
+from omnitrain.speech_mel import SpeechConfig
 
 STREAM_MODES = ("exact", "window")
 
@@ -38,6 +39,17 @@ def check_speech(cfg: DictConfig) -> list[str]:
             problems.append(f"codec.path={codec.get('path')!r} does not exist: codec={codec.name} "
                             "loads a pretrained codec from a local path (nothing is downloaded)")
     vocoder = cfg.get("vocoder")
+    if vocoder is not None and vocoder.get("name") in registry("vocoder"):
+        cls = registry("vocoder").get(vocoder.name).cls
+        check = getattr(cls, "check_config", None)
+        if check is not None and "speech" in cfg:
+            try:
+                problems += check(plugin_config("vocoder", vocoder), SpeechConfig(**cfg.speech))
+            except Exception as exc:  # a malformed plugin config is reported elsewhere
+                problems.append(str(exc))
+    if task == "vocoder" and (cfg.get("trainer") or {}).get("gradient_clip_val") is not None:
+        problems.append("task=vocoder optimises manually (two optimizers): set "
+                        "trainer.gradient_clip_val=null and use vocoder_train.grad_clip")
     if task == "vocoder" and vocoder is not None and vocoder.get("name") in registry("vocoder"):
         cls = registry("vocoder").get(vocoder.name).cls
         if not issubclass(cls, TrainableVocoder):
