@@ -240,13 +240,15 @@ class SampleBuilder:
                 f"vocabulary has {self.codec_vocab_size} ids; the shard was built with another codec"
             )
         wave = load_audio(media(turn["speech"]), self.speech.sample_rate, where)
-        mel = self.speech_mel(wave)
         k = self.mel_frames_per_code
+        if wave.numel() < max(k * self.speech.hop_length, self.speech.n_fft // 2 + 1):
+            raise SampleError(f"{where}: the speech ({wave.numel()} samples) is shorter than one codec frame")
+        mel = self.speech_mel(wave)
         n = min(codes.numel(), mel.shape[0] // k)
-        if n == 0:
-            raise SampleError(f"{where}: the speech is shorter than one codec frame")
         if "reference" in turn:
             ref = load_audio(media(turn["reference"]), self.speech.sample_rate, f"{where} reference")
+            if ref.numel() <= self.speech.n_fft // 2:
+                raise SampleError(f"{where}: the reference ({ref.numel()} samples) is too short for one mel frame")
             ex.reference_mel = self.speech_mel(ref)[: self.speech.max_reference_frames]
         ex.speaker = speakers.index(name)
         ex.codec_tokens = codes[:n]
