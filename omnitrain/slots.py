@@ -193,7 +193,8 @@ class Talker(nn.Module, ABC):
 
     @abstractmethod
     def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
-        """-> (S, <= max_tokens) codec ids, padded with ``pad_id`` after eos."""
+        """-> (S, <= max_tokens) codec ids, padded with ``pad_id`` after eos. ``sampling``:
+        ``sample_next``'s options plus ``min_tokens`` (no eos before that many codes)."""
 
     def stream(
         self, ctx: TalkerContext, replies: Iterable[Tensor], max_tokens: int, **sampling: Any
@@ -270,9 +271,6 @@ class SpeechCondition:
             torch.zeros(n, 1, n_mels, device=device),
             torch.zeros(n, dtype=torch.long, device=device),
         )
-
-    def index(self, rows: Tensor | slice) -> SpeechCondition:
-        return SpeechCondition(self.speaker[rows], self.reference[rows], self.reference_lengths[rows])
 
 
 class DiT(nn.Module, ABC):

@@ -145,7 +145,11 @@ class DualTrackTalker(Talker):
 
     def _decode(self, ctx: TalkerContext, first: Tensor, track_at, max_tokens: int,
                 sampling: dict[str, Any]) -> Iterator[Tensor]:
-        """Yield (S,) codec ids step by step; ``track_at(j)`` gives the text-track row."""
+        """Yield (S,) codec ids step by step; ``track_at(j)`` gives the text-track row.
+        ``sampling["min_tokens"]``: no eos before that many codes (transformers'
+        ``min_new_tokens``)."""
+        sampling = dict(sampling)
+        min_tokens = int(sampling.pop("min_tokens", 0))
         S, P = first.shape[0], ctx.prompt.shape[1]
         logits, cache, valid, position = self._prefill(ctx, first)
         device = first.device
@@ -155,8 +159,8 @@ class DualTrackTalker(Talker):
         done = torch.zeros(S, dtype=torch.bool, device=device)
         stop = torch.tensor([self.eos_id, self.pad_id], device=device)
         for j in range(max_tokens):
-            nxt = sample_next(logits.float(), history=history, suppress=[self.bos_id, self.mask_id],
-                              **sampling)
+            suppress = [self.bos_id, self.mask_id] + ([self.eos_id, self.pad_id] if j < min_tokens else [])
+            nxt = sample_next(logits.float(), history=history, suppress=suppress, **sampling)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             done = done | torch.isin(nxt, stop)
             yield nxt

@@ -73,12 +73,15 @@ class PrefixTalker(Talker):
     @torch.no_grad()
     def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
         reply, reply_mask = ctx.reply, ctx.reply_mask
+        sampling = dict(sampling)
+        min_tokens = int(sampling.pop("min_tokens", 0))
         B = reply.shape[0]
         out = torch.full((B, 1), self.bos_id, dtype=torch.long, device=reply.device)
         done = torch.zeros(B, dtype=torch.bool, device=reply.device)
-        for _ in range(max_tokens):
+        for step in range(max_tokens):
             logits = self._run(reply, reply_mask, out, torch.ones_like(out, dtype=torch.bool))[:, -1]
-            nxt = sample_next(logits, history=out, suppress=[self.bos_id, self.pad_id], **sampling)
+            suppress = [self.bos_id, self.pad_id] + ([self.eos_id] if step < min_tokens else [])
+            nxt = sample_next(logits, history=out, suppress=suppress, **sampling)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             done |= nxt == self.eos_id
             out = torch.cat([out, nxt[:, None]], dim=1)

@@ -69,6 +69,7 @@ class LoggerConfig:
 class GenerateConfig:
     max_new_tokens: int = 64
     max_codec_tokens: int = 250
+    min_codec_tokens: int = 0  # no codec eos before this many tokens
     temperature: float = 0.0  # Thinker; 0 = greedy
     top_k: int = 0
     top_p: float = 1.0

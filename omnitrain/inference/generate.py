@@ -100,7 +100,7 @@ class Generator:
     def talker_sampling(self) -> dict:
         s = self.settings
         return {"temperature": s.talker_temperature, "top_k": s.talker_top_k, "top_p": s.talker_top_p,
-                "repetition": s.repetition_penalty}
+                "repetition": s.repetition_penalty, "min_tokens": s.min_codec_tokens}
 
     # ---- Thinker -------------------------------------------------------------------
     @torch.no_grad()

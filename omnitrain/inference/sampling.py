@@ -17,6 +17,35 @@ def repetition_penalty(logits: Tensor, history: Tensor, penalty: float) -> Tenso
     return logits.scatter(-1, history, seen)
 
 
+def filter_logits(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition: float = 1.0,
+    history: Tensor | None = None,
+    suppress: list[int] | None = None,
+) -> Tensor:
+    """The logits a sample is drawn from, in transformers' order: repetition penalty,
+    suppressed ids, temperature, top-k, top-p (removed ids get -inf)."""
+    if history is not None:
+        logits = repetition_penalty(logits, history, repetition)
+    if suppress:
+        logits = logits.clone()
+        logits[:, suppress] = float("-inf")
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, idx = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set reaching top_p
+        logits = logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
+    return logits
+
+
 def sample_next(
     logits: Tensor,
     temperature: float = 0.0,
@@ -27,25 +56,9 @@ def sample_next(
     history: Tensor | None = None,
     suppress: list[int] | None = None,
 ) -> Tensor:
-    """(B, V) -> (B,): argmax when ``temperature`` is 0, else a filtered sample.
-
-    Order as in transformers: repetition penalty, suppressed ids, then temperature,
-    top-k and top-p.
-    """
-    if history is not None:
-        logits = repetition_penalty(logits, history, repetition)
-    if suppress:
-        logits = logits.clone()
-        logits[:, suppress] = float("-inf")
+    """(B, V) -> (B,): argmax when ``temperature`` is 0 (after the penalty and suppressed
+    ids), else a sample from ``filter_logits``."""
     if temperature <= 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k > 0:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, idx = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set reaching top_p
-        logits = logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
+        return filter_logits(logits, 0.0, 0, 1.0, repetition, history, suppress).argmax(-1)
+    logits = filter_logits(logits, temperature, top_k, top_p, repetition, history, suppress)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]

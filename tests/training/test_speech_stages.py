@@ -32,6 +32,11 @@ def speech_run(demo_dir, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def bundle(speech_run, tmp_path_factory):
+    return export_bundle(speech_run / "checkpoints" / "last.ckpt", tmp_path_factory.mktemp("b") / "bundle")
+
+
 def _metrics(run):
     with open(run / "csv" / "metrics.csv") as f:
         return list(csv.DictReader(f))
@@ -89,10 +94,13 @@ def test_wrong_stage_settings_fail_before_work(demo_dir, tmp_path, capsys):
     assert "vocoder=griffin_lim has no weights" in err and "gradient_clip_val=null" in err
     assert main(["train", *speech_overrides(demo_dir, tmp_path, "init_from=nope.ckpt")]) == 2
     assert "init_from=nope.ckpt" in capsys.readouterr().err
+    assert main(["train", *speech_overrides(demo_dir, tmp_path, "generate.speaker=nobody",
+                                            "dit.look_ahead_layers=[7]")]) == 2
+    err = capsys.readouterr().err
+    assert "generate.speaker='nobody' is not one of speech.speakers" in err and "layers [7] do not exist" in err
 
 
-def test_streaming_from_the_bundle_equals_the_whole_reply(speech_run, demo_dir, tmp_path, capsys):
-    bundle = export_bundle(speech_run / "checkpoints" / "last.ckpt", tmp_path / "bundle")
+def test_streaming_from_the_bundle_equals_the_whole_reply(bundle, tmp_path, capsys):
     gen = Generator(bundle)
     conversation = user_turn("Say 4 2.")
     whole = gen(conversation)
@@ -111,3 +119,15 @@ def test_streaming_from_the_bundle_equals_the_whole_reply(speech_run, demo_dir, 
     assert main(["generate", str(bundle), "--text", "Say 4 2.", "--speech", str(out), "--stream"]) == 0
     assert "first audio after" in capsys.readouterr().out
     assert sf.info(str(out)).frames == sum(p.wave.numel() for p in audio)
+
+
+def test_generation_names_an_unknown_speaker_or_missing_reference(bundle, demo_dir, tmp_path, capsys):
+    assert main(["generate", str(bundle), "--text", "Say 1 2.", "--speaker", "nobody"]) == 2
+    assert "unknown speaker 'nobody'; this model knows ['default']" in capsys.readouterr().err
+    assert main(["generate", str(bundle), "--text", "Say 1 2.", "--reference", str(tmp_path / "no.wav")]) == 2
+    assert "no.wav" in capsys.readouterr().err
+    ref = next((demo_dir / "heldout").glob("*.wav"), None) or next((demo_dir / "heldout").glob("*.flac"))
+    out = tmp_path / "with_ref.wav"
+    assert main(["generate", str(bundle), "--text", "Say 1 2.", "--reference", str(ref),
+                 "--speaker", "default", "--speech", str(out)]) == 0
+    assert sf.info(str(out)).samplerate == 16000
