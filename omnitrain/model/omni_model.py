@@ -148,17 +148,20 @@ class OmniModel(nn.Module):
             mel = torch.zeros(1, k, n_mels, device=device, dtype=hidden.dtype)
             return SpeechItems(ctx, SpeechCondition.none(1, n_mels, device), codes, ones, mel, False)
         prompt, prompt_mask, prompt_pos = self._prompts(batch, states, embeds)
-        S = rows.numel()
-        speaker = batch.speaker_ids.to(device) if batch.speaker_ids.numel() == S else (
-            torch.zeros(S, dtype=torch.long, device=device))
-        if batch.reference_lengths.numel() == S:
-            cond = SpeechCondition(speaker, batch.reference_mel.to(device, hidden.dtype),
-                                   batch.reference_lengths.to(device))
-        else:
-            cond = SpeechCondition(speaker, torch.zeros(S, 1, n_mels, device=device),
-                                   torch.zeros(S, dtype=torch.long, device=device))
-        ctx = TalkerContext(reply, batch.reply_mask, prompt, prompt_mask, prompt_pos, speaker)
+        cond = self._condition(batch, hidden.dtype)
+        ctx = TalkerContext(reply, batch.reply_mask, prompt, prompt_mask, prompt_pos, cond.speaker)
         return SpeechItems(ctx, cond, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True)
+
+    def _condition(self, batch: Batch, dtype: torch.dtype) -> SpeechCondition:
+        """Speaker and reference of each spoken reply (a batch without them: speaker 0, none)."""
+        S, device = batch.speech_rows.numel(), batch.codec_tokens.device
+        cond = SpeechCondition.none(S, self.speech_cfg.n_mels, device)
+        if batch.speaker_ids.numel() == S:
+            cond.speaker = batch.speaker_ids.to(device)
+        if batch.reference_lengths.numel() == S:
+            cond.reference = batch.reference_mel.to(device, dtype)
+            cond.reference_lengths = batch.reference_lengths.to(device)
+        return cond
 
     def _prompts(self, batch: Batch, states: Tensor, embeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Each spoken reply's prompt: its sample's tokens before the reply (rows may hold
