@@ -21,11 +21,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from omnitrain.data.media import load_audio
-from omnitrain.data.pipeline import SizedPipeline, _Members
+from omnitrain.data.pipeline import SizedPipeline
 from omnitrain.data.sample_builder import SampleError
 from omnitrain.data.shards import count_samples, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
 from omnitrain.speech_mel import SpeechConfig, SpeechMel
+
+
+def _member(sample: dict, key: str, name: str) -> bytes:
+    if name not in sample:
+        raise SampleError(f"sample {key}: member '{name}' is missing")
+    return sample[name]
 
 
 class SpeechSegments:
@@ -42,11 +48,11 @@ class SpeechSegments:
         for sample in samples:
             key = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
             try:
-                turns = json.loads(_Members(sample, key)("json"))["turns"]
+                turns = json.loads(_member(sample, key, "json"))["turns"]
                 names = [t["speech"] for t in turns if isinstance(t, dict) and "speech" in t]
                 if not names:
                     raise SampleError(f"sample {key} has no spoken reply")
-                wave = load_audio(_Members(sample, key)(names[-1]), cfg.sample_rate, f"sample {key} speech")
+                wave = load_audio(_member(sample, key, names[-1]), cfg.sample_rate, f"sample {key} speech")
             except Exception as exc:
                 SKIPS.add(type(exc).__name__, key, exc)
                 continue
