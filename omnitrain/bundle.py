@@ -25,6 +25,7 @@ import omnitrain
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.plugin_loading import load_plugins
 from omnitrain.registry import SLOTS, registry
+from omnitrain.slots import PretrainedCodec
 
 FORMAT = "omnitrain-bundle"
 FORMAT_VERSION = 1
@@ -75,6 +76,19 @@ def _bundle_plugins(cfg: DictConfig, out: Path) -> list[str]:
     return specs
 
 
+def _bundle_codec(cfg: DictConfig, out: Path) -> str | None:
+    """Copy a pretrained codec's local files into the bundle (``codec/``)."""
+    if not issubclass(registry("codec").get(cfg.codec.name).cls, PretrainedCodec):
+        return None
+    src = Path(cfg.codec.path)
+    if src.is_dir():
+        shutil.copytree(src, out / "codec", dirs_exist_ok=True)
+        return "codec"
+    (out / "codec").mkdir(exist_ok=True)
+    shutil.copy2(src, out / "codec" / src.name)
+    return f"codec/{src.name}"
+
+
 def export_bundle(checkpoint: Path, out: Path) -> Path:
     cfg, state = read_checkpoint(checkpoint)
     load_plugins(list(cfg.get("plugins") or []))
@@ -91,6 +105,9 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     save_model(model, str(out / "model.safetensors"))
     bundled = _bundle_plugins(cfg, out)
     cfg = OmegaConf.merge(cfg, {"plugins": bundled})
+    codec_path = _bundle_codec(cfg, out)
+    if codec_path is not None:
+        cfg = OmegaConf.merge(cfg, {"codec": {"path": codec_path}})
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     (out / "tokenizer").mkdir(exist_ok=True)
     model.tokenizer.save(out / "tokenizer")
@@ -128,6 +145,8 @@ def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, DictCo
     cfg = OmegaConf.load(directory / "config.yaml")
     specs = [str(directory / s) if str(s).startswith("plugins/") else str(s) for s in cfg.get("plugins") or []]
     load_plugins(specs)
+    if str(cfg.codec.get("path", "")).startswith("codec"):  # a codec copied into the bundle
+        cfg.codec.path = str(directory / cfg.codec.path)
     model = OmniModel(cfg)
     load_model(model, str(directory / "model.safetensors"), strict=True)
     return model.eval(), cfg

@@ -21,11 +21,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.data.pack import PackError
     from omnitrain.data.sample_builder import SampleError
     from omnitrain.data.shards import ShardError
+    from omnitrain.inference.generate import GenerateError
     from omnitrain.plugin_loading import PluginLoadError
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError, PackError)
+            SampleError, FileNotFoundError, UsageError, PackError, GenerateError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -59,19 +60,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     import lightning as L
 
     from omnitrain.data.datamodule import OmniDataModule
+    from omnitrain.data.vocoder_data import VocoderDataModule
     from omnitrain.training.module import OmniModule
     from omnitrain.training.trainer_factory import build_trainer
+    from omnitrain.training.vocoder_module import VocoderModule
 
-    data = OmniDataModule(cfg)
+    vocoder_stage = cfg.get("task", "omni") == "vocoder"
+    data = VocoderDataModule(cfg) if vocoder_stage else OmniDataModule(cfg)
     data.check()
     run_dir = Path(cfg.run_dir)
     ckpt_path = _resume_path(cfg.resume, run_dir)
+    if cfg.get("init_from") and not Path(cfg.init_from).exists():
+        raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
     L.seed_everything(cfg.seed, workers=True)
     trainer = build_trainer(cfg)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    trainer.fit(OmniModule(cfg), datamodule=data, ckpt_path=ckpt_path)
+    module = VocoderModule(cfg) if vocoder_stage else OmniModule(cfg)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         last = run_dir / "checkpoints" / "last.ckpt"
         print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
@@ -158,27 +165,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.manifest:
         return _generate_manifest(gen, Path(args.manifest), args)
     reply = _reply(gen, {"text": args.text, "audio": args.audio, "image": args.image,
-                         "video": args.video}, args.speech, not args.no_video_audio)
+                         "video": args.video}, args.speech, not args.no_video_audio, args=args)
     if args.expect is not None and reply.text.strip() != args.expect.strip():
         print(f"expected: {args.expect!r}, got: {reply.text!r}", file=sys.stderr)
         return 1
     return 0
 
 
-def _reply(gen, prompt: dict, speech: str | None, video_audio: bool = True, label: str = ""):
+def _reply(gen, prompt: dict, speech: str | None, video_audio: bool = True, label: str = "",
+           args: argparse.Namespace | None = None):
     import soundfile as sf
 
     from omnitrain.inference.generate import user_turn
 
+    conversation = user_turn(prompt["text"], prompt.get("audio"), prompt.get("image"),
+                             prompt.get("video"), video_audio)
+    speaker, reference = getattr(args, "speaker", None), getattr(args, "reference", None)
+    if getattr(args, "stream", False):
+        return _stream_reply(gen, conversation, speech, label, speaker, reference)
     t0 = time.perf_counter()
-    reply = gen(user_turn(prompt["text"], prompt.get("audio"), prompt.get("image"),
-                          prompt.get("video"), video_audio))
+    reply = gen(conversation, speaker=speaker, reference=reference)
     line = f"{label}reply: {reply.text!r}"
     if speech:
         sf.write(speech, reply.wave.numpy(), reply.sample_rate, subtype="PCM_16")
         line += (f"  speech: {speech} ({reply.wave.numel() / reply.sample_rate:.2f}s, "
                  f"{reply.codec_tokens.numel()} codec tokens, {reply.sample_rate} Hz)")
     print(line + f"  [{time.perf_counter() - t0:.2f}s]")
+    return reply
+
+
+def _stream_reply(gen, conversation: dict, speech: str | None, label: str, speaker, reference):
+    """Print text as it comes; append each audio chunk to the wav as soon as it is ready."""
+    import soundfile as sf
+
+    from omnitrain.inference.streaming import AudioPiece, TextPiece
+
+    t0 = time.perf_counter()
+    sr = gen.model.speech_cfg.sample_rate
+    out = sf.SoundFile(speech, "w", samplerate=sr, channels=1, subtype="PCM_16") if speech else None
+    first_audio, chunks, samples, reply = None, 0, 0, None
+    print(f"{label}reply: ", end="", flush=True)
+    try:
+        for piece in gen.stream(conversation, speaker=speaker, reference=reference):
+            if isinstance(piece, TextPiece):
+                print(piece.text, end="", flush=True)
+            elif isinstance(piece, AudioPiece):
+                first_audio = first_audio or time.perf_counter() - t0
+                chunks += 1
+                samples += piece.wave.numel()
+                if out is not None:
+                    out.write(piece.wave.numpy())
+                    out.flush()
+            else:
+                reply = piece
+    finally:
+        if out is not None:
+            out.close()
+    first = f"{first_audio:.2f}s" if first_audio is not None else "none"
+    print(f"\n  speech: {speech or '(not written)'} ({samples / sr:.2f}s in {chunks} chunks, "
+          f"{reply.codec_tokens.numel()} codec tokens); first audio after {first}  "
+          f"[{time.perf_counter() - t0:.2f}s]")
     return reply
 
 
@@ -195,7 +241,7 @@ def _generate_manifest(gen, manifest: Path, args: argparse.Namespace) -> int:
         prompt = {k: (str(manifest.parent / row[k]) if k != "text" else row[k])
                   for k in ("text", "audio", "image", "video") if row.get(k)}
         speech = str(speech_dir / f"{name}.wav") if speech_dir else None
-        reply = _reply(gen, prompt, speech, label=f"{name} [{row.get('kind', '?')}] ")
+        reply = _reply(gen, prompt, speech, label=f"{name} [{row.get('kind', '?')}] ", args=args)
         if "expected" in row:
             ok = reply.text.strip() == str(row["expected"]).strip()
             correct += ok
@@ -292,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", help="JSONL of prompts (as in data/demo/heldout/manifest.jsonl)")
     s.add_argument("--speech-dir", help="with --manifest: write each spoken reply here")
     s.add_argument("--min-accuracy", type=float, help="with --manifest: exit 1 below this accuracy")
+    s.add_argument("--stream", action="store_true",
+                   help="stream: text as it is generated, audio chunks written as they are ready")
+    s.add_argument("--speaker", help="a voice from the model's speech.speakers (default: the first)")
+    s.add_argument("--reference", help="a wav of the voice to condition the DiT on")
     s.set_defaults(func=cmd_generate)
     return p
 

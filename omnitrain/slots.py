@@ -12,9 +12,10 @@ audio_encoder    ``AudioEncoder(cfg, out_dim=thinker_hidden_size)``
 vision_encoder   ``VisionEncoder(cfg, out_dim=thinker_hidden_size)``
 position         ``PositionScheme(cfg)``
 thinker          ``Thinker(cfg, vocab_size=..., position=PositionScheme)``
-talker           ``Talker(cfg, thinker_hidden_size=..., codec_vocab_size=...)``
+talker           ``Talker(cfg, thinker_hidden_size=..., codec_vocab_size=...,
+                 position=PositionScheme, num_speakers=...)``
 codec            ``Codec(cfg)``
-dit              ``DiT(cfg, codec_vocab_size=..., n_mels=...)``
+dit              ``DiT(cfg, codec_vocab_size=..., n_mels=..., num_speakers=...)``
 vocoder          ``Vocoder(cfg, mel=SpeechMel)``
 ===============  ==========================================================
 """
@@ -22,6 +23,8 @@ vocoder          ``Vocoder(cfg, mel=SpeechMel)``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +159,24 @@ class Thinker(nn.Module, ABC):
     def logits(self, hidden: Tensor) -> Tensor: ...
 
 
+@dataclass
+class TalkerContext:
+    """What the Thinker hands the Talker for each spoken reply (one row per reply).
+
+    A reply vector is the Thinker's last hidden state at a token plus that token's input
+    embedding (Qwen2.5-Omni's ``hidden_states[-1] + hidden_states[0]``). The prompt is
+    everything before the reply in the same sample (its media placeholders' embeddings
+    zeroed, as Qwen does), LEFT-padded so every prompt ends where its reply starts.
+    """
+
+    reply: Tensor  # (S, R, D) reply tokens, the closing eos included; right-padded
+    reply_mask: Tensor  # (S, R) bool
+    prompt: Tensor  # (S, P, D) left-padded
+    prompt_mask: Tensor  # (S, P) bool
+    prompt_positions: Tensor  # (rows, S, P) the Thinker's position ids of the prompt (0 = pad)
+    speaker: Tensor  # (S,) int64 index into ``speech.speakers``
+
+
 class Talker(nn.Module, ABC):
     """Codec tokens from the Thinker's reply. Ids >= codec_vocab_size are its specials."""
 
@@ -165,16 +186,33 @@ class Talker(nn.Module, ABC):
     pad_id: int
 
     @abstractmethod
-    def forward(
-        self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor
-    ) -> Tensor:
-        """reply (B, R, D_thinker): per reply token, Thinker hidden + token embedding;
-        codec_in (B, C) = [bos, c_0, ..., c_{m-1}] -> logits (B, C, vocab_size) where
-        position j predicts codec token j (and the last real position predicts eos)."""
+    def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+        """Teacher forcing. codec_in (S, C) = [bos, c_0, ..., c_{m-1}] -> logits
+        (S, C, vocab_size) where position j predicts codec token j (and the last real
+        position predicts eos)."""
 
     @abstractmethod
-    def generate(self, reply: Tensor, reply_mask: Tensor, max_tokens: int, **sampling: Any) -> Tensor:
-        """(B, R, D) -> (B, <= max_tokens) codec ids, padded with ``pad_id`` after eos."""
+    def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
+        """-> (S, <= max_tokens) codec ids, padded with ``pad_id`` after eos. ``sampling``:
+        ``sample_next``'s options plus ``min_tokens`` (no eos before that many codes)."""
+
+    def stream(
+        self, ctx: TalkerContext, replies: Iterable[Tensor], max_tokens: int, **sampling: Any
+    ) -> Iterator[int]:
+        """One reply (S = 1): yield codec ids as they are decided, while ``replies``
+        yields the reply vectors (D,) as the Thinker makes them (``ctx.reply`` is unused).
+
+        This default waits for the whole reply; a Talker that can start on the first
+        reply tokens (``dual_track``) overrides it.
+        """
+        rows = list(replies)
+        reply = torch.stack(rows)[None]
+        full = TalkerContext(reply, torch.ones(reply.shape[:2], dtype=torch.bool, device=reply.device),
+                             ctx.prompt, ctx.prompt_mask, ctx.prompt_positions, ctx.speaker)
+        for token in self.generate(full, max_tokens, **sampling)[0].tolist():
+            if token in (self.eos_id, self.pad_id):
+                return
+            yield token
 
 
 class Codec(ABC):
@@ -193,22 +231,93 @@ class Codec(ABC):
         """Tokens (n,) -> waveform (T,) at ``sample_rate``, to listen to the tokens."""
 
 
+class PretrainedCodec(Codec):
+    """A codec whose weights are read from a local path: its config has a ``path`` field.
+
+    Nothing is downloaded. The config check fails before any work when ``path`` does not
+    exist, and ``omnitrain export`` copies the path into the bundle (``codec/``) so a
+    bundle is self-contained. Subclasses implement ``load``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        path = Path(cfg.path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"codec.path='{cfg.path}' does not exist: point it at the local codec checkpoint"
+            )
+        self.path = path
+        self.load(path)
+
+    @abstractmethod
+    def load(self, path: Path) -> None:
+        """Read the weights and set ``vocab_size``, ``sample_rate`` and ``frame_rate``."""
+
+
+@dataclass
+class SpeechCondition:
+    """Who speaks: the speaker's index and a reference mel of their voice (Qwen2.5-Omni's
+    speaker ``cond`` vector and ``ref_mel``). A reference of length 0 means none."""
+
+    speaker: Tensor  # (S,) int64 index into ``speech.speakers``
+    reference: Tensor  # (S, T_ref, n_mels) normalised mel frames, right-padded
+    reference_lengths: Tensor  # (S,) int64
+
+    @staticmethod
+    def none(n: int, n_mels: int, device: torch.device | None = None) -> SpeechCondition:
+        """Speaker 0 with no reference, for ``n`` items."""
+        return SpeechCondition(
+            torch.zeros(n, dtype=torch.long, device=device),
+            torch.zeros(n, 1, n_mels, device=device),
+            torch.zeros(n, dtype=torch.long, device=device),
+        )
+
+
 class DiT(nn.Module, ABC):
     """Codec tokens -> mel frames, trained by conditional flow matching."""
 
     mel_frames_per_code: int
+    #: ``(block_frames, blocks_back, blocks_ahead)``: one forward's output at a frame depends
+    #: only on frames of its own block and that many blocks before and after it (blocks
+    #: counted from frame 0). ``None``: on the whole utterance (no chunked decoding).
+    receptive_field: tuple[int, int, int] | None = None
 
     @abstractmethod
     def forward(
-        self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor
+        self,
+        x: Tensor,
+        t: Tensor,
+        codes: Tensor,
+        code_mask: Tensor,
+        drop_cond: Tensor,
+        cond: SpeechCondition | None = None,
+        offset: int = 0,
     ) -> Tensor:
         """x (B, T, n_mels) at flow time t (B,) with codes (B, T / mel_frames_per_code)
-        -> velocity (B, T, n_mels). ``drop_cond`` (B,) bool: ignore the codes."""
+        -> velocity (B, T, n_mels). ``drop_cond`` (B,) bool: ignore codes, speaker and
+        reference (the unconditional branch of classifier-free guidance). ``offset``: the
+        utterance frame of ``x[:, 0]`` when decoding a window (a multiple of the block)."""
 
 
 class Vocoder(nn.Module, ABC):
     """Mel frames (normalised as ``SpeechMel`` makes them) -> waveform."""
 
+    #: mel frames of context on each side that chunked synthesis gives every chunk
+    context_frames: int = 8
+
     @abstractmethod
     def forward(self, mel: Tensor) -> Tensor:
         """(B, T, n_mels) -> (B, samples) at the speech sample rate."""
+
+
+class TrainableVocoder(Vocoder):
+    """A vocoder with weights, trained adversarially in its own stage (``task=vocoder``).
+
+    ``forward`` must return exactly ``T * hop_length`` samples for T frames.
+    """
+
+    @abstractmethod
+    def build_discriminator(self) -> nn.Module:
+        """A fresh discriminator (not part of the bundle): ``d(wave (B, samples))`` ->
+        ``(scores, features)``, a list of score tensors and a list of feature-map lists,
+        one entry per sub-discriminator."""

@@ -7,7 +7,7 @@ Frames are log-mel, normalised to roughly zero mean and unit variance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torchaudio
@@ -27,6 +27,10 @@ class SpeechConfig:
     log_floor: float = 1e-5
     norm_mean: float = -8.5  # of natural-log mel magnitudes; rough constants that keep
     norm_std: float = 3.5  # frames near zero mean, unit variance
+    # voices the Talker and DiT know by name; a spoken reply names one ("speaker"), or
+    # speaks with the first
+    speakers: list[str] = field(default_factory=lambda: ["default"])
+    max_reference_frames: int = 300  # a reference utterance is cut to this many frames
 
     @property
     def frames_per_second(self) -> float:

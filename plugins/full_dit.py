@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from omnitrain.nn import Attention, SwiGLU, segment_mask, sinusoidal_embedding
 from omnitrain.registry import register
-from omnitrain.slots import DiT
+from omnitrain.slots import DiT, SpeechCondition
 
 
 @dataclass
@@ -46,9 +46,13 @@ class AdaLNZeroBlock(nn.Module):
 
 @register("dit", "full_dit", config=FullDiTConfig)
 class FullDiT(DiT):
-    """DiT with full attention over the utterance; baseline token2wav."""
+    """DiT with full attention over the utterance; baseline token2wav.
 
-    def __init__(self, cfg: FullDiTConfig, codec_vocab_size: int, n_mels: int) -> None:
+    Conditions on the codes only (no speaker, no reference), and every frame sees the
+    whole utterance, so it decodes only once all codes are known.
+    """
+
+    def __init__(self, cfg: FullDiTConfig, codec_vocab_size: int, n_mels: int, num_speakers: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
         self.mel_frames_per_code = cfg.mel_frames_per_code
@@ -65,13 +69,14 @@ class FullDiT(DiT):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor,
+                cond: SpeechCondition | None = None, offset: int = 0) -> Tensor:
         k = self.mel_frames_per_code
         if x.shape[1] != codes.shape[1] * k:
             raise ValueError(f"mel has {x.shape[1]} frames; {codes.shape[1]} codes need {codes.shape[1] * k}")
         codes = torch.where(drop_cond[:, None], torch.full_like(codes, self.null_code), codes)
         cond = self.code_embed(codes).repeat_interleave(k, dim=1)
-        frames = torch.arange(x.shape[1], device=x.device)
+        frames = offset + torch.arange(x.shape[1], device=x.device)
         h = self.in_proj(torch.cat([x, cond], -1)) + sinusoidal_embedding(frames, self.cfg.dim)[None]
         temb = self.time_mlp(sinusoidal_embedding(t * 1000.0, self.cfg.dim))
         mask = segment_mask(code_mask.repeat_interleave(k, dim=1).long())

@@ -17,7 +17,7 @@ from omnitrain.inference.sampling import sample_next
 from omnitrain.nn import RMSNorm, TransformerBlock, doc_causal_mask
 from omnitrain.nn.rotary import inverse_frequencies
 from omnitrain.registry import register
-from omnitrain.slots import Talker
+from omnitrain.slots import PositionScheme, Talker, TalkerContext
 
 
 @dataclass
@@ -31,9 +31,13 @@ class PrefixTalkerConfig:
 
 @register("talker", "prefix", config=PrefixTalkerConfig)
 class PrefixTalker(Talker):
-    """Decoder over [reply vectors | bos, codec tokens]; baseline talker."""
+    """Decoder over [reply vectors | bos, codec tokens]; baseline talker.
 
-    def __init__(self, cfg: PrefixTalkerConfig, thinker_hidden_size: int, codec_vocab_size: int) -> None:
+    Reads only the reply (not the prompt, not the speaker) and numbers its own positions.
+    """
+
+    def __init__(self, cfg: PrefixTalkerConfig, thinker_hidden_size: int, codec_vocab_size: int,
+                 position: PositionScheme | None = None, num_speakers: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
         self.vocab_size = codec_vocab_size + 3
@@ -63,18 +67,21 @@ class PrefixTalker(Talker):
             x = layer(x, mask, rotary)
         return self.head(self.norm(x[:, reply.shape[1]:]))
 
-    def forward(self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
-        return self._run(reply, reply_mask, codec_in, codec_mask)
+    def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+        return self._run(ctx.reply, ctx.reply_mask, codec_in, codec_mask)
 
     @torch.no_grad()
-    def generate(self, reply: Tensor, reply_mask: Tensor, max_tokens: int, **sampling: Any) -> Tensor:
+    def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
+        reply, reply_mask = ctx.reply, ctx.reply_mask
+        sampling = dict(sampling)
+        min_tokens = int(sampling.pop("min_tokens", 0))
         B = reply.shape[0]
         out = torch.full((B, 1), self.bos_id, dtype=torch.long, device=reply.device)
         done = torch.zeros(B, dtype=torch.bool, device=reply.device)
-        for _ in range(max_tokens):
+        for step in range(max_tokens):
             logits = self._run(reply, reply_mask, out, torch.ones_like(out, dtype=torch.bool))[:, -1]
-            logits[:, [self.bos_id, self.pad_id]] = float("-inf")
-            nxt = sample_next(logits, **sampling)
+            suppress = [self.bos_id, self.pad_id] + ([self.eos_id] if step < min_tokens else [])
+            nxt = sample_next(logits, history=out, suppress=suppress, **sampling)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             done |= nxt == self.eos_id
             out = torch.cat([out, nxt[:, None]], dim=1)

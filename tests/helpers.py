@@ -18,3 +18,8 @@ def smoke_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
         "logger=csv",
         *extra,
     ]
+
+
+def speech_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    """The tiny dual-track Talker + flow_dit run (recipes/speech_smoke.yaml)."""
+    return ["recipe=speech_smoke", *smoke_overrides(demo_dir, run_dir, *extra)[1:]]

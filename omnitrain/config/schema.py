@@ -73,12 +73,37 @@ class LoggerConfig:
 class GenerateConfig:
     max_new_tokens: int = 64
     max_codec_tokens: int = 250
-    temperature: float = 0.0
+    min_codec_tokens: int = 0  # no codec eos before this many tokens
+    temperature: float = 0.0  # Thinker; 0 = greedy
     top_k: int = 0
     top_p: float = 1.0
-    ode_steps: int = 16
-    ode_method: str = "euler"
-    guidance: float = 0.0
+    # Talker sampling (Qwen2.5-Omni's defaults: 0.9, 40, 0.8, 1.05)
+    talker_temperature: float = 0.0
+    talker_top_k: int = 0
+    talker_top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    ode_steps: int = 16  # intervals of the flow ODE (transformers' num_steps counts points: +1)
+    ode_method: str = "euler"  # euler | rk4 | rk4_38 (Qwen2.5-Omni)
+    ode_sway: float = 0.0  # sway sampling (Qwen2.5-Omni: -1.0)
+    guidance: float = 0.0  # classifier-free guidance (Qwen2.5-Omni: 0.5)
+    seed: int = 0  # of the DiT's starting noise, so a reply is reproducible
+    speaker: str | None = None  # a name from speech.speakers; None = the first
+    # streaming: "exact" decodes each stage of the ODE block by block (the same mel as
+    # the full decode); "window" solves each block on its own window (Qwen's streaming,
+    # lower latency, approximate)
+    stream_mode: str = "exact"
+
+
+@dataclass
+class VocoderTrainConfig:
+    """The vocoder stage (task=vocoder): HiFi-GAN/BigVGAN losses and optimizer."""
+
+    segment_frames: int = 32  # mel frames per training segment (x hop samples)
+    lr: float = 2.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    mel_weight: float = 45.0
+    fm_weight: float = 2.0
+    grad_clip: float = 100.0
 
 
 SECTION_SCHEMAS: dict[str, type] = {
@@ -89,6 +114,9 @@ SECTION_SCHEMAS: dict[str, type] = {
     "speech": SpeechConfig,
     "loss": LossConfig,
     "generate": GenerateConfig,
+    "vocoder_train": VocoderTrainConfig,
 }
 
-SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None))}
+SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),
+               "init_from": (str, type(None)), "task": str}
+TASKS = ("omni", "vocoder")  # what `omnitrain train` trains: the model, or its vocoder alone

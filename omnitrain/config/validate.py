@@ -127,6 +127,9 @@ def validate(cfg: DictConfig) -> None:
         for name in ("text", "codec", "flow"):
             if float(loss.get(name, 0)) < 0:
                 problems.append(f"loss.{name} must be >= 0")
+    from omnitrain.config.speech_checks import check_speech
+
+    problems += check_speech(cfg)
     if not problems:
         try:
             problems += _check_speech_rates(cfg)

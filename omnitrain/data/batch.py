@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -28,6 +29,10 @@ class Batch:
     codec_mask: Tensor  # (S, C) bool
     speech_mel: Tensor  # (S, C * mel_frames_per_code, n_mels) DiT targets
     keys: list[str] = field(default_factory=list)
+    # who speaks each reply; empty: speaker 0 and no reference for all
+    speaker_ids: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # (S,)
+    reference_mel: Tensor = field(default_factory=lambda: torch.zeros(0, 1, 1))  # (S, T_ref, n_mels)
+    reference_lengths: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     skipped: dict[str, int] = field(default_factory=dict)  # samples dropped upstream, by reason
 
     @property

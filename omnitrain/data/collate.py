@@ -87,18 +87,24 @@ def collate(
 
     speakers = [e for e in placed if e.codec_tokens is not None]
     if speakers:
-        reply_mask = pad_stack([torch.ones_like(p, dtype=torch.bool) for p in reply_positions], False)
-        codec_mask = pad_stack([torch.ones_like(e.codec_tokens, dtype=torch.bool) for e in speakers], False)
+        n_mels = speakers[0].speech_mel.shape[-1]
+        refs = [e.reference_mel if e.reference_mel is not None else torch.zeros(0, n_mels) for e in speakers]
         speech = dict(
-            reply_positions=pad_stack(reply_positions, 0), reply_mask=reply_mask,
-            codec_tokens=pad_stack([e.codec_tokens for e in speakers], 0), codec_mask=codec_mask,
+            reply_positions=pad_stack(reply_positions, 0),
+            reply_mask=pad_stack([torch.ones_like(p, dtype=torch.bool) for p in reply_positions], False),
+            codec_tokens=pad_stack([e.codec_tokens for e in speakers], 0),
+            codec_mask=pad_stack([torch.ones_like(e.codec_tokens, dtype=torch.bool) for e in speakers], False),
             speech_mel=pad_stack([e.speech_mel for e in speakers], 0.0),
+            speaker_ids=torch.tensor([e.speaker for e in speakers], dtype=torch.long),
+            reference_lengths=torch.tensor([r.shape[0] for r in refs], dtype=torch.long),
+            reference_mel=pad_stack([r if r.shape[0] else torch.zeros(1, n_mels) for r in refs], 0.0),
         )
     else:
         speech = dict(
             reply_positions=torch.zeros(0, 1, dtype=torch.long), reply_mask=torch.zeros(0, 1, dtype=torch.bool),
             codec_tokens=torch.zeros(0, 1, dtype=torch.long), codec_mask=torch.zeros(0, 1, dtype=torch.bool),
-            speech_mel=torch.zeros(0, 1, 1),
+            speech_mel=torch.zeros(0, 1, 1), speaker_ids=torch.zeros(0, dtype=torch.long),
+            reference_lengths=torch.zeros(0, dtype=torch.long), reference_mel=torch.zeros(0, 1, 1),
         )
     return Batch(
         input_ids=pad_stack(row_ids, pad_id),

@@ -135,6 +135,9 @@ def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key
     content.append({"text": PROMPTS[kind].format(a=a, b=b)})
     speech = reply_speech([a, b], codec)
     members["reply.wav"] = encode_audio(speech, codec.sample_rate)
+    # the voice's reference utterance (the DiT's speaker conditioning): another digit
+    ref_digit = random.Random(f"{key}/reference").randrange(10)
+    members["reference.wav"] = encode_audio(reply_speech([ref_digit], codec), codec.sample_rate)
     buf = io.BytesIO()
     np.save(buf, codec.encode(speech).numpy().astype(np.int32))
     members["reply.codec.npy"] = buf.getvalue()
@@ -142,7 +145,7 @@ def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key
         "turns": [
             {"role": "user", "content": content},
             {"role": "assistant", "content": [{"text": f"{a} {b}"}],
-             "speech": "reply.wav", "codec": "reply.codec.npy"},
+             "speech": "reply.wav", "codec": "reply.codec.npy", "reference": "reference.wav"},
         ],
         "meta": {"kind": kind, "digits": [a, b]},
     }

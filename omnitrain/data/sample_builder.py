@@ -7,10 +7,14 @@ A conversation (the ``json`` member of a shard sample) is::
                                    {"image": "image_0.png"},
                                    {"video": "video_0.mp4", "use_audio": true}]},
       {"role": "assistant", "content": [{"text": "3 7"}],
-       "speech": "reply.wav", "codec": "reply.codec.npy"}]}
+       "speech": "reply.wav", "codec": "reply.codec.npy",
+       "speaker": "default", "reference": "ref.wav"}]}
 
 Media values name members of the same sample. Text loss covers every assistant
-turn; the assistant turn with ``speech`` gives the Talker and DiT targets.
+turn; the assistant turn with ``speech`` gives the Talker and DiT targets. Its codec
+tokens are used as they are (computed when the shard was built). ``speaker`` (optional,
+default: the first of ``speech.speakers``) and ``reference`` (optional, another
+utterance of that voice) condition the DiT; without a reference it speaks with none.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Example:
     reply_positions: Tensor | None = None  # positions of the spoken reply's tokens
     codec_tokens: Tensor | None = None
     speech_mel: Tensor | None = None
+    speaker: int = 0  # index into speech.speakers
+    reference_mel: Tensor | None = None  # (frames, n_mels) of the speaker's reference
 
     def __len__(self) -> int:
         return int(self.input_ids.numel())
@@ -218,6 +224,13 @@ class SampleBuilder:
         where = f"sample {key}: spoken reply"
         if "codec" not in turn:
             raise SampleError(f"{where} has 'speech' but no 'codec' tokens; rebuild the shard")
+        speakers = list(self.speech.speakers)
+        name = turn.get("speaker", speakers[0])
+        if name not in speakers:
+            raise SampleError(
+                f"{where}: unknown speaker {name!r}; the model knows {speakers} (add it to "
+                "speech.speakers to train a new voice)"
+            )
         codes = torch.from_numpy(np.load(io.BytesIO(media(turn["codec"])), allow_pickle=False)).long()
         if codes.numel() == 0:
             raise SampleError(f"{where}: codec tokens are empty")
@@ -227,9 +240,17 @@ class SampleBuilder:
                 f"vocabulary has {self.codec_vocab_size} ids; the shard was built with another codec"
             )
         wave = load_audio(media(turn["speech"]), self.speech.sample_rate, where)
-        mel = self.speech_mel(wave)
         k = self.mel_frames_per_code
+        if wave.numel() < max(k * self.speech.hop_length, self.speech.n_fft // 2 + 1):
+            raise SampleError(f"{where}: the speech ({wave.numel()} samples) is shorter than one codec frame")
+        mel = self.speech_mel(wave)
         n = min(codes.numel(), mel.shape[0] // k)
+        if "reference" in turn:
+            ref = load_audio(media(turn["reference"]), self.speech.sample_rate, f"{where} reference")
+            if ref.numel() <= self.speech.n_fft // 2:
+                raise SampleError(f"{where}: the reference ({ref.numel()} samples) is too short for one mel frame")
+            ex.reference_mel = self.speech_mel(ref)[: self.speech.max_reference_frames]
+        ex.speaker = speakers.index(name)
         ex.codec_tokens = codes[:n]
         ex.speech_mel = mel[: n * k]
         ex.reply_positions = torch.tensor(positions, dtype=torch.long)

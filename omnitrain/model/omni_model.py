@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from omnitrain.data.batch import Batch
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.registry import build, plugin_config, registry
+from omnitrain.slots import SpeechCondition, TalkerContext
 from omnitrain.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.tokens import IGNORE_INDEX
 
@@ -29,6 +30,7 @@ class LossConfig:
     codec: float = 1.0
     flow: float = 1.0
     flow_cond_drop: float = 0.1  # condition dropout, enables classifier-free guidance
+    flow_ref_drop: float = 0.2  # reference-only dropout: the DiT also speaks without one
     talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
 
 
@@ -36,8 +38,8 @@ class LossConfig:
 class SpeechItems:
     """Per-sample speech inputs gathered from a batch (or one dummy when it has none)."""
 
-    reply: Tensor  # (S, R, D)
-    reply_mask: Tensor
+    ctx: TalkerContext  # what the Talker reads: reply and prompt vectors, positions, speaker
+    cond: SpeechCondition  # what the DiT is conditioned on besides the codes
     codes: Tensor
     code_mask: Tensor
     mel: Tensor
@@ -58,11 +60,14 @@ class OmniModel(nn.Module):
         width = self.thinker.hidden_size
         self.audio_encoder = build("audio_encoder", cfg.audio_encoder, out_dim=width)
         self.vision_encoder = build("vision_encoder", cfg.vision_encoder, out_dim=width)
+        speakers = len(self.speech_cfg.speakers)
         self.talker = build(
-            "talker", cfg.talker, thinker_hidden_size=width, codec_vocab_size=self.codec.vocab_size
+            "talker", cfg.talker, thinker_hidden_size=width, codec_vocab_size=self.codec.vocab_size,
+            position=self.position, num_speakers=speakers,
         )
         self.dit = build(
-            "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels
+            "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels,
+            num_speakers=speakers,
         )
         self.vocoder = build("vocoder", cfg.vocoder, mel=SpeechMel(self.speech_cfg))
         special = self.tokenizer.special_ids()
@@ -115,25 +120,66 @@ class OmniModel(nn.Module):
         return self.thinker(embeds, batch.position_ids, batch.doc_ids), embeds
 
     # ---- Talker / DiT ----------------------------------------------------------
+    def media_mask(self, input_ids: Tensor) -> Tensor:
+        """True at audio/image/video placeholder tokens."""
+        return (input_ids == self.audio_id) | (input_ids == self.vision_ids[0]) | (
+            input_ids == self.vision_ids[1]
+        )
+
     def speech_items(self, batch: Batch, hidden: Tensor, embeds: Tensor) -> SpeechItems:
         rows, pos = batch.speech_rows, batch.reply_positions
         real = rows.numel() > 0
+        device = hidden.device
         if not real:  # one dummy item so the talker and DiT stay in the graph
-            rows = torch.zeros(1, dtype=torch.long, device=hidden.device)
-            pos = torch.zeros(1, 1, dtype=torch.long, device=hidden.device)
+            rows = torch.zeros(1, dtype=torch.long, device=device)
+            pos = torch.zeros(1, 1, dtype=torch.long, device=device)
         states = hidden
         if self.loss_cfg.talker_detach_thinker:
             states, embeds = hidden.detach(), embeds.detach()
         reply = states[rows[:, None], pos] + embeds[rows[:, None], pos]
-        if real:
-            return SpeechItems(
-                reply, batch.reply_mask, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True
-            )
-        k = self.dit.mel_frames_per_code
-        codes = torch.zeros(1, 1, dtype=torch.long, device=hidden.device)
-        ones = torch.ones(1, 1, dtype=torch.bool, device=hidden.device)
-        mel = torch.zeros(1, k, self.speech_cfg.n_mels, device=hidden.device, dtype=hidden.dtype)
-        return SpeechItems(reply, ones, codes, ones, mel, False)
+        n_mels = self.speech_cfg.n_mels
+        if not real:
+            ones = torch.ones(1, 1, dtype=torch.bool, device=device)
+            ctx = TalkerContext(reply, ones, reply, ones,
+                                torch.zeros(self.position.rows, 1, 1, dtype=torch.long, device=device),
+                                torch.zeros(1, dtype=torch.long, device=device))
+            k = self.dit.mel_frames_per_code
+            codes = torch.zeros(1, 1, dtype=torch.long, device=device)
+            mel = torch.zeros(1, k, n_mels, device=device, dtype=hidden.dtype)
+            return SpeechItems(ctx, SpeechCondition.none(1, n_mels, device), codes, ones, mel, False)
+        prompt, prompt_mask, prompt_pos = self._prompts(batch, states, embeds)
+        cond = self._condition(batch, hidden.dtype)
+        ctx = TalkerContext(reply, batch.reply_mask, prompt, prompt_mask, prompt_pos, cond.speaker)
+        return SpeechItems(ctx, cond, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True)
+
+    def _condition(self, batch: Batch, dtype: torch.dtype) -> SpeechCondition:
+        """Speaker and reference of each spoken reply (a batch without them: speaker 0, none)."""
+        S, device = batch.speech_rows.numel(), batch.codec_tokens.device
+        cond = SpeechCondition.none(S, self.speech_cfg.n_mels, device)
+        if batch.speaker_ids.numel() == S:
+            cond.speaker = batch.speaker_ids.to(device)
+        if batch.reference_lengths.numel() == S:
+            cond.reference = batch.reference_mel.to(device, dtype)
+            cond.reference_lengths = batch.reference_lengths.to(device)
+        return cond
+
+    def _prompts(self, batch: Batch, states: Tensor, embeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each spoken reply's prompt: its sample's tokens before the reply (rows may hold
+        several samples), left-padded; vectors are hidden + embedding with media
+        placeholders' embeddings zeroed (as Qwen2.5-Omni), ids as the Thinker's."""
+        rows, start = batch.speech_rows, batch.reply_positions[:, 0]
+        L = states.shape[1]
+        doc = batch.doc_ids[rows, start]
+        same = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(L, device=states.device) < start[:, None])
+        n = same.sum(1)
+        P = int(n.max())
+        j = torch.arange(P, device=states.device)[None]
+        mask = j >= (P - n)[:, None]
+        idx = (start[:, None] - P + j).clamp(0, L - 1)
+        flat = embeds.masked_fill(self.media_mask(batch.input_ids)[..., None], 0.0)
+        vectors = (states[rows[:, None], idx] + flat[rows[:, None], idx]) * mask[..., None]
+        positions = batch.position_ids[:, rows[:, None], idx] * mask
+        return vectors, mask, positions
 
     def talker_inputs(self, codes: Tensor, code_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """[bos, c_0..c_{m-1}] inputs, their mask, and [c_0..c_{m-1}, eos] targets."""
@@ -157,11 +203,12 @@ class OmniModel(nn.Module):
         scale = 1.0 if items.real else 0.0
         if w.codec > 0:
             codec_in, in_mask, targets = self.talker_inputs(items.codes, items.code_mask)
-            talker_logits = self.talker(items.reply, items.reply_mask, codec_in, in_mask)
+            talker_logits = self.talker(items.ctx, codec_in, in_mask)
             losses["codec"] = scale * _masked_ce(talker_logits, targets)
         if w.flow > 0:
             losses["flow"] = scale * flow_matching_loss(
-                self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop
+                self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop, items.cond,
+                w.flow_ref_drop,
             )
         losses["loss"] = (
             w.text * losses["text"]
@@ -169,6 +216,35 @@ class OmniModel(nn.Module):
             + w.flow * losses.get("flow", 0.0)
         )
         return losses
+
+    # ---- evaluation and inference -------------------------------------------
+    @torch.no_grad()
+    def speech_eval(self, batch: Batch, ode_steps: int = 4, ode_method: str = "euler",
+                    seed: int = 0) -> dict[str, Tensor]:
+        """Held-out speech quality: Talker token accuracy with teacher forcing
+        (``codec_acc``) and free-running greedy (``codec_gen_acc``, position by position,
+        eos included), and the L1 distance of the DiT's mel, sampled from the true codes
+        with fixed noise, to the target mel (``mel_l1``)."""
+        if batch.speech_rows.numel() == 0:
+            return {}
+        hidden, embeds = self.thinker_forward(batch)
+        items = self.speech_items(batch, hidden, embeds)
+        codec_in, in_mask, targets = self.talker_inputs(items.codes, items.code_mask)
+        logits = self.talker(items.ctx, codec_in, in_mask)
+        valid = targets != IGNORE_INDEX
+        out = {"codec_acc": (logits.argmax(-1) == targets)[valid].float().mean()}
+        t = self.talker
+        made = t.generate(items.ctx, codec_in.shape[1])
+        made = F.pad(made, (0, codec_in.shape[1] - made.shape[1]), value=t.pad_id)
+        made = made.masked_fill(made == t.eos_id, t.pad_id)
+        want = targets.masked_fill(targets == t.eos_id, t.pad_id)
+        out["codec_gen_acc"] = (made == want)[valid].float().mean()
+        g = torch.Generator(device=items.mel.device).manual_seed(seed)
+        mel = sample_mel(self.dit, items.codes, items.code_mask, self.speech_cfg.n_mels, ode_steps,
+                         ode_method, 0.0, g, items.cond)
+        frames = items.code_mask.repeat_interleave(self.dit.mel_frames_per_code, dim=1)[..., None]
+        out["mel_l1"] = ((mel - items.mel).abs() * frames).sum() / (frames.sum() * mel.shape[-1])
+        return out
 
     @torch.no_grad()
     def per_sample_losses(self, batch: Batch) -> dict[str, Tensor]:
@@ -191,19 +267,19 @@ class OmniModel(nn.Module):
         items = self.speech_items(batch, hidden, embeds)
         if items.real:
             codec_in, in_mask, codec_targets = self.talker_inputs(items.codes, items.code_mask)
-            logits = self.talker(items.reply, items.reply_mask, codec_in, in_mask)
+            logits = self.talker(items.ctx, codec_in, in_mask)
             valid = codec_targets != IGNORE_INDEX
             ce = F.cross_entropy(logits.flatten(0, 1).float(), codec_targets.clamp_min(0).flatten(),
                                  reduction="none").view_as(codec_targets)
             out["codec"] = (ce * valid).sum(1) / valid.sum(1).clamp_min(1)
         return out
 
-    # ---- inference helpers -----------------------------------------------------
     @torch.no_grad()
     def speech_to_wave(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
-                       guidance: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+                       guidance: float = 0.0, generator: torch.Generator | None = None,
+                       cond: SpeechCondition | None = None, sway: float = 0.0) -> Tensor:
         mel = sample_mel(self.dit, codes, code_mask, self.speech_cfg.n_mels, steps, method,
-                         guidance, generator)
+                         guidance, generator, cond, sway)
         return self.vocoder(mel)
 
 

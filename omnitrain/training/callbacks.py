@@ -25,12 +25,16 @@ class Throughput(L.Callback):
             return
         dt = max(time.perf_counter() - self._start, 1e-9)
         world = trainer.world_size
-        now = {
-            "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
-            "perf/tokens_per_s": batch.num_tokens * world / dt,
-        }
+        if not isinstance(batch, Batch):  # the vocoder stage: (mel, wave) segments
+            now = {"perf/samples_per_s": int(batch[0].shape[0]) * world / dt}
+        else:
+            now = {
+                "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
+                "perf/tokens_per_s": batch.num_tokens * world / dt,
+            }
         for key, value in now.items():
             old = self._rates.get(key)
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value
-        pl_module.log("perf/tokens_per_s", self._rates["perf/tokens_per_s"], prog_bar=True)
+        if "perf/tokens_per_s" in self._rates:
+            pl_module.log("perf/tokens_per_s", self._rates["perf/tokens_per_s"], prog_bar=True)
         pl_module.log("perf/samples_per_s", self._rates["perf/samples_per_s"])

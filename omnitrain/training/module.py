@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
+from omnitrain.slots import SpeechCondition
+from omnitrain.training.init_from import load_matching
 
 log = logging.getLogger("omnitrain")
 
@@ -44,6 +46,8 @@ class OmniModule(L.LightningModule):
         if self.model is not None:
             return
         self.model = OmniModel(self.cfg)
+        if self.cfg.get("init_from"):
+            load_matching(self.model, self.cfg.init_from)
         for slot in frozen_slots(self.cfg):
             getattr(self.model, slot).requires_grad_(False)
 
@@ -61,6 +65,31 @@ class OmniModule(L.LightningModule):
         bs = int(batch.input_ids.shape[0])
         for name, value in losses.items():
             self.log(f"val/{name}", value, prog_bar=name == "loss", batch_size=bs, sync_dist=True)
+        gen = self.cfg.generate
+        speech = self.model.speech_eval(batch, gen.ode_steps, gen.ode_method, seed=batch_idx)
+        n = int(batch.speech_rows.numel())
+        # not synced: a rank whose batch has no speech logs nothing, and must not be waited for
+        for name, value in speech.items():
+            self.log(f"val/{name}", value, batch_size=n)
+
+    @torch.no_grad()
+    def audio_sample(self, batch: Batch) -> torch.Tensor | None:
+        """The DiT + vocoder on the first validation reply's true codes."""
+        if batch.speech_rows.numel() == 0:
+            return None
+        n = int(batch.codec_mask[0].sum())
+        codes = batch.codec_tokens[:1, :n].to(self.device)
+        cond = None
+        if batch.reference_lengths.numel():
+            cond = SpeechCondition(batch.speaker_ids[:1], batch.reference_mel[:1],
+                                   batch.reference_lengths[:1])
+            cond = SpeechCondition(*(x.to(self.device) for x in (cond.speaker, cond.reference,
+                                                                  cond.reference_lengths)))
+        gen = self.cfg.generate
+        g = torch.Generator(device=self.device).manual_seed(0)
+        wave = self.model.speech_to_wave(codes, torch.ones_like(codes, dtype=torch.bool), gen.ode_steps,
+                                         gen.ode_method, gen.guidance, g, cond, gen.ode_sway)
+        return wave[0]
 
     def _log_skips(self, batch: Batch) -> None:
         self.skipped.update(batch.skipped)

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
 from omnitrain.training.strategies import build_strategy
 
@@ -55,6 +56,7 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     ]
     if cfg.logger.csv.enabled or cfg.logger.wandb.enabled:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks.append(AudioSamples(cfg.run_dir, int(cfg.speech.sample_rate)))
     return callbacks
 
 

@@ -51,11 +51,11 @@ def _outputs(model, batch):
         text = model.thinker.logits(hidden)
         items = model.speech_items(batch, hidden, embeds)
         codec_in, in_mask, _ = model.talker_inputs(items.codes, items.code_mask)
-        codec = model.talker(items.reply, items.reply_mask, codec_in, in_mask)
+        codec = model.talker(items.ctx, codec_in, in_mask)
         x = torch.randn_like(items.mel)
         t = torch.linspace(0.1, 0.9, x.shape[0])
         keep = torch.zeros(x.shape[0], dtype=torch.bool)
-        dit = model.dit(x, t, items.codes, items.code_mask, keep)
+        dit = model.dit(x, t, items.codes, items.code_mask, keep, items.cond)
     return {"text": text, "codec": codec, "dit": dit}
 
 

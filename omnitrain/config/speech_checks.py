@@ -1,0 +1,59 @@
+"""Config checks of the speech side that tie sections together: sampler names,
+speakers, the training task, a pretrained codec's path. Each problem says what to set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from omnitrain.config.schema import TASKS
+from omnitrain.model.flow_matching import TABLEAUS
+from omnitrain.registry import plugin_config, registry
+from omnitrain.slots import PretrainedCodec, TrainableVocoder
+from omnitrain.speech_mel import SpeechConfig
+
+STREAM_MODES = ("exact", "window")
+
+
+def check_speech(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    task = cfg.get("task", "omni")
+    if task not in TASKS:
+        problems.append(f"task={task!r}: use one of {list(TASKS)}")
+    speakers = list(cfg.get("speech", {}).get("speakers", ["default"]) or [])
+    if not speakers or len(set(speakers)) != len(speakers):
+        problems.append(f"speech.speakers={speakers} must name at least one voice, each once")
+    gen = cfg.get("generate")
+    if gen is not None:
+        if gen.get("ode_method", "euler") not in TABLEAUS:
+            problems.append(f"generate.ode_method={gen.ode_method!r}: use one of {sorted(TABLEAUS)}")
+        if gen.get("stream_mode", "exact") not in STREAM_MODES:
+            problems.append(f"generate.stream_mode={gen.stream_mode!r}: use one of {list(STREAM_MODES)}")
+        if gen.get("speaker") is not None and gen.speaker not in speakers:
+            problems.append(f"generate.speaker={gen.speaker!r} is not one of speech.speakers={speakers}")
+    codec = cfg.get("codec")
+    if codec is not None and codec.get("name") in registry("codec"):
+        cls = registry("codec").get(codec.name).cls
+        if issubclass(cls, PretrainedCodec) and not Path(str(codec.get("path"))).exists():
+            problems.append(f"codec.path={codec.get('path')!r} does not exist: codec={codec.name} "
+                            "loads a pretrained codec from a local path (nothing is downloaded)")
+    vocoder = cfg.get("vocoder")
+    if vocoder is not None and vocoder.get("name") in registry("vocoder"):
+        cls = registry("vocoder").get(vocoder.name).cls
+        check = getattr(cls, "check_config", None)
+        if check is not None and "speech" in cfg:
+            try:
+                problems += check(plugin_config("vocoder", vocoder), SpeechConfig(**cfg.speech))
+            except Exception as exc:  # a malformed plugin config is reported elsewhere
+                problems.append(str(exc))
+    if task == "vocoder" and (cfg.get("trainer") or {}).get("gradient_clip_val") is not None:
+        problems.append("task=vocoder optimises manually (two optimizers): set "
+                        "trainer.gradient_clip_val=null and use vocoder_train.grad_clip")
+    if task == "vocoder" and vocoder is not None and vocoder.get("name") in registry("vocoder"):
+        cls = registry("vocoder").get(vocoder.name).cls
+        if not issubclass(cls, TrainableVocoder):
+            trainable = [e.name for e in registry("vocoder").entries() if issubclass(e.cls, TrainableVocoder)]
+            problems.append(f"task=vocoder trains the vocoder, but vocoder={vocoder.name} has no weights; "
+                            f"choose one of {trainable}")
+    return problems

@@ -1,0 +1,115 @@
+"""Data for the vocoder stage: (mel, waveform) segments of the spoken replies in shards.
+
+Same shards as the model stages; only each sample's ``speech`` member is read. A
+training segment starts at a random frame (seeded), a validation segment at frame 0;
+short replies are zero-padded. Bad samples are skipped and counted as everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from omnitrain.data.media import load_audio
+from omnitrain.data.pipeline import SizedPipeline
+from omnitrain.data.sample_builder import SampleError
+from omnitrain.data.shards import count_samples, resolve_shards
+from omnitrain.data.skips import SKIPS, on_shard_error
+from omnitrain.speech_mel import SpeechConfig, SpeechMel
+
+
+def _member(sample: dict, key: str, name: str) -> bytes:
+    if name not in sample:
+        raise SampleError(f"sample {key}: member '{name}' is missing")
+    return sample[name]
+
+
+class SpeechSegments:
+    """Stage: tar samples -> (mel (frames, n_mels), wave (frames * hop,)) segments."""
+
+    def __init__(self, speech: dict, frames: int, random_start: bool, seed: int) -> None:
+        self.speech, self.frames, self.random_start, self.seed = speech, frames, random_start, seed
+
+    def __call__(self, samples: Iterator[dict]) -> Iterator[tuple[Tensor, Tensor]]:
+        cfg = SpeechConfig(**self.speech)
+        mel = SpeechMel(cfg)
+        rng = random.Random(self.seed)
+        length = self.frames * cfg.hop_length
+        for sample in samples:
+            key = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+            try:
+                turns = json.loads(_member(sample, key, "json"))["turns"]
+                names = [t["speech"] for t in turns if isinstance(t, dict) and "speech" in t]
+                if not names:
+                    raise SampleError(f"sample {key} has no spoken reply")
+                wave = load_audio(_member(sample, key, names[-1]), cfg.sample_rate, f"sample {key} speech")
+            except Exception as exc:
+                SKIPS.add(type(exc).__name__, key, exc)
+                continue
+            spare = wave.numel() - length
+            start = rng.randrange(spare // cfg.hop_length + 1) * cfg.hop_length if spare > 0 and self.random_start else 0
+            seg = F.pad(wave[start:start + length], (0, max(0, length - wave[start:].numel())))
+            yield mel(seg)[: self.frames], seg
+
+
+def collate_segments(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    return torch.stack([m for m, _ in items]), torch.stack([w for _, w in items])
+
+
+def make_vocoder_pipeline(cfg: DictConfig, split: str) -> SizedPipeline:
+    data, frames = cfg.data, cfg.vocoder_train.segment_frames
+    speech = dict(cfg.speech)
+    if split == "train":
+        urls = resolve_shards(data.train_shards, "data.train_shards")
+        workers = max(1, data.num_workers)
+        stages = [
+            wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
+            wds.tarfile_to_samples(handler=on_shard_error),
+            wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
+            SpeechSegments(speech, frames, True, cfg.seed),
+            wds.batched(data.batch_size, collation_fn=collate_segments, partial=False),
+        ]
+        per_worker = math.ceil(data.epoch_batches / workers)
+        return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+    urls = resolve_shards(data.val_shards, "data.val_shards")
+    total = sum(count_samples(u) for u in urls)
+    batches = max(1, total // data.batch_size)
+    stages = [
+        wds.SimpleShardList(urls),
+        wds.tarfile_to_samples(handler=on_shard_error),
+        SpeechSegments(speech, frames, False, cfg.seed),
+        wds.batched(data.batch_size, collation_fn=collate_segments, partial=False),
+    ]
+    return SizedPipeline(wds.DataPipeline(*stages).with_epoch(batches), batches)
+
+
+class VocoderDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def check(self) -> None:
+        resolve_shards(self.cfg.data.train_shards, "data.train_shards")
+        if self.cfg.data.val_shards:
+            resolve_shards(self.cfg.data.val_shards, "data.val_shards")
+
+    def _loader(self, split: str, workers: int) -> DataLoader:
+        return DataLoader(make_vocoder_pipeline(self.cfg, split), batch_size=None, num_workers=workers,
+                          multiprocessing_context="forkserver" if workers > 0 else None,
+                          persistent_workers=workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.cfg.data.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", 0) if self.cfg.data.val_shards else []
