@@ -168,6 +168,10 @@ class Packer:
                     np.save(buf, self.codec.encode(wave).numpy().astype(np.int32))
                     members[f"reply_{t}.codec.npy"] = buf.getvalue()
                 turn["speech"], turn["codec"] = name, f"reply_{t}.codec.npy"
+            if "reference" in turn:  # a recording of the reply's voice (flow_dit conditioning)
+                name = f"reference_{t}{Path(turn['reference']).suffix.lower()}"
+                members[name] = self._media("audio", turn["reference"], where, False)
+                turn["reference"] = name
             out_turns.append(turn)
         conv = {**conv, "turns": out_turns, "source": {"manifest_line": number + 1, "id": conv.get("id")}}
         members["json"] = json.dumps(conv).encode()
