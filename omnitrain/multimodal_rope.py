@@ -49,22 +49,19 @@ class MultimodalRope(PositionScheme):
 
     def _vision(self, pieces: list[Tensor], nxt: int, grid, t_values: Tensor) -> int:
         body = vision_ids(nxt + 1, grid, t_values)
-        eos = int(body.max()) + 1
+        eos = nxt + 1 + max(int(t_values[-1]), grid[1] - 1, grid[2] - 1) + 1  # t_values rise
         pieces += [same_on_rows(torch.tensor([nxt])), body, same_on_rows(torch.tensor([eos]))]
         return eos + 1
 
     def _video_with_audio(self, pieces: list[Tensor], nxt: int, seg: VideoSeg) -> int:
-        video, audio, last = self.video_audio_ids(nxt + 1, seg)
-        is_audio = self.video_audio_order(seg)
-        body = torch.empty(3, is_audio.numel(), dtype=torch.long)
-        body[:, ~is_audio] = video
-        body[:, is_audio] = audio
-        eos = int(last.max()) + 1
+        body, last_max = self.video_audio_body(nxt + 1, seg)
+        eos = last_max + 1
         pieces += [same_on_rows(torch.tensor([nxt, nxt])), body, same_on_rows(torch.tensor([eos, eos]))]
         return eos + 1
 
-    def video_audio_ids(self, start: int, seg: VideoSeg) -> tuple[Tensor, Tensor, Tensor]:
-        """(video ids, audio ids, the ids of the piece laid out last)."""
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
+        """(3, video + audio) ids of the body in token order (as ``video_audio_order``), and
+        the largest id of the piece laid out last (the eos follows it)."""
         raise NotImplementedError
 
     def section(self, head_dim: int) -> list[int]:

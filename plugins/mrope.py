@@ -33,8 +33,9 @@ class MRope(MultimodalRope):
     def frame_times(self, seg: VideoSeg) -> Tensor:
         return torch.arange(seg.grid[0])
 
-    def video_audio_ids(self, start: int, seg: VideoSeg) -> tuple[Tensor, Tensor, Tensor]:
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
+        t, h, w = seg.grid
         video = vision_ids(start, seg.grid, self.frame_times(seg))
-        first = int(video.max()) + 1
+        first = start + max(t - 1, h - 1, w - 1) + 1
         audio = same_on_rows(torch.arange(first, first + seg.audio_tokens))
-        return video, audio, audio
+        return torch.cat([video, audio], dim=1), first + seg.audio_tokens - 1

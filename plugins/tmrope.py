@@ -48,27 +48,34 @@ class TMRope(MultimodalRope):
     def frame_times(self, seg: VideoSeg) -> Tensor:
         return video_t_values(seg.grid[0], seg.second_per_grid, self.cfg.position_id_per_seconds)
 
-    def video_audio_ids(self, start: int, seg: VideoSeg) -> tuple[Tensor, Tensor, Tensor]:
-        # both streams start at the same id, so they line up in time
-        video = vision_ids(start, seg.grid, self.frame_times(seg))
-        audio = same_on_rows(torch.arange(start, start + seg.audio_tokens))
-        if not self.cfg.interleave:
-            return video, audio, audio
-        v_chunks = chunk_index(video[0] - start, self.per_chunk)
-        a_chunks = int(chunk_index(audio[0] - start, self.per_chunk)[-1]) + 1
-        if a_chunks >= int(v_chunks[-1]) + 1:
-            return video, audio, audio
-        return video, audio, video[:, v_chunks == v_chunks[-1]]
+    def _chunk_order(self, seg: VideoSeg, t_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Permutation of [video tokens, audio tokens] into chunk order (video chunk j,
+        then audio chunk j), and each stream's chunk indices."""
+        v_chunk = chunk_index(t_values.repeat_interleave(seg.grid[1] * seg.grid[2]), self.per_chunk)
+        a_chunk = chunk_index(torch.arange(seg.audio_tokens), self.per_chunk)
+        perm = torch.sort(torch.cat([v_chunk * 2, a_chunk * 2 + 1]), stable=True).indices
+        return perm, v_chunk, a_chunk
 
     def video_audio_order(self, seg: VideoSeg) -> Tensor:
         """Interleave 2 s chunks: video chunk j, then audio chunk j (Qwen2.5-Omni)."""
         if not self.cfg.interleave:
             return super().video_audio_order(seg)
-        h, w = seg.grid[1], seg.grid[2]
-        v_chunk = chunk_index(self.frame_times(seg).repeat_interleave(h * w), self.per_chunk)
-        a_chunk = chunk_index(torch.arange(seg.audio_tokens), self.per_chunk)
-        order = torch.sort(torch.cat([v_chunk * 2, a_chunk * 2 + 1]), stable=True).indices
-        return order >= v_chunk.numel()
+        perm, _, _ = self._chunk_order(seg, self.frame_times(seg))
+        return perm >= seg.tokens
+
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
+        # both streams start at the same id, so they line up in time
+        t_values = self.frame_times(seg)
+        video = vision_ids(start, seg.grid, t_values)
+        audio = same_on_rows(torch.arange(start, start + seg.audio_tokens))
+        audio_max = start + seg.audio_tokens - 1
+        if not self.cfg.interleave:
+            return torch.cat([video, audio], dim=1), audio_max
+        perm, v_chunk, a_chunk = self._chunk_order(seg, t_values)
+        body = torch.cat([video, audio], dim=1)[:, perm]
+        if int(a_chunk[-1]) >= int(v_chunk[-1]):  # audio chunk laid out last
+            return body, audio_max
+        return body, start + max(int(t_values[-1]), seg.grid[1] - 1, seg.grid[2] - 1)
 
     # ---- transformers compatibility ----------------------------------------------
     def rope_index(
@@ -101,7 +108,8 @@ class TMRope(MultimodalRope):
             return pos[None].expand(3, -1, -1).to(input_ids.dtype), deltas
         if token_ids is None:
             raise ValueError("rope_index needs token_ids={'image', 'video', 'audio', 'vision_bos', 'audio_bos'}")
-        rows = [input_ids[b][mask[b]] for b in range(B)]
+        spans = [_real_span(mask[b]) for b in range(B)]
+        rows = [input_ids[b, sp] for b, sp in enumerate(spans)]
         layouts = layouts_from_ids(
             rows, image_grid_thw, video_grid_thw, use_audio_in_video, audio_seqlens,
             second_per_grids, TokenIds.of(token_ids), spatial_merge_size,
@@ -110,6 +118,16 @@ class TMRope(MultimodalRope):
         deltas = torch.empty(B, 1, dtype=torch.long, device=input_ids.device)
         for b, layout in enumerate(layouts):
             ids = self.position_ids(layout).to(position_ids)
-            position_ids[:, b, mask[b]] = ids
+            position_ids[:, b, spans[b]] = ids
             deltas[b, 0] = (int(ids.max()) + 1 if ids.numel() else 0) - ids.shape[1]
         return position_ids, deltas
+
+
+def _real_span(mask_row: Tensor) -> slice | Tensor:
+    """The real tokens of a row: a slice when padding is only on the left or the right
+    (the usual case, and cheap), else the boolean mask itself."""
+    real = mask_row.nonzero()
+    if real.numel() == 0:
+        return slice(0, 0)
+    first, last = int(real[0]), int(real[-1])
+    return slice(first, last + 1) if last - first + 1 == real.numel() else mask_row
