@@ -50,40 +50,20 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from omnitrain.config.compose import compose_config
 
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
-    import lightning as L
+    from omnitrain.training.run import teardown_distributed, train
 
-    from omnitrain.data.datamodule import OmniDataModule
-    from omnitrain.training.module import OmniModule
-    from omnitrain.training.trainer_factory import build_trainer
-
-    data = OmniDataModule(cfg)
-    data.check()
-    run_dir = Path(cfg.run_dir)
-    ckpt_path = _resume_path(cfg.resume, run_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    trainer = build_trainer(cfg)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    trainer.fit(OmniModule(cfg), datamodule=data, ckpt_path=ckpt_path)
-    if trainer.is_global_zero:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+    try:
+        trainer, _ = train(cfg)
+        if trainer.is_global_zero:
+            run_dir = Path(cfg.run_dir)
+            last = run_dir / "checkpoints" / "last.ckpt"
+            print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+    finally:
+        teardown_distributed()
     return 0
-
-
-def _resume_path(resume: str | None, run_dir: Path) -> str | None:
-    if not resume:
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not path.exists():
-        raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
-    return str(path)
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from omnitrain.speech_mel import SpeechConfig
 class DataConfig:
     train_shards: Any = None  # path, glob, brace pattern, directory, or a list of them
     val_shards: Any = None
-    batch_size: int = 16
+    batch_size: int = 16  # per process (per GPU)
+    global_batch_size: int | None = None  # samples per optimizer step over all processes; sets batch_size
     num_workers: int = 1
     val_num_workers: int = 0
     prefetch_factor: int = 4

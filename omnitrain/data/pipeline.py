@@ -9,6 +9,7 @@ module-level object, so the pipeline pickles into forkserver workers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -101,7 +102,39 @@ class SizedPipeline(IterableDataset):
         return self.length
 
 
-def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
+class TrainEpochs(SizedPipeline):
+    """Training epochs whose content is a function of the epoch number alone, so a run
+    resumed at global batch ``start_batch`` sees exactly the batches an uninterrupted
+    run would have seen from there (a resumed loss curve continues the same curve).
+
+    Every stage with an ``epoch`` counter (webdataset's ``ResampledShards`` and
+    ``detshuffle``, seeded by seed, rank/worker and epoch) is set to the epoch being
+    read instead of counting iterations from 0 in a fresh process, and the first
+    epoch after a mid-epoch resume drops the batches already trained on. Batch i of an
+    epoch comes from worker i % workers (the DataLoader's round-robin), so each worker
+    drops only its own. Dropped batches are still decoded (exact, also when samples
+    are skipped as bad); resuming at an epoch boundary drops none.
+    """
+
+    def __init__(self, pipeline: wds.DataPipeline, length: int, start_batch: int = 0) -> None:
+        super().__init__(pipeline, length)
+        self.start_epoch, self.skip = divmod(max(0, start_batch), length)
+        self._iterations = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch = self.start_epoch + self._iterations
+        skip = self.skip if self._iterations == 0 else 0
+        self._iterations += 1
+        for stage in self.pipeline.pipeline:
+            if hasattr(stage, "epoch"):
+                stage.epoch = epoch - 1  # each stage increments it before use
+        _, _, worker, workers = wds.utils.pytorch_worker_info()
+        return itertools.islice(iter(self.pipeline), len(range(worker, skip, workers)), None)
+
+
+def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
+    """The ``split`` stream; for training, ``start_batch`` is the number of batches per
+    rank already trained on (resume), see ``TrainEpochs``."""
     data = cfg.data
     if split == "train":
         urls = resolve_shards(data.train_shards, "data.train_shards")
@@ -114,7 +147,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
             wds.batched(data.batch_size, collation_fn=Collate(pad_id), partial=False),
         ]
         per_worker = math.ceil(data.epoch_batches / workers)
-        return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+        return TrainEpochs(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers, start_batch)
     urls = resolve_shards(data.val_shards, "data.val_shards")
     total = sum(count_samples(u) for u in urls)
     world = world_size()

@@ -9,14 +9,18 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from contextlib import nullcontext
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
+from omnitrain.training.strategies import offloads_optimizer
+from omnitrain.training.zero_init import zero3_safe_inits
 
 log = logging.getLogger("omnitrain")
 
@@ -31,6 +35,11 @@ def frozen_slots(cfg: DictConfig) -> list[str]:
     return frozen
 
 
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    """A 63-bit seed from the run seed and the position in training."""
+    return int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, np.uint64)[0] >> 1)
+
+
 class OmniModule(L.LightningModule):
     def __init__(self, config: DictConfig | dict) -> None:
         super().__init__()
@@ -39,15 +48,33 @@ class OmniModule(L.LightningModule):
         self.cfg = cfg
         self.model: OmniModel | None = None
         self.skipped: Counter[str] = Counter()
+        self._micro = (-1, 0)  # (global step, micro-batch within it) of the last batch
 
     def configure_model(self) -> None:
+        """Runs inside the strategy's sharded context: under ZeRO-3 (``zero.Init``) each
+        module's parameters are partitioned as it is built, so no rank ever holds the
+        whole model; ``zero3_safe_inits`` keeps the initial weights those of a plain build."""
         if self.model is not None:
             return
-        self.model = OmniModel(self.cfg)
+        sharded = self.cfg.strategy.get("name") == "deepspeed" and self.cfg.strategy.get("stage") == 3
+        with zero3_safe_inits() if sharded else nullcontext():
+            self.model = OmniModel(self.cfg)
         for slot in frozen_slots(self.cfg):
             getattr(self.model, slot).requires_grad_(False)
 
     # ---- steps -----------------------------------------------------------------
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        """Reseed the RNG (flow-matching noise and times, condition dropout) from the step.
+
+        The draws of step k then depend on (seed, k, micro-batch, rank) only, never on
+        how many steps this process has run, so a resumed run continues the same loss
+        curve (Lightning checkpoints do not carry RNG state), and ranks draw differently.
+        """
+        step = int(self.trainer.global_step)
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        torch.manual_seed(step_seed(int(self.cfg.seed), step, micro, int(self.global_rank)))
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.model(batch)
         bs = int(batch.input_ids.shape[0])
@@ -89,7 +116,13 @@ class OmniModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
-        optimizer = torch.optim.AdamW(self.param_groups(), betas=tuple(opt.betas), eps=opt.eps)
+        if offloads_optimizer(self.cfg):  # ZeRO-Offload steps on the CPU with DeepSpeed's Adam
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(self.param_groups(), lr=opt.lr, betas=tuple(opt.betas),
+                                         eps=opt.eps, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(self.param_groups(), betas=tuple(opt.betas), eps=opt.eps)
         total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else 1))
 
         def lr_at(step: int) -> float:

@@ -1,0 +1,67 @@
+"""One training run from a composed config: the checks that need the machine, then fit.
+
+``omnitrain train`` calls ``train``; tests and scripts call it too, so they run the
+same path a user does. Everything that can be wrong with the input (missing shards, a
+world size that does not divide the global batch, a resume checkpoint of another
+model shape) fails here before a model is built or a batch is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.data.datamodule import OmniDataModule
+from omnitrain.training.batching import resolve_batch_size, world_size_of
+from omnitrain.training.deepspeed_config import deepspeed_config, write_deepspeed_config
+from omnitrain.training.module import OmniModule
+from omnitrain.training.resume_check import check_resume_shapes
+from omnitrain.training.trainer_factory import build_trainer
+
+
+def resume_path(resume: str | None, run_dir: Path) -> str | None:
+    """``resume=last`` or a path -> an existing checkpoint (file or sharded folder)."""
+    if not resume:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
+    return str(path)
+
+
+def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
+    """The checks before any expensive work; returns the run config (per-rank batch
+    size resolved from ``data.global_batch_size``) and the checkpoint to resume from."""
+    cfg = resolve_batch_size(cfg, world_size_of(cfg))
+    OmniDataModule(cfg).check()
+    ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
+    if ckpt_path:
+        check_resume_shapes(cfg, Path(ckpt_path))
+    return cfg, ckpt_path
+
+
+def train(cfg: DictConfig) -> tuple[L.Trainer, OmniModule]:
+    cfg, ckpt_path = prepare(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    trainer = build_trainer(cfg)
+    run_dir = Path(cfg.run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        if cfg.strategy.name == "deepspeed":
+            write_deepspeed_config(deepspeed_config(cfg), run_dir / "deepspeed.json")
+    module = OmniModule(cfg)
+    trainer.fit(module, datamodule=OmniDataModule(cfg), ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def teardown_distributed() -> None:
+    """Destroy the process group before exit: a live gloo group at interpreter exit
+    sometimes aborts ("terminate called without an active exception") after all
+    work is done, which fails a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
