@@ -11,6 +11,18 @@ from omnitrain.data.shards import resolve_shards
 from omnitrain.registry import build
 
 
+class StepPositionedLoader(DataLoader):
+    """The training loader. Its position after a resume comes from the global step
+    (``TrainEpochs``), so it needs no saved state; having ``state_dict`` tells Lightning
+    that a mid-epoch checkpoint resumes exactly (and stops its warning that it would not)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class OmniDataModule(L.LightningDataModule):
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
@@ -24,7 +36,8 @@ class OmniDataModule(L.LightningDataModule):
             resolve_shards(self.cfg.data.val_shards, "data.val_shards")
 
     def _loader(self, split: str, workers: int, start_batch: int = 0) -> DataLoader:
-        return DataLoader(
+        cls = StepPositionedLoader if split == "train" else DataLoader
+        return cls(
             make_pipeline(self.cfg, split, self.pad_id, start_batch),
             batch_size=None,
             num_workers=workers,

@@ -98,6 +98,13 @@ class OmniModule(L.LightningModule):
                 self.log(f"data/skipped_{reason}", float(n), reduce_fx="sum", sync_dist=True)
 
     # ---- optimisation ----------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """FSDP: clip by the global norm over all shards (Lightning's FSDP precision
+        plugin refuses ``gradient_clip_val``, so ``build_trainer`` hands it to us)."""
+        clip = self.cfg.trainer.get("gradient_clip_val")
+        if clip and self.cfg.strategy.get("name") == "fsdp":
+            self.trainer.model.clip_grad_norm_(float(clip))
+
     def param_groups(self) -> list[dict]:
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
         groups = []
