@@ -16,6 +16,7 @@ class UsageError(ValueError):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.bundle import BundleError
+    from omnitrain.checkpoints import CheckpointError
     from omnitrain.config.validate import ConfigError
     from omnitrain.data.media import MediaError
     from omnitrain.data.sample_builder import SampleError
@@ -24,7 +25,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError)
+            SampleError, FileNotFoundError, UsageError, CheckpointError)
 
 
 # ---- commands ------------------------------------------------------------------

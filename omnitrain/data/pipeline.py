@@ -9,6 +9,7 @@ module-level object, so the pipeline pickles into forkserver workers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -109,11 +110,12 @@ class TrainEpochs(SizedPipeline):
 
     Every stage with an ``epoch`` counter (webdataset's ``ResampledShards`` and
     ``detshuffle``, seeded by seed, rank/worker and epoch) is set to the epoch being
-    read instead of counting iterations from 0 in a fresh process, and the first
-    epoch after a mid-epoch resume drops the batches already trained on. Batch i of an
-    epoch comes from worker i % workers (the DataLoader's round-robin), so each worker
-    drops only its own. Dropped batches are still decoded (exact, also when samples
-    are skipped as bad); resuming at an epoch boundary drops none.
+    read instead of counting iterations from 0 in a fresh process. Batch i of an epoch
+    is the (i // W)-th batch of worker *role* i % W, and the DataLoader takes batches
+    round-robin starting at worker 0; so after skipping k batches, worker w plays role
+    (w + k) % W (that role's shard seed) and drops that role's first batches. Dropped
+    batches are still decoded (exact, also when samples are skipped as bad); resuming
+    at an epoch boundary drops none.
     """
 
     def __init__(self, pipeline: wds.DataPipeline, length: int, start_batch: int = 0) -> None:
@@ -125,11 +127,19 @@ class TrainEpochs(SizedPipeline):
         epoch = self.start_epoch + self._iterations
         skip = self.skip if self._iterations == 0 else 0
         self._iterations += 1
+        rank, _, worker, workers = wds.utils.pytorch_worker_info()
+        role = (worker + skip) % workers
         for stage in self.pipeline.pipeline:
             if hasattr(stage, "epoch"):
                 stage.epoch = epoch - 1  # each stage increments it before use
-        _, _, worker, workers = wds.utils.pytorch_worker_info()
-        return itertools.islice(iter(self.pipeline), len(range(worker, skip, workers)), None)
+            if isinstance(stage, wds.ResampledShards):
+                stage.worker_seed = functools.partial(role_seed, rank, role)
+        return itertools.islice(iter(self.pipeline), len(range(role, skip, workers)), None)
+
+
+def role_seed(rank: int, role: int) -> int:
+    """webdataset's per-worker shard seed (``pytorch_worker_seed``), for a worker role."""
+    return rank * 1000 + role
 
 
 def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:

@@ -1,0 +1,53 @@
+"""Save -> resume continues the identical loss curve (fp32, one process), both from a
+checkpoint in the middle of a data epoch and from one at an epoch's end: the data
+stream and the RNG resume with the global step. Resuming into a different model shape
+fails before training."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from omnitrain.cli import main
+from tests.helpers import smoke_overrides
+
+EXTRA = ("data.epoch_batches=6", "trainer.max_steps=12", "checkpoint.every_n_steps=3",
+         "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0")
+
+
+def losses(run) -> dict[int, float]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def full_run(demo_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("full")
+    assert main(["train", *smoke_overrides(demo_dir, run, *EXTRA)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("step", [3, 6], ids=["mid-epoch", "epoch-end"])
+def test_resumed_run_continues_the_identical_curve(full_run, demo_dir, tmp_path, step):
+    ckpt = full_run / "checkpoints" / f"step-{step:06d}.ckpt"
+    assert main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, f"resume={ckpt}")]) == 0
+    full, resumed = losses(full_run), losses(tmp_path)
+    assert sorted(resumed) == list(range(step, 12))
+    assert {s: full[s] for s in resumed} == resumed
+
+
+def test_resume_into_a_different_model_shape_fails_before_training(full_run, demo_dir, tmp_path, capsys):
+    ckpt = full_run / "checkpoints" / "step-000006.ckpt"
+    code = main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, "thinker.ffn_dim=96", f"resume={ckpt}")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "different shape" in err and "thinker.ffn_dim: 64 -> 96" in err
+    assert "mlp.gate_proj.weight is (64, 32) in the checkpoint but (96, 32)" in err
+    assert not (tmp_path / "csv").exists(), "nothing was started"
+
+
+def test_resume_a_single_file_with_a_sharded_strategy_fails_early(full_run, demo_dir, tmp_path, capsys):
+    ckpt = full_run / "checkpoints" / "step-000006.ckpt"
+    code = main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, "strategy=deepspeed_zero2", f"resume={ckpt}")])
+    assert code == 2 and "cannot be resumed with strategy=deepspeed" in capsys.readouterr().err
