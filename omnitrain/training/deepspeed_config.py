@@ -80,8 +80,13 @@ def check_deepspeed_config(ds: dict[str, Any], accumulate: int = 1) -> list[str]
     try:
         DeepSpeedConfig(candidate)
     except Exception as exc:  # pydantic ValidationError or DeepSpeed's own assertions
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        return ["DeepSpeed rejects the generated config: " + "; ".join(lines[:4])]
+        errors = getattr(exc, "errors", None)
+        if callable(errors):  # pydantic: name the field (our strategy option of the same name)
+            text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                             for e in errors()[:4])
+        else:
+            text = str(exc).strip().splitlines()[0]
+        return [f"DeepSpeed rejects the generated config (strategy.*): {text}"]
     return []
 
 
