@@ -1,4 +1,4 @@
-"""``omnitrain`` command line: train, data, export, generate, list, config."""
+"""``omnitrain`` command line: train, plan, data, export, generate, list, config."""
 
 from __future__ import annotations
 
@@ -65,6 +65,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         teardown_distributed()
     return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from omnitrain.config.compose import compose_config
+    from omnitrain.training.batching import resolve_batch_size
+    from omnitrain.training.plan import GiB, deepspeed_zero3_estimate, format_plan, make_plan
+
+    overrides = list(args.overrides)
+    overrides += [f"trainer.devices={args.gpus}"] if args.gpus else []
+    overrides += [f"trainer.num_nodes={args.nodes}"] if args.nodes else []
+    cfg = compose_config(overrides)
+    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    devices = cfg.trainer.get("devices")
+    per_node = devices if isinstance(devices, int) and devices > 0 else 8
+    gpus = per_node * nodes
+    cfg = resolve_batch_size(cfg, gpus)
+    plan = make_plan(cfg, gpus, per_node)
+    text, warnings = format_plan(plan, cfg, args.gpu_memory * GiB)
+    print(text)
+    reference = deepspeed_zero3_estimate(plan.stats, per_node, nodes)
+    print(f"  (DeepSpeed's own ZeRO-3 estimate for these counts: {reference / GiB:.1f} GiB per GPU "
+          "for model states)")
+    for line in warnings:
+        print(line, file=sys.stderr)
+    return 1 if warnings else 0
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
@@ -191,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("config", help="print the composed config for these overrides")
     s.add_argument("overrides", nargs="*")
     s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("plan", help="memory per GPU of a recipe under each strategy; warns if it will not fit")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--gpus", type=int, help="GPUs per node (default: trainer.devices, or 8 if 'auto')")
+    s.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes)")
+    s.add_argument("--gpu-memory", type=float, default=80.0, help="memory of one GPU in GiB (default 80)")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("list", help="list the registered plugins of every slot")
     s.add_argument("--plugins", nargs="*", help="extra plugin modules or .py files to load")

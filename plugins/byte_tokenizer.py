@@ -13,7 +13,10 @@ from omnitrain.tokens import SPECIAL_TOKENS
 
 @dataclass
 class ByteTokenizerConfig:
-    pass
+    # pad the id space (embedding and LM-head rows) to this size; 0 = 256 bytes + the
+    # specials. Recipes shaped like a real model set its vocabulary size, so parameter
+    # counts and memory plans match it; the extra ids are never produced.
+    vocab_size: int = 0
 
 
 @register("tokenizer", "byte", config=ByteTokenizerConfig)
@@ -23,7 +26,10 @@ class ByteTokenizer(Tokenizer):
     def __init__(self, cfg: ByteTokenizerConfig | None = None) -> None:
         self.cfg = cfg or ByteTokenizerConfig()
         self._special = {role: 256 + i for i, role in enumerate(SPECIAL_TOKENS)}
-        self.vocab_size = 256 + len(self._special)
+        needed = 256 + len(self._special)
+        if 0 < self.cfg.vocab_size < needed:
+            raise ValueError(f"tokenizer.vocab_size={self.cfg.vocab_size} is below the {needed} ids bytes and specials need")
+        self.vocab_size = max(needed, self.cfg.vocab_size)
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))

@@ -78,6 +78,11 @@ class GenerateConfig:
     guidance: float = 0.0
 
 
+@dataclass
+class PerfConfig:
+    peak_tflops: float | None = None  # one device's peak, for MFU; None = GPU data sheet if known
+
+
 SECTION_SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "optim": OptimConfig,
@@ -86,6 +91,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "speech": SpeechConfig,
     "loss": LossConfig,
     "generate": GenerateConfig,
+    "perf": PerfConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None))}

@@ -8,6 +8,7 @@ model shape) fails here before a model is built or a batch is read.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +20,8 @@ from omnitrain.training.deepspeed_config import deepspeed_config, write_deepspee
 from omnitrain.training.module import OmniModule
 from omnitrain.training.resume_check import check_resume_shapes
 from omnitrain.training.trainer_factory import build_trainer
+
+log = logging.getLogger("omnitrain")
 
 
 def resume_path(resume: str | None, run_dir: Path) -> str | None:
@@ -42,8 +45,27 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
     return cfg, ckpt_path
 
 
+def warn_if_too_big(cfg: DictConfig) -> None:
+    """On GPUs, the memory plan of this config against the device's memory: a warning
+    before the launch instead of an out-of-memory error minutes into it."""
+    import torch
+
+    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda", "auto") or not torch.cuda.is_available():
+        return
+    from omnitrain.training.plan import GiB, format_plan, make_plan
+
+    world = world_size_of(cfg)
+    per_node = cfg.trainer.get("devices") if isinstance(cfg.trainer.get("devices"), int) else world
+    _, warnings = format_plan(make_plan(cfg, world, per_node), cfg,
+                              torch.cuda.get_device_properties(0).total_memory)
+    for line in warnings:
+        log.warning("%s (omnitrain plan gives the details; %.0f GiB GPUs)", line,
+                    torch.cuda.get_device_properties(0).total_memory / GiB)
+
+
 def train(cfg: DictConfig) -> tuple[L.Trainer, OmniModule]:
     cfg, ckpt_path = prepare(cfg)
+    warn_if_too_big(cfg)
     L.seed_everything(cfg.seed, workers=True)
     trainer = build_trainer(cfg)
     run_dir = Path(cfg.run_dir)

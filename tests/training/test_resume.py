@@ -51,3 +51,15 @@ def test_resume_a_single_file_with_a_sharded_strategy_fails_early(full_run, demo
     ckpt = full_run / "checkpoints" / "step-000006.ckpt"
     code = main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, "strategy=deepspeed_zero2", f"resume={ckpt}")])
     assert code == 2 and "cannot be resumed with strategy=deepspeed" in capsys.readouterr().err
+
+
+def test_throughput_and_mfu_are_logged_every_step(demo_dir, tmp_path):
+    assert main(["train", *smoke_overrides(demo_dir, tmp_path, "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+                                          "trainer.limit_val_batches=0", "perf.peak_tflops=0.5")]) == 0
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("perf/mfu")]
+    assert len(rows) == 4
+    for r in rows:
+        mfu, tflops = float(r["perf/mfu"]), float(r["perf/tflops_per_device"])
+        assert 0 < mfu < 1 and tflops == pytest.approx(0.5 * mfu, rel=1e-5)
+        assert float(r["perf/tokens_per_s"]) > float(r["perf/samples_per_s"]) > 0
