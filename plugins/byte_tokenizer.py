@@ -27,9 +27,10 @@ class ByteTokenizer(Tokenizer):
         self.cfg = cfg or ByteTokenizerConfig()
         self._special = {role: 256 + i for i, role in enumerate(SPECIAL_TOKENS)}
         needed = 256 + len(self._special)
-        if 0 < self.cfg.vocab_size < needed:
-            raise ValueError(f"tokenizer.vocab_size={self.cfg.vocab_size} is below the {needed} ids bytes and specials need")
-        self.vocab_size = max(needed, self.cfg.vocab_size)
+        padded = getattr(self.cfg, "vocab_size", 0)  # subclasses may bring their own config
+        if 0 < padded < needed:
+            raise ValueError(f"tokenizer.vocab_size={padded} is below the {needed} ids bytes and specials need")
+        self.vocab_size = max(needed, padded)
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
