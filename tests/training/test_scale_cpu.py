@@ -26,7 +26,7 @@ from omnitrain.bundle import export_bundle, load_bundle
 from tests.helpers import model_outputs, smoke_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS, SAVE_AT = 20, 10
+STEPS, SAVE_AT, OFFLOAD_STEPS = 20, 10, 8
 pytestmark = pytest.mark.slow
 
 
@@ -39,9 +39,10 @@ def launch(*args: str, timeout: int = 300) -> None:
 
 
 def overrides(demo_dir: Path, run: Path, strategy: str, *extra: str) -> list[str]:
+    # a constant learning rate after warmup: a shorter run follows the same curve
     return smoke_overrides(demo_dir, run, "trainer.devices=2", f"strategy={strategy}",
                            f"trainer.max_steps={STEPS}", "trainer.log_every_n_steps=1",
-                           f"checkpoint.every_n_steps={SAVE_AT}", *extra)
+                           f"checkpoint.every_n_steps={SAVE_AT}", "optim.schedule=constant", *extra)
 
 
 def losses(run: Path) -> dict[int, float]:
@@ -93,12 +94,12 @@ def fsdp(demo_dir, base) -> Path:
 
 @pytest.fixture(scope="module")
 def offload(demo_dir, base) -> Path:
-    """ZeRO-3 with optimizer and parameters offloaded (DeepSpeed's CPU Adam); no validation
-    or checkpoints (covered above), to keep CI short."""
+    """ZeRO-3 with optimizer and parameters offloaded (DeepSpeed's CPU Adam), the first
+    OFFLOAD_STEPS steps; no validation or checkpoints (covered above), to keep CI short."""
     run = base / "offload"
     launch("-m", "omnitrain", "train", *overrides(
-        demo_dir, run, "deepspeed_zero3_offload", "trainer.limit_val_batches=0",
-        "checkpoint.every_n_steps=1000", "checkpoint.save_last=false"))
+        demo_dir, run, "deepspeed_zero3_offload", f"trainer.max_steps={OFFLOAD_STEPS}",
+        "trainer.limit_val_batches=0", "checkpoint.every_n_steps=1000", "checkpoint.save_last=false"))
     return run
 
 
@@ -106,10 +107,11 @@ def offload(demo_dir, base) -> Path:
 def test_loss_curve_matches_ddp(strategy, ddp, request):
     run = request.getfixturevalue(strategy)
     want, got = losses(ddp), losses(run)
-    assert sorted(got) == list(range(STEPS))
+    steps = OFFLOAD_STEPS if strategy == "offload" else STEPS
+    assert sorted(got) == list(range(steps))
     for step, loss in got.items():
         assert abs(loss - want[step]) <= 1e-3 * abs(want[step]), (step, loss, want[step])
-    assert got[STEPS - 1] < got[0]  # and the curve is not flat: training happened
+    assert got[steps - 1] < got[0]  # and the curve is not flat: training happened
 
 
 @pytest.mark.parametrize("strategy", ["zero2", "zero3"])
