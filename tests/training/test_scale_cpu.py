@@ -40,6 +40,11 @@ def launch(*args: str, timeout: int = 300) -> None:
 
 def overrides(demo_dir: Path, run: Path, strategy: str, *extra: str) -> list[str]:
     # a constant learning rate after warmup: a shorter run follows the same curve
+    if strategy.startswith("deepspeed_zero3"):
+        # the smoke model's tensors are all below ZeRO-3's default persistence threshold
+        # (kept whole on every rank); partition every one and fetch it in small buckets,
+        # as a real model's would be
+        extra = ("strategy.param_persistence_threshold=0", "strategy.prefetch_bucket_size=2000", *extra)
     return smoke_overrides(demo_dir, run, "trainer.devices=2", f"strategy={strategy}",
                            f"trainer.max_steps={STEPS}", "trainer.log_every_n_steps=1",
                            f"checkpoint.every_n_steps={SAVE_AT}", "optim.schedule=constant", *extra)
