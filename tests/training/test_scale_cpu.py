@@ -165,3 +165,16 @@ def test_fsdp_sharded_checkpoint_exports_like_torch_consolidates(fsdp, tmp_path)
     assert set(ours) == set(reference)
     for name, tensor in ours.items():
         assert torch.equal(tensor, reference[name]), name
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (("strategy=ddp",), "was written by a deepspeed strategy and cannot be resumed with strategy=ddp"),
+    (("strategy=deepspeed_zero3", "trainer.devices=1"), "holds ZeRO shards for 2 processes but this run has 1"),
+])
+def test_resuming_zero_shards_on_another_layout_fails_before_training(zero3, demo_dir, tmp_path, capsys, extra, needle):
+    from omnitrain.cli import main
+
+    ckpt = zero3 / "checkpoints" / "last.ckpt"
+    assert main(["train", *smoke_overrides(demo_dir, tmp_path, *extra, f"resume={ckpt}")]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "csv").exists()
