@@ -4,6 +4,7 @@ against DeepSpeed's own estimator, and the memory stated in the recipes kept tru
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 from pathlib import Path
@@ -50,13 +51,19 @@ def deepspeed_zero3_per_gpu(cfg, gpus_per_node: int, nodes: int) -> float:
     return float(re.findall(r"([\d.]+)GB", line)[1]) * GiB
 
 
+@functools.cache
+def planned(recipe: str):
+    """(config, plan) of a recipe on its own GPU layout."""
+    cfg = compose_config([f"recipe={recipe}"])
+    gpus = world_size_of(cfg)
+    return cfg, make_plan(resolve_batch_size(cfg, gpus), gpus, cfg.trainer.devices)
+
+
 @pytest.mark.parametrize("recipe", ["omni3b_full", "omni7b_full"])
 def test_zero3_plan_agrees_with_deepspeeds_estimator(recipe):
     rss = psutil.Process().memory_info().rss
-    cfg = compose_config([f"recipe={recipe}"])
-    per_node, nodes = cfg.trainer.devices, cfg.trainer.num_nodes
-    plan = make_plan(resolve_batch_size(cfg, per_node * nodes), per_node * nodes, per_node)
-    reference = deepspeed_zero3_per_gpu(cfg, per_node, nodes)
+    cfg, plan = planned(recipe)
+    reference = deepspeed_zero3_per_gpu(cfg, cfg.trainer.devices, cfg.trainer.num_nodes)
     assert abs(plan.states["zero3"] - reference) <= 0.10 * reference, (plan.states["zero3"] / GiB, reference / GiB)
     assert plan.stats.params > (5e9 if "3b" in recipe else 10e9)  # the real model's size, not a toy
     assert psutil.Process().memory_info().rss - rss < 500 * 2**20, "the model was built on the meta device"
@@ -64,9 +71,8 @@ def test_zero3_plan_agrees_with_deepspeeds_estimator(recipe):
 
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("omni*.yaml")), ids=lambda p: p.stem)
 def test_recipe_headers_state_the_planned_memory(path):
-    cfg = compose_config([f"recipe={path.stem}"])
-    gpus = world_size_of(cfg)
-    plan = make_plan(resolve_batch_size(cfg, gpus), gpus, cfg.trainer.devices)
+    cfg, plan = planned(path.stem)
+    gpus = plan.gpus
     row = chosen(cfg)
     stated = re.search(r"expected: +about ([\d.]+) GiB per GPU on (\d+) GPUs \((\w+): ([\d.]+) model states",
                        path.read_text())
@@ -79,7 +85,7 @@ def test_recipe_headers_state_the_planned_memory(path):
 
 @pytest.mark.parametrize("size", ["omni3b", "omni7b"])
 def test_stage_recipes_of_one_size_build_the_same_model(size):
-    cfgs = [compose_config([f"recipe={p.stem}"]) for p in sorted(RECIPES.glob(f"{size}_*.yaml"))]
+    cfgs = [planned(p.stem)[0] for p in sorted(RECIPES.glob(f"{size}_*.yaml"))]
     assert len(cfgs) == 4  # align, full, long, talker
     for cfg in cfgs[1:]:
         for slot in SLOTS:
@@ -88,8 +94,7 @@ def test_stage_recipes_of_one_size_build_the_same_model(size):
 
 
 def test_frozen_slots_shrink_the_trainable_states():
-    align, full = (make_plan(resolve_batch_size(c, 8), 8) for c in
-                   (compose_config(["recipe=omni3b_align"]), compose_config(["recipe=omni3b_full"])))
+    align, full = planned("omni3b_align")[1], planned("omni3b_full")[1]
     assert align.stats.params == full.stats.params
     assert align.stats.slots["thinker"].trainable == 0 < full.stats.slots["thinker"].trainable
     assert align.states["zero2"] < full.states["zero2"]

@@ -12,7 +12,7 @@ import pytest
 from omnitrain.cli import main
 from tests.helpers import smoke_overrides
 
-EXTRA = ("data.epoch_batches=6", "trainer.max_steps=12", "checkpoint.every_n_steps=3",
+EXTRA = ("data.epoch_batches=4", "trainer.max_steps=8", "checkpoint.every_n_steps=2",
          "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0", "perf.peak_tflops=0.5")
 
 
@@ -28,17 +28,17 @@ def full_run(demo_dir, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("step", [3, 6], ids=["mid-epoch", "epoch-end"])
+@pytest.mark.parametrize("step", [2, 4], ids=["mid-epoch", "epoch-end"])
 def test_resumed_run_continues_the_identical_curve(full_run, demo_dir, tmp_path, step):
     ckpt = full_run / "checkpoints" / f"step-{step:06d}.ckpt"
     assert main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, f"resume={ckpt}")]) == 0
     full, resumed = losses(full_run), losses(tmp_path)
-    assert sorted(resumed) == list(range(step, 12))
+    assert sorted(resumed) == list(range(step, 8))
     assert {s: full[s] for s in resumed} == resumed
 
 
 def test_resume_into_a_different_model_shape_fails_before_training(full_run, demo_dir, tmp_path, capsys):
-    ckpt = full_run / "checkpoints" / "step-000006.ckpt"
+    ckpt = full_run / "checkpoints" / "step-000004.ckpt"
     code = main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, "thinker.ffn_dim=96", f"resume={ckpt}")])
     err = capsys.readouterr().err
     assert code == 2
@@ -48,7 +48,7 @@ def test_resume_into_a_different_model_shape_fails_before_training(full_run, dem
 
 
 def test_resume_a_single_file_with_a_sharded_strategy_fails_early(full_run, demo_dir, tmp_path, capsys):
-    ckpt = full_run / "checkpoints" / "step-000006.ckpt"
+    ckpt = full_run / "checkpoints" / "step-000004.ckpt"
     code = main(["train", *smoke_overrides(demo_dir, tmp_path, *EXTRA, "strategy=deepspeed_zero2", f"resume={ckpt}")])
     assert code == 2 and "cannot be resumed with strategy=deepspeed" in capsys.readouterr().err
 
@@ -56,7 +56,7 @@ def test_resume_a_single_file_with_a_sharded_strategy_fails_early(full_run, demo
 def test_throughput_and_mfu_are_logged_every_step(full_run):
     with open(full_run / "csv" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("perf/mfu")]
-    assert len(rows) == 12
+    assert len(rows) == 8
     for r in rows:
         mfu, tflops = float(r["perf/mfu"]), float(r["perf/tflops_per_device"])
         assert 0 < mfu < 1 and tflops == pytest.approx(0.5 * mfu, rel=1e-5)
