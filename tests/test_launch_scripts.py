@@ -46,3 +46,22 @@ def test_slurm_one_task_per_gpu_from_the_allocation():
 def test_every_recipe_header_names_existing_launch_scripts(script):
     headers = "".join(p.read_text().split("defaults:")[0] for p in (ROOT / "recipes").glob("omni*.yaml"))
     assert f"scripts/launch/{script}" in headers
+
+
+def test_rendezvous_script_really_launches_training(demo_dir, tmp_path):
+    """One node of 2 CPU processes through the c10d rendezvous, exactly as the script runs."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "NODES": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "GPUS": "2",
+           "RDZV_ID": f"test{port}", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.run(
+        ["bash", str(LAUNCH / "torchrun_multi_node.sh"), "smoke", f"data.train_shards={demo_dir}/train-*.tar",
+         f"data.val_shards={demo_dir}/val-*.tar", f"run_dir={tmp_path}", "logger=csv", "strategy=ddp",
+         "trainer.max_steps=2", "trainer.limit_val_batches=0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()

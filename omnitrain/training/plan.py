@@ -134,7 +134,7 @@ def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, li
     lines.append(f"activations per GPU ({plan.batch} x {plan.tokens} tokens, vocab {plan.vocab:,}): "
                  f"{plan.activations / GiB:.1f} GiB, {plan.activations_recomputed / GiB:.1f} GiB with full "
                  f"recomputation{' (this config recomputes)' if plan.recompute else ''}")
-    lines.append(f"per GPU on {plan.gpus} GPUs (model states + engine buffers + activations), "
+    lines.append(f"per GPU on {plan.gpus} GPU{'s' if plan.gpus != 1 else ''} (model states + engine buffers + activations), "
                  f"GPU memory {gpu_memory / GiB:.0f} GiB:")
     mine = chosen(cfg)
     warnings = []
