@@ -19,12 +19,16 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 
 import omnitrain
+from omnitrain.checkpoints import CheckpointError, CheckpointReader, TensorSpec, open_checkpoint
+from omnitrain.checkpoints.base import export_dtype
+from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
+from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.plugin_loading import load_plugins
-from omnitrain.registry import SLOTS, registry
+from omnitrain.registry import SLOTS, build, registry
 from omnitrain.slots import PretrainedCodec
 
 FORMAT = "omnitrain-bundle"
@@ -43,23 +47,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_checkpoint(path: Path) -> tuple[DictConfig, dict[str, torch.Tensor]]:
-    """A Lightning checkpoint file -> (config, model state dict without the ``model.`` prefix)."""
-    path = Path(path)
-    if not path.exists():
-        raise BundleError(f"checkpoint '{path}' does not exist")
-    if path.is_dir():
-        raise BundleError(
-            f"'{path}' is a directory (a sharded checkpoint); export it with a strategy-aware "
-            "exporter, or pass the consolidated .ckpt file"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def _open(path: Path) -> CheckpointReader:
     try:
-        cfg = OmegaConf.create(ckpt["hyper_parameters"]["config"])
-    except KeyError as exc:
-        raise BundleError(f"'{path}' is not an omnitrain checkpoint (no config in hyper_parameters)") from exc
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    return cfg, state
+        return open_checkpoint(path)
+    except CheckpointError as exc:
+        raise BundleError(str(exc)) from exc
+
+
+def check_tensors(cfg: DictConfig, found: dict[str, TensorSpec], source: str) -> dict[str, TensorSpec]:
+    """The model's tensors for ``cfg`` (built on the meta device), checked against a
+    checkpoint's; raises ``BundleError`` naming the first differences."""
+    expected = {n: TensorSpec(tuple(t.shape), export_dtype(t.dtype))
+                for n, t in unique_tensors(meta_model(cfg)).items()}
+    problems = [f"{n}: {found[n].shape} in the checkpoint, {s.shape} in the model"
+                for n, s in expected.items() if n in found and found[n].shape != s.shape]
+    missing = [n for n in expected if n not in found]
+    unexpected = [n for n in found if n not in expected]
+    if problems or missing or unexpected:
+        raise BundleError(
+            f"checkpoint '{source}' does not match its config's model: shapes {problems[:5]}, "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return expected
 
 
 def _bundle_plugins(cfg: DictConfig, out: Path) -> list[str]:
@@ -90,19 +99,21 @@ def _bundle_codec(cfg: DictConfig, out: Path) -> str | None:
 
 
 def export_bundle(checkpoint: Path, out: Path) -> Path:
-    cfg, state = read_checkpoint(checkpoint)
+    """Checkpoint (a file, or a DeepSpeed/FSDP sharded folder) -> bundle, streaming the
+    weights into ``model.safetensors`` so host memory stays near one shard."""
+    reader = _open(checkpoint)
+    cfg = reader.config()
     load_plugins(list(cfg.get("plugins") or []))
-    model = OmniModel(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BundleError(
-            f"checkpoint '{checkpoint}' does not match its config's model: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    found = reader.tensors()
+    specs = check_tensors(cfg, found, str(checkpoint))
+    parameters = sum(p.numel() for p in meta_model(cfg).parameters())  # before paths turn bundle-relative
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
-    save_model(model, str(out / "model.safetensors"))
+    try:
+        with SafetensorsStreamWriter(out / "model.safetensors", specs) as writer:
+            reader.stream(writer.write)
+    except CheckpointError as exc:
+        raise BundleError(f"checkpoint '{checkpoint}': {exc}") from exc
     bundled = _bundle_plugins(cfg, out)
     cfg = OmegaConf.merge(cfg, {"plugins": bundled})
     codec_path = _bundle_codec(cfg, out)
@@ -110,7 +121,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
         cfg = OmegaConf.merge(cfg, {"codec": {"path": codec_path}})
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     (out / "tokenizer").mkdir(exist_ok=True)
-    model.tokenizer.save(out / "tokenizer")
+    build("tokenizer", cfg.tokenizer).save(out / "tokenizer")
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "format": FORMAT,
@@ -122,7 +133,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
             slot: {"name": cfg[slot].name, "origin": registry(slot).get(cfg[slot].name).origin}
             for slot in SLOTS
         },
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
         "files": {str(p.relative_to(out)): _sha256(p) for p in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -1,4 +1,4 @@
-"""``omnitrain`` command line: train, data, export, generate, list, config."""
+"""``omnitrain`` command line: train, plan, data, export, generate, list, config."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class UsageError(ValueError):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.bundle import BundleError
+    from omnitrain.checkpoints import CheckpointError
     from omnitrain.config.validate import ConfigError
     from omnitrain.data.media import MediaError
     from omnitrain.data.pack import PackError
@@ -26,7 +27,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError, PackError, GenerateError)
+            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -52,46 +53,45 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from omnitrain.config.compose import compose_config
 
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
-    import lightning as L
+    from omnitrain.training.run import teardown_distributed, train
 
-    from omnitrain.data.datamodule import OmniDataModule
-    from omnitrain.data.vocoder_data import VocoderDataModule
-    from omnitrain.training.module import OmniModule
-    from omnitrain.training.trainer_factory import build_trainer
-    from omnitrain.training.vocoder_module import VocoderModule
-
-    vocoder_stage = cfg.get("task", "omni") == "vocoder"
-    data = VocoderDataModule(cfg) if vocoder_stage else OmniDataModule(cfg)
-    data.check()
-    run_dir = Path(cfg.run_dir)
-    ckpt_path = _resume_path(cfg.resume, run_dir)
-    if cfg.get("init_from") and not Path(cfg.init_from).exists():
-        raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
-    L.seed_everything(cfg.seed, workers=True)
-    trainer = build_trainer(cfg)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    module = VocoderModule(cfg) if vocoder_stage else OmniModule(cfg)
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if trainer.is_global_zero:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+    try:
+        trainer, _ = train(cfg)
+        if trainer.is_global_zero:
+            run_dir = Path(cfg.run_dir)
+            last = run_dir / "checkpoints" / "last.ckpt"
+            print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+    finally:
+        teardown_distributed()
     return 0
 
 
-def _resume_path(resume: str | None, run_dir: Path) -> str | None:
-    if not resume:
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
-    if not path.exists():
-        raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
-    return str(path)
+def cmd_plan(args: argparse.Namespace) -> int:
+    from omnitrain.config.compose import compose_config
+    from omnitrain.training.batching import resolve_batch_size
+    from omnitrain.training.plan import GiB, deepspeed_zero3_estimate, format_plan, make_plan
+
+    overrides = list(args.overrides)
+    overrides += [f"trainer.devices={args.gpus}"] if args.gpus else []
+    overrides += [f"trainer.num_nodes={args.nodes}"] if args.nodes else []
+    cfg = compose_config(overrides)
+    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    devices = cfg.trainer.get("devices")
+    per_node = devices if isinstance(devices, int) and devices > 0 else 8
+    gpus = per_node * nodes
+    cfg = resolve_batch_size(cfg, gpus)
+    plan = make_plan(cfg, gpus, per_node)
+    text, warnings = format_plan(plan, cfg, args.gpu_memory * GiB)
+    print(text)
+    reference = deepspeed_zero3_estimate(plan.stats, per_node, nodes)
+    print(f"  (DeepSpeed's own ZeRO-3 estimate for these counts: {reference / GiB:.1f} GiB per GPU "
+          "for model states)")
+    for line in warnings:
+        print(line, file=sys.stderr)
+    return 1 if warnings else 0
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:
@@ -289,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("config", help="print the composed config for these overrides")
     s.add_argument("overrides", nargs="*")
     s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("plan", help="memory per GPU of a recipe under each strategy; warns if it will not fit")
+    s.add_argument("overrides", nargs="*")
+    s.add_argument("--gpus", type=int, help="GPUs per node (default: trainer.devices, or 8 if 'auto')")
+    s.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes)")
+    s.add_argument("--gpu-memory", type=float, default=80.0, help="memory of one GPU in GiB (default 80)")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("list", help="list the registered plugins of every slot")
     s.add_argument("--plugins", nargs="*", help="extra plugin modules or .py files to load")

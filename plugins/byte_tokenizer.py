@@ -13,7 +13,10 @@ from omnitrain.tokens import SPECIAL_TOKENS
 
 @dataclass
 class ByteTokenizerConfig:
-    pass
+    # pad the id space (embedding and LM-head rows) to this size; 0 = 256 bytes + the
+    # specials. Recipes shaped like a real model set its vocabulary size, so parameter
+    # counts and memory plans match it; the extra ids are never produced.
+    vocab_size: int = 0
 
 
 @register("tokenizer", "byte", config=ByteTokenizerConfig)
@@ -23,7 +26,11 @@ class ByteTokenizer(Tokenizer):
     def __init__(self, cfg: ByteTokenizerConfig | None = None) -> None:
         self.cfg = cfg or ByteTokenizerConfig()
         self._special = {role: 256 + i for i, role in enumerate(SPECIAL_TOKENS)}
-        self.vocab_size = 256 + len(self._special)
+        needed = 256 + len(self._special)
+        padded = getattr(self.cfg, "vocab_size", 0)  # subclasses may bring their own config
+        if 0 < padded < needed:
+            raise ValueError(f"tokenizer.vocab_size={padded} is below the {needed} ids bytes and specials need")
+        self.vocab_size = max(needed, padded)
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))

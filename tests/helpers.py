@@ -23,3 +23,45 @@ def smoke_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
 def speech_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     """The tiny dual-track Talker + flow_dit run (recipes/speech_smoke.yaml)."""
     return ["recipe=speech_smoke", *smoke_overrides(demo_dir, run_dir, *extra)[1:]]
+
+
+def model_outputs(model, batch) -> dict:
+    """Text logits, talker (codec) logits and DiT velocity of ``model`` on fixed inputs."""
+    import torch
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        hidden, embeds = model.thinker_forward(batch)
+        text = model.thinker.logits(hidden)
+        items = model.speech_items(batch, hidden, embeds)
+        codec_in, in_mask, _ = model.talker_inputs(items.codes, items.code_mask)
+        codec = model.talker(items.ctx, codec_in, in_mask)
+        x = torch.randn_like(items.mel)
+        t = torch.linspace(0.1, 0.9, x.shape[0])
+        keep = torch.zeros(x.shape[0], dtype=torch.bool)
+        dit = model.dit(x, t, items.codes, items.code_mask, keep, items.cond)
+    return {"text": text, "codec": codec, "dit": dit}
+
+
+def modality_batches(cfg, pad_id: int, size: int = 2):
+    """(a batch of text-only prompts, a batch holding audio, image and video) from the
+    training shards: ranks given one each disagree on which encoders have real input."""
+    import webdataset as wds
+
+    from omnitrain.data.collate import collate
+    from omnitrain.data.pipeline import BuildExamples
+    from omnitrain.data.shards import resolve_shards
+
+    urls = resolve_shards(cfg.data.train_shards, "data.train_shards")
+    samples = wds.tarfile_to_samples()({"url": u} for u in urls)
+    text_only, audio, vision = [], [], []
+    for ex in BuildExamples(cfg)(samples):
+        if not ex.audio_features and not ex.vision_patches:
+            text_only.append(ex)
+        elif ex.audio_features and ex.vision_patches:
+            audio.append(ex)
+        elif ex.vision_patches:
+            vision.append(ex)
+        if len(text_only) >= size and audio and vision:
+            break
+    return collate(text_only[:size], pad_id), collate([audio[0], vision[0]], pad_id)

@@ -16,7 +16,8 @@ from omnitrain.speech_mel import SpeechConfig
 class DataConfig:
     train_shards: Any = None  # path, glob, brace pattern, directory, or a list of them
     val_shards: Any = None
-    batch_size: int = 16
+    batch_size: int = 16  # per process (per GPU)
+    global_batch_size: int | None = None  # samples per optimizer step over all processes; sets batch_size
     num_workers: int = 1
     val_num_workers: int = 0
     prefetch_factor: int = 4
@@ -106,6 +107,11 @@ class VocoderTrainConfig:
     grad_clip: float = 100.0
 
 
+@dataclass
+class PerfConfig:
+    peak_tflops: float | None = None  # one device's peak, for MFU; None = GPU data sheet if known
+
+
 SECTION_SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "optim": OptimConfig,
@@ -115,6 +121,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "loss": LossConfig,
     "generate": GenerateConfig,
     "vocoder_train": VocoderTrainConfig,
+    "perf": PerfConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),

@@ -101,10 +101,14 @@ def validate(cfg: DictConfig) -> None:
                 problems.append(f"{section}: {exc}".splitlines()[0])
     if "trainer" in cfg:
         problems += _check_trainer(cfg.trainer)
-    if "strategy" in cfg:
+    if "strategy" in cfg and "trainer" in cfg:
         from omnitrain.training.strategies import check_strategy
 
         problems += check_strategy(cfg)
+    if "data" in cfg and "trainer" in cfg:
+        from omnitrain.training.batching import static_batch_problems
+
+        problems += static_batch_problems(cfg)
     optim = cfg.get("optim")
     if optim is not None:
         model_slots = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")

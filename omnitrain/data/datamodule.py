@@ -11,6 +11,18 @@ from omnitrain.data.shards import resolve_shards
 from omnitrain.registry import build
 
 
+class StepPositionedLoader(DataLoader):
+    """The training loader. Its position after a resume comes from the global step
+    (``TrainEpochs``), so it needs no saved state; having ``state_dict`` tells Lightning
+    that a mid-epoch checkpoint resumes exactly (and stops its warning that it would not)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class OmniDataModule(L.LightningDataModule):
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__()
@@ -23,9 +35,10 @@ class OmniDataModule(L.LightningDataModule):
         if self.cfg.data.val_shards:
             resolve_shards(self.cfg.data.val_shards, "data.val_shards")
 
-    def _loader(self, split: str, workers: int) -> DataLoader:
-        return DataLoader(
-            make_pipeline(self.cfg, split, self.pad_id),
+    def _loader(self, split: str, workers: int, start_batch: int = 0) -> DataLoader:
+        cls = StepPositionedLoader if split == "train" else DataLoader
+        return cls(
+            make_pipeline(self.cfg, split, self.pad_id, start_batch),
             batch_size=None,
             num_workers=workers,
             # torchaudio/OpenMP threads can deadlock in forked workers
@@ -34,8 +47,16 @@ class OmniDataModule(L.LightningDataModule):
             prefetch_factor=self.cfg.data.prefetch_factor if workers > 0 else None,
         )
 
+    def train_start_batch(self) -> int:
+        """Batches per rank already trained on: the data position is a function of the
+        global step (restored from the checkpoint before Lightning asks for the loader)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return int(trainer.global_step) * int(trainer.accumulate_grad_batches)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.cfg.data.num_workers)
+        return self._loader("train", self.cfg.data.num_workers, self.train_start_batch())
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.cfg.data.val_shards:

@@ -9,6 +9,8 @@ module-level object, so the pipeline pickles into forkserver workers.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import math
 import os
@@ -110,7 +112,48 @@ class SizedPipeline(IterableDataset):
         return self.length
 
 
-def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
+class TrainEpochs(SizedPipeline):
+    """Training epochs whose content is a function of the epoch number alone, so a run
+    resumed at global batch ``start_batch`` sees exactly the batches an uninterrupted
+    run would have seen from there (a resumed loss curve continues the same curve).
+
+    Every stage with an ``epoch`` counter (webdataset's ``ResampledShards`` and
+    ``detshuffle``, seeded by seed, rank/worker and epoch) is set to the epoch being
+    read instead of counting iterations from 0 in a fresh process. Batch i of an epoch
+    is the (i // W)-th batch of worker *role* i % W, and the DataLoader takes batches
+    round-robin starting at worker 0; so after skipping k batches, worker w plays role
+    (w + k) % W (that role's shard seed) and drops that role's first batches. Dropped
+    batches are still decoded (exact, also when samples are skipped as bad); resuming
+    at an epoch boundary drops none.
+    """
+
+    def __init__(self, pipeline: wds.DataPipeline, length: int, start_batch: int = 0) -> None:
+        super().__init__(pipeline, length)
+        self.start_epoch, self.skip = divmod(max(0, start_batch), length)
+        self._iterations = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch = self.start_epoch + self._iterations
+        skip = self.skip if self._iterations == 0 else 0
+        self._iterations += 1
+        rank, _, worker, workers = wds.utils.pytorch_worker_info()
+        role = (worker + skip) % workers
+        for stage in self.pipeline.pipeline:
+            if hasattr(stage, "epoch"):
+                stage.epoch = epoch - 1  # each stage increments it before use
+            if isinstance(stage, wds.ResampledShards):
+                stage.worker_seed = functools.partial(role_seed, rank, role)
+        return itertools.islice(iter(self.pipeline), len(range(role, skip, workers)), None)
+
+
+def role_seed(rank: int, role: int) -> int:
+    """webdataset's per-worker shard seed (``pytorch_worker_seed``), for a worker role."""
+    return rank * 1000 + role
+
+
+def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
+    """The ``split`` stream; for training, ``start_batch`` is the number of batches per
+    rank already trained on (resume), see ``TrainEpochs``."""
     data = cfg.data
     if split == "train":
         urls = resolve_shards(data.train_shards, "data.train_shards")
@@ -123,7 +166,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int) -> IterableDataset:
             _train_batches(cfg, pad_id),
         ]
         per_worker = math.ceil(data.epoch_batches / workers)
-        return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+        return TrainEpochs(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers, start_batch)
     urls = resolve_shards(data.val_shards, "data.val_shards")
     total = sum(count_samples(u) for u in urls)
     world = world_size()

@@ -69,12 +69,16 @@ class OmniModel(nn.Module):
             "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels,
             num_speakers=speakers,
         )
-        self.vocoder = build("vocoder", cfg.vocoder, mel=SpeechMel(self.speech_cfg))
+        # data tensors (mel filterbanks, dummy inputs) are computed on the CPU even when
+        # parameters are created on another device, e.g. "meta" for memory planning
+        with torch.device("cpu"):
+            speech_mel = SpeechMel(self.speech_cfg)
+            self._dummy_audio = self._audio_dummy(cfg)
+            self._dummy_vision = self._vision_dummy(cfg)
+        self.vocoder = build("vocoder", cfg.vocoder, mel=speech_mel)
         special = self.tokenizer.special_ids()
         self.audio_id = special["audio"]
         self.vision_ids = (special["image"], special["video"])
-        self._dummy_audio = self._audio_dummy(cfg)
-        self._dummy_vision = self._vision_dummy(cfg)
 
     # ---- dummies: every encoder runs every step (DDP/ZeRO-3 need the same graph) ----
     @staticmethod

@@ -1,6 +1,6 @@
 """Listen to training: after each validation, synthesise one reply and log it.
 
-The module's ``audio_sample(batch)`` gives a waveform (the DiT + vocoder on a validation
+The module's ``audio_sample(batch)`` (run on every rank, written by rank 0) gives a waveform (the DiT + vocoder on a validation
 reply's codes, or the vocoder on its mel); it is written to ``run_dir/samples`` and
 logged as audio to wandb when a wandb logger is attached (offline by default).
 """
@@ -26,11 +26,13 @@ class AudioSamples(L.Callback):
             self._batch = batch
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self._batch is None:
+        if trainer.sanity_checking or self._batch is None:
             return
+        # every rank synthesises: under ZeRO-3 / FSDP each forward gathers parameters from
+        # all ranks, so a rank-0-only forward would wait forever for the others
         wave = pl_module.audio_sample(self._batch)
         self._batch = None
-        if wave is None or wave.numel() == 0:
+        if not trainer.is_global_zero or wave is None or wave.numel() == 0:
             return
         audio = wave.detach().float().cpu().numpy()
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Callbacks: throughput in the progress bar and the logs."""
+"""Callbacks: throughput and model FLOPs utilisation in the progress bar and the logs."""
 
 from __future__ import annotations
 
@@ -7,34 +7,53 @@ import time
 import lightning as L
 
 from omnitrain.data.batch import Batch
+from omnitrain.training.flops import device_peak_flops, sequence_lengths, step_flops
+from omnitrain.training.model_stats import ModelStats, model_stats
 
 
 class Throughput(L.Callback):
-    """Samples/s and real (unpadded) tokens/s, smoothed over recent steps."""
+    """Per step: samples/s and real (unpadded) tokens/s over all ranks, model TFLOP/s per
+    device and MFU (FLOPs from ``omnitrain.training.flops`` over the device's peak; MFU
+    is logged when the peak is known: a GPU in the data-sheet table or
+    ``perf.peak_tflops``). Rates use the wall time between consecutive steps (data
+    loading included) and are smoothed over recent steps (exponential, 0.9)."""
 
     def __init__(self, smoothing: float = 0.9) -> None:
         self.smoothing = smoothing
-        self._start: float | None = None
+        self._last: float | None = None
         self._rates: dict[str, float] = {}
+        self._stats: ModelStats | None = None
+        self._peak: float | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from omnitrain.model.meta import meta_model
+
+        cfg = pl_module.cfg
+        self._stats = model_stats(meta_model(cfg), cfg)  # shapes only: works under any sharding
+        self._peak = device_peak_flops(cfg)
+        self._frames_per_code = int(cfg.dit.get("mel_frames_per_code", 1))
 
     def on_train_batch_start(self, trainer, pl_module, batch: Batch, batch_idx: int) -> None:
-        self._start = time.perf_counter()
+        if self._last is None:
+            self._last = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Batch, batch_idx: int) -> None:
-        if self._start is None:
-            return
-        dt = max(time.perf_counter() - self._start, 1e-9)
+        now = time.perf_counter()
+        dt = max(now - self._last, 1e-9) if self._last is not None else 1e-9
+        self._last = now
         world = trainer.world_size
-        if not isinstance(batch, Batch):  # the vocoder stage: (mel, wave) segments
-            now = {"perf/samples_per_s": int(batch[0].shape[0]) * world / dt}
-        else:
-            now = {
+        if isinstance(batch, Batch):
+            flops = step_flops(self._stats, sequence_lengths(batch, self._frames_per_code), pl_module.cfg)
+            current = {
                 "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
                 "perf/tokens_per_s": batch.num_tokens * world / dt,
+                "perf/tflops_per_device": flops / dt / 1e12,
             }
-        for key, value in now.items():
+            if self._peak:
+                current["perf/mfu"] = flops / dt / self._peak
+        else:  # the vocoder stage: (mel, wave) segments
+            current = {"perf/samples_per_s": int(batch[0].shape[0]) * world / dt}
+        for key, value in current.items():
             old = self._rates.get(key)
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value
-        if "perf/tokens_per_s" in self._rates:
-            pl_module.log("perf/tokens_per_s", self._rates["perf/tokens_per_s"], prog_bar=True)
-        pl_module.log("perf/samples_per_s", self._rates["perf/samples_per_s"])
+            pl_module.log(key, self._rates[key], prog_bar=key in ("perf/tokens_per_s", "perf/mfu"))

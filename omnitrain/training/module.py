@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from contextlib import nullcontext
 
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +21,8 @@ from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
 from omnitrain.slots import SpeechCondition
 from omnitrain.training.init_from import load_matching
+from omnitrain.training.strategies import offloads_optimizer
+from omnitrain.training.zero_init import gathered_for_write, zero3_safe_inits
 
 log = logging.getLogger("omnitrain")
 
@@ -33,6 +37,11 @@ def frozen_slots(cfg: DictConfig) -> list[str]:
     return frozen
 
 
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    """A 63-bit seed from the run seed and the position in training."""
+    return int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, np.uint64)[0] >> 1)
+
+
 class OmniModule(L.LightningModule):
     def __init__(self, config: DictConfig | dict) -> None:
         super().__init__()
@@ -41,17 +50,36 @@ class OmniModule(L.LightningModule):
         self.cfg = cfg
         self.model: OmniModel | None = None
         self.skipped: Counter[str] = Counter()
+        self._micro = (-1, 0)  # (global step, micro-batch within it) of the last batch
 
     def configure_model(self) -> None:
+        """Runs inside the strategy's sharded context: under ZeRO-3 (``zero.Init``) each
+        module's parameters are partitioned as it is built, so no rank ever holds the
+        whole model; ``zero3_safe_inits`` keeps the initial weights those of a plain build."""
         if self.model is not None:
             return
-        self.model = OmniModel(self.cfg)
+        sharded = self.cfg.strategy.get("name") == "deepspeed" and self.cfg.strategy.get("stage") == 3
+        with zero3_safe_inits() if sharded else nullcontext():
+            self.model = OmniModel(self.cfg)
         if self.cfg.get("init_from"):
-            load_matching(self.model, self.cfg.init_from)
+            with gathered_for_write(self.model) if sharded else nullcontext():
+                load_matching(self.model, self.cfg.init_from)
         for slot in frozen_slots(self.cfg):
             getattr(self.model, slot).requires_grad_(False)
 
     # ---- steps -----------------------------------------------------------------
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        """Reseed the RNG (flow-matching noise and times, condition dropout) from the step.
+
+        The draws of step k then depend on (seed, k, micro-batch, rank) only, never on
+        how many steps this process has run, so a resumed run continues the same loss
+        curve (Lightning checkpoints do not carry RNG state), and ranks draw differently.
+        """
+        step = int(self.trainer.global_step)
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        torch.manual_seed(step_seed(int(self.cfg.seed), step, micro, int(self.global_rank)))
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.model(batch)
         bs = int(batch.input_ids.shape[0])
@@ -74,22 +102,36 @@ class OmniModule(L.LightningModule):
 
     @torch.no_grad()
     def audio_sample(self, batch: Batch) -> torch.Tensor | None:
-        """The DiT + vocoder on the first validation reply's true codes."""
+        """The DiT + vocoder on the first validation reply's true codes (on a rank whose
+        batch has no spoken reply: one silent code, so every rank runs the same modules)."""
         if batch.speech_rows.numel() == 0:
-            return None
-        n = int(batch.codec_mask[0].sum())
-        codes = batch.codec_tokens[:1, :n].to(self.device)
-        cond = None
-        if batch.reference_lengths.numel():
-            cond = SpeechCondition(batch.speaker_ids[:1], batch.reference_mel[:1],
-                                   batch.reference_lengths[:1])
-            cond = SpeechCondition(*(x.to(self.device) for x in (cond.speaker, cond.reference,
-                                                                  cond.reference_lengths)))
+            codes = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+        else:
+            n = int(batch.codec_mask[0].sum())
+            codes = batch.codec_tokens[:1, :n].to(self.device)
+        if batch.speech_rows.numel() and batch.reference_lengths.numel():
+            cond = SpeechCondition(batch.speaker_ids[:1], batch.reference_mel[:1], batch.reference_lengths[:1])
+        else:  # speaker 0, no reference: the same conditioning modules run as on other ranks
+            n_mels = self.model.speech_cfg.n_mels
+            cond = SpeechCondition(torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, n_mels),
+                                   torch.zeros(1, dtype=torch.long))
+        cond = SpeechCondition(*(x.to(self.device) for x in (cond.speaker, cond.reference, cond.reference_lengths)))
         gen = self.cfg.generate
         g = torch.Generator(device=self.device).manual_seed(0)
-        wave = self.model.speech_to_wave(codes, torch.ones_like(codes, dtype=torch.bool), gen.ode_steps,
-                                         gen.ode_method, gen.guidance, g, cond, gen.ode_sway)
+        with self._full_parameters():
+            wave = self.model.speech_to_wave(codes, torch.ones_like(codes, dtype=torch.bool), gen.ode_steps,
+                                             gen.ode_method, gen.guidance, g, cond, gen.ode_sway)
         return wave[0]
+
+    def _full_parameters(self):
+        """Under FSDP, calling a submodule outside the root's forward sees flat shards:
+        gather full parameters for the block (every rank must enter it)."""
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        wrapped = self.trainer.strategy.model if self._trainer is not None else None
+        if isinstance(wrapped, FSDP):
+            return FSDP.summon_full_params(wrapped, writeback=False)
+        return nullcontext()
 
     def _log_skips(self, batch: Batch) -> None:
         self.skipped.update(batch.skipped)
@@ -100,6 +142,13 @@ class OmniModule(L.LightningModule):
                 self.log(f"data/skipped_{reason}", float(n), reduce_fx="sum", sync_dist=True)
 
     # ---- optimisation ----------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """FSDP: clip by the global norm over all shards (Lightning's FSDP precision
+        plugin refuses ``gradient_clip_val``, so ``build_trainer`` hands it to us)."""
+        clip = self.cfg.trainer.get("gradient_clip_val")
+        if clip and self.cfg.strategy.get("name") == "fsdp":
+            self.trainer.model.clip_grad_norm_(float(clip))
+
     def param_groups(self) -> list[dict]:
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
         groups = []
@@ -118,7 +167,13 @@ class OmniModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
-        optimizer = torch.optim.AdamW(self.param_groups(), betas=tuple(opt.betas), eps=opt.eps)
+        if offloads_optimizer(self.cfg):  # ZeRO-Offload steps on the CPU with DeepSpeed's Adam
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(self.param_groups(), lr=opt.lr, betas=tuple(opt.betas),
+                                         eps=opt.eps, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(self.param_groups(), betas=tuple(opt.betas), eps=opt.eps)
         total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else 1))
 
         def lr_at(step: int) -> float:

@@ -62,6 +62,8 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if cfg.strategy.name == "fsdp":  # FSDP clips in OmniModule.on_before_optimizer_step
+        trainer_args["gradient_clip_val"] = None
     loggers = build_loggers(cfg)
     return L.Trainer(
         **trainer_args,

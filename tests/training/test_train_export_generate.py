@@ -16,7 +16,7 @@ from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.training.module import OmniModule
 from omnitrain.training.trainer_factory import build_trainer
-from tests.helpers import smoke_overrides
+from tests.helpers import model_outputs, smoke_overrides
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +43,6 @@ def test_checkpoints_and_logs(trained):
     assert (run / "wandb").exists() or cfg.logger.wandb.enabled is False
 
 
-def _outputs(model, batch):
-    """Text logits, talker (codec) logits and DiT velocity on fixed inputs."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        hidden, embeds = model.thinker_forward(batch)
-        text = model.thinker.logits(hidden)
-        items = model.speech_items(batch, hidden, embeds)
-        codec_in, in_mask, _ = model.talker_inputs(items.codes, items.code_mask)
-        codec = model.talker(items.ctx, codec_in, in_mask)
-        x = torch.randn_like(items.mel)
-        t = torch.linspace(0.1, 0.9, x.shape[0])
-        keep = torch.zeros(x.shape[0], dtype=torch.bool)
-        dit = model.dit(x, t, items.codes, items.code_mask, keep, items.cond)
-    return {"text": text, "codec": codec, "dit": dit}
-
-
 def test_bundle_reproduces_the_trained_model(trained, tmp_path):
     cfg, module, run = trained
     bundle = export_bundle(run / "checkpoints" / "last.ckpt", tmp_path / "bundle")
@@ -66,7 +50,7 @@ def test_bundle_reproduces_the_trained_model(trained, tmp_path):
     assert bundle_cfg.position.name == cfg.position.name
     batch = next(iter(make_pipeline(cfg, "val", 256)))
     trained_model = module.model.eval()
-    want, got = _outputs(trained_model, batch), _outputs(reloaded, batch)
+    want, got = model_outputs(trained_model, batch), model_outputs(reloaded, batch)
     for name in ("text", "codec", "dit"):
         diff = (want[name] - got[name]).abs().max().item()
         assert diff <= 1e-6, f"{name} outputs differ by {diff}"

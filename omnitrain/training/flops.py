@@ -1,0 +1,95 @@
+"""Training FLOPs of one step, from the model's shape and the batch's real tokens.
+
+For each slot, with N its matmul parameters (lookup tables excluded), T the real
+(unpadded) positions it processes and s the length of each sequence it attends over:
+
+    forward        2 N T  +  4 (sum over layers of heads*head_dim) (sum s^2)
+    backward       twice the forward where gradients flow (the 6N rule), split as
+                   activation gradients (needed if the slot or anything upstream
+                   trains) and weight gradients (needed if the slot trains)
+
+so a fully trained transformer costs 6 N T + 12 L d sum(s^2) (attention counted in
+full, not halved for causality, as in PaLM's MFU). A frozen encoder with nothing
+upstream costs its forward only. Positions per slot come from the batch:
+Thinker = tokens of each packed document (``doc_ids``), audio encoder = feature frames / 2
+(its stride-2 conv stem), vision encoder = patches per image/video (t*h*w), Talker =
+reply + codec tokens + bos per spoken reply, DiT = mel frames per reply.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from omnitrain.data.batch import Batch
+from omnitrain.training.model_stats import ModelStats
+from omnitrain.training.module import frozen_slots
+
+# slots whose inputs carry gradients from these slots (a trainable one upstream means
+# backward must run through this slot's activations)
+UPSTREAM = {
+    "thinker": ("audio_encoder", "vision_encoder"),
+    "talker": ("thinker", "audio_encoder", "vision_encoder"),
+}
+
+# dense bf16/fp16 tensor-core peak per device, by name substring (vendor data sheets)
+PEAK_FLOPS = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12,
+              "L40S": 362.1e12, "A10G": 70.0e12, "L4": 121.0e12}
+
+
+def gradient_slots(cfg: DictConfig) -> set[str]:
+    """Slots whose activations backward must run through: the slot trains, or a slot
+    upstream of it does (autograd keeps activations only there)."""
+    frozen = set(frozen_slots(cfg))
+    detach = bool(cfg.loss.get("talker_detach_thinker", False))
+    out = set()
+    for slot in ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder"):
+        upstream = () if (slot == "talker" and detach) else UPSTREAM.get(slot, ())
+        if slot not in frozen or any(u not in frozen for u in upstream):
+            out.add(slot)
+    return out
+
+
+def sequence_lengths(batch: Batch, dit_frames_per_code: int) -> dict[str, list[int]]:
+    """Real sequence lengths each slot processes in this batch."""
+    thinker: list[int] = []
+    for row in batch.doc_ids:  # packed rows hold several documents; 0 = padding
+        thinker += torch.unique(row[row > 0], return_counts=True)[1].tolist()
+    audio = [(int(n) - 1) // 2 + 1 for n in batch.audio_lengths] if batch.audio_lengths.numel() else []
+    vision = [int(g.prod()) for g in batch.vision_grids] if batch.vision_grids.numel() else []
+    talker, dit = [], []
+    if batch.speech_rows.numel():
+        codes = batch.codec_mask.sum(1)
+        talker = [int(r + c + 1) for r, c in zip(batch.reply_mask.sum(1), codes)]
+        dit = [int(c) * dit_frames_per_code for c in codes]
+    return {"thinker": thinker, "audio_encoder": audio, "vision_encoder": vision,
+            "talker": talker, "dit": dit}
+
+
+def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: DictConfig) -> float:
+    frozen = set(frozen_slots(cfg))
+    grads = gradient_slots(cfg)
+    total = 0.0
+    for slot, seqs in lengths.items():
+        s = stats.slots.get(slot)
+        if s is None or not seqs:
+            continue
+        trains, flows = slot not in frozen, slot in grads
+        tokens, squares = sum(seqs), sum(n * n for n in seqs)
+        attn_width = sum(d for _, d in s.attention)
+        forward = 2.0 * s.matmul_params * tokens + 4.0 * attn_width * squares
+        weight_grads = 2.0 * s.matmul_params * tokens if trains else 0.0
+        act_grads = (2.0 * s.matmul_params * tokens + 8.0 * attn_width * squares) if flows else 0.0
+        total += forward + weight_grads + act_grads
+    return total
+
+
+def device_peak_flops(cfg: DictConfig) -> float | None:
+    """Peak FLOP/s of one device: ``perf.peak_tflops`` if set, else the GPU's data sheet."""
+    peak = (cfg.get("perf") or {}).get("peak_tflops")
+    if peak:
+        return float(peak) * 1e12
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)

@@ -1,0 +1,71 @@
+"""Per-slot counts that memory plans and FLOP counts need, read off a (meta) model.
+
+Generic over plugins: parameters are counted per slot module, and attention layers
+are found as the core's ``omnitrain.nn.Attention`` modules (width = heads x head dim,
+input width = the layer's hidden size). A plugin with its own attention class is
+still counted in 6N, just not in the attention term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+from torch import nn
+
+from omnitrain.model.omni_model import MODEL_SLOTS
+from omnitrain.nn.attention import Attention
+from omnitrain.training.module import frozen_slots
+
+
+@dataclass
+class SlotStats:
+    params: int = 0  # unique parameters (a tied weight counted once)
+    trainable: int = 0
+    embedding: int = 0  # lookup tables: memory, but no matmul FLOPs
+    attention: list[tuple[int, int]] = field(default_factory=list)  # (hidden, heads*head_dim) per layer
+
+    @property
+    def matmul_params(self) -> int:
+        return self.params - self.embedding
+
+
+@dataclass
+class ModelStats:
+    slots: dict[str, SlotStats]
+    largest_layer: int  # most parameters held directly by one module (ZeRO-3 gathers it whole)
+
+    @property
+    def params(self) -> int:
+        return sum(s.params for s in self.slots.values())
+
+    @property
+    def trainable(self) -> int:
+        return sum(s.trainable for s in self.slots.values())
+
+
+def _numel(p: nn.Parameter) -> int:
+    return int(getattr(p, "ds_numel", 0) or p.numel())  # ZeRO-3 leaves an empty placeholder
+
+
+def model_stats(model: nn.Module, cfg: DictConfig) -> ModelStats:
+    frozen = set(frozen_slots(cfg))
+    seen: set[int] = set()
+    slots: dict[str, SlotStats] = {}
+    for slot in MODEL_SLOTS:
+        module = getattr(model, slot)
+        stats = SlotStats()
+        for sub in module.modules():
+            if isinstance(sub, Attention):
+                stats.attention.append((sub.q_proj.in_features, sub.num_heads * sub.head_dim))
+            for p in sub.parameters(recurse=False):
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                n = _numel(p)
+                stats.params += n
+                stats.trainable += n if slot not in frozen else 0
+                stats.embedding += n if isinstance(sub, nn.Embedding) else 0
+        slots[slot] = stats
+    largest = max((sum(_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
+    return ModelStats(slots, largest)

@@ -1,0 +1,159 @@
+"""Memory plan: will this recipe fit on N GPUs, and under which strategy?
+
+Model states follow the mixed-precision Adam model of the ZeRO paper (Rajbhandari et
+al. 2020): per trainable parameter 2 bytes of 16-bit weight, 2 of 16-bit gradient and
+12 of fp32 master weight + Adam moments (16 in all); a frozen parameter keeps its
+16-bit weight only. Per GPU, with N GPUs, T trainable and F frozen parameters:
+
+    ddp            2(T+F) + 14T
+    ZeRO-1         2(T+F) + 2T + 12T/N        (optimizer states sharded)
+    ZeRO-2         2(T+F) + 14T/N             (+ gradients sharded)
+    ZeRO-3, FSDP   (2(T+F) + 14T)/N           (+ parameters sharded)
+    ZeRO-3 offload 0 on the GPU (all of it in host memory)
+
+plus the working buffers the engines really allocate: ZeRO-1/2 reduce and all-gather
+buckets (2 bytes x bucket elements), ZeRO-3 the gathered largest layer (its 16-bit
+weight and gradient, 4 bytes x its parameters, as DeepSpeed's estimator counts it) and
+its reduce and prefetch buckets. Activations (bf16, no recomputation, FlashAttention/
+SDPA so no s^2 score matrix; Korthikanti et al. 2022): 34 s b h bytes per transformer
+layer of width h for b samples of s tokens, plus the Thinker's logits in bf16 and fp32
+(6 s b V); with full recomputation, 2 s b h per layer. Only slots that backward runs
+through keep activations (a frozen encoder with nothing trainable upstream keeps
+none). Every layer is assumed to see ``data.max_tokens`` positions per sample: rough
+for the encoders, which see the media part of a sample at their own rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from omnitrain.model.meta import meta_model
+from omnitrain.training.flops import gradient_slots
+from omnitrain.training.model_stats import ModelStats, model_stats
+
+GiB = 2**30
+STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "zero3_offload")
+
+
+@dataclass
+class Plan:
+    stats: ModelStats
+    gpus: int
+    states: dict[str, float]  # bytes per GPU for model states + engine buffers, by strategy
+    host: dict[str, float]  # bytes of host memory per node, where a strategy offloads
+    activations: float  # bytes per GPU, no recomputation
+    activations_recomputed: float
+    recompute: bool  # the config recomputes activations (FSDP activation_checkpointing)
+    vocab: int
+    tokens: int
+    batch: int
+
+
+def _buckets(cfg: DictConfig) -> tuple[int, int, int]:
+    """(reduce, all-gather, prefetch) bucket elements: the strategy's if DeepSpeed, else defaults."""
+    s = cfg.strategy if cfg.strategy.get("name") == "deepspeed" else {}
+    return (int(s.get("reduce_bucket_size", 200_000_000)), int(s.get("allgather_bucket_size", 200_000_000)),
+            int(s.get("prefetch_bucket_size", 50_000_000)))
+
+
+def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: DictConfig
+                      ) -> tuple[dict[str, float], dict[str, float]]:
+    t, p = stats.trainable, stats.params
+    reduce, gather, prefetch = _buckets(cfg)
+    zero12 = 2.0 * (reduce + gather)
+    zero3 = 4.0 * stats.largest_layer + 2.0 * (reduce + prefetch)
+    sharded = (2.0 * p + 14.0 * t) / gpus
+    states = {
+        "ddp": 2.0 * p + 14.0 * t,
+        "zero1": 2.0 * p + 2.0 * t + 12.0 * t / gpus + zero12,
+        "zero2": 2.0 * p + 14.0 * t / gpus + zero12,
+        "zero3": sharded + zero3,
+        "zero3_offload": zero3,
+    }
+    host = {"zero3_offload": sharded * per_node}
+    return states, host
+
+
+def activation_bytes(stats: ModelStats, tokens: int, batch: int, vocab: int,
+                     grads: set[str]) -> tuple[float, float]:
+    """Only slots backward runs through keep activations (``gradient_slots``)."""
+    widths = [h for slot, s in stats.slots.items() if slot in grads for h, _ in s.attention]
+    logits = 6.0 * tokens * batch * vocab if "thinker" in grads else 0.0
+    full = sum(34.0 * tokens * batch * h for h in widths) + logits
+    recomputed = sum(2.0 * tokens * batch * h for h in widths) + logits
+    return full, recomputed
+
+
+def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None) -> Plan:
+    model = meta_model(cfg)
+    stats = model_stats(model, cfg)
+    states, host = model_state_bytes(stats, gpus, per_node or gpus, cfg)
+    vocab = int(model.tokenizer.vocab_size)
+    tokens, batch = int(cfg.data.max_tokens), int(cfg.data.batch_size)
+    full, recomputed = activation_bytes(stats, tokens, batch, vocab, gradient_slots(cfg))
+    recompute = bool(cfg.strategy.get("activation_checkpointing", False))
+    return Plan(stats, gpus, states, host, full, recomputed, recompute, vocab, tokens, batch)
+
+
+def per_gpu_total(plan: Plan, strategy: str) -> float:
+    """Bytes per GPU for ``strategy`` (a ``STRATEGIES`` row) with this config's activations."""
+    return plan.states[strategy] + (plan.activations_recomputed if plan.recompute else plan.activations)
+
+
+def chosen(cfg: DictConfig) -> str:
+    """The plan row of the configured strategy."""
+    s = cfg.strategy
+    if s.name == "deepspeed":
+        return "zero3_offload" if s.get("offload_parameters") else f"zero{s.stage}"
+    if s.name == "fsdp":
+        return "zero2" if s.get("sharding_strategy") == "SHARD_GRAD_OP" else "zero3"
+    return "ddp"
+
+
+def deepspeed_zero3_estimate(stats: ModelStats, gpus_per_node: int, nodes: int) -> float:
+    """DeepSpeed's own ZeRO-3 estimate (no offload, zero.Init) for the same counts, per GPU."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    _, gpu, _ = estimate_zero3_model_states_mem_needs(
+        stats.params, stats.largest_layer, gpus_per_node, nodes, cpu_offload=False,
+        cpu_offload_params=False, zero_init=True)
+    return float(gpu)
+
+
+def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, list[str]]:
+    """The printed plan and its warnings (empty when the configured strategy fits)."""
+    lines = [f"{'slot':<16}{'parameters':>16}{'trainable':>16}"]
+    for slot, s in plan.stats.slots.items():
+        lines.append(f"{slot:<16}{s.params:>16,}{s.trainable:>16,}")
+    lines.append(f"{'total':<16}{plan.stats.params:>16,}{plan.stats.trainable:>16,}")
+    lines.append(f"largest layer: {plan.stats.largest_layer:,} parameters (ZeRO-3 gathers it whole)")
+    lines.append("")
+    act = plan.activations_recomputed if plan.recompute else plan.activations
+    lines.append(f"activations per GPU ({plan.batch} x {plan.tokens} tokens, vocab {plan.vocab:,}): "
+                 f"{plan.activations / GiB:.1f} GiB, {plan.activations_recomputed / GiB:.1f} GiB with full "
+                 f"recomputation{' (this config recomputes)' if plan.recompute else ''}")
+    lines.append(f"per GPU on {plan.gpus} GPU{'s' if plan.gpus != 1 else ''} (model states + engine buffers + activations), "
+                 f"GPU memory {gpu_memory / GiB:.0f} GiB:")
+    mine = chosen(cfg)
+    warnings = []
+    for name in STRATEGIES:
+        total = plan.states[name] + act
+        fits = "fits" if total <= gpu_memory else "DOES NOT FIT"
+        mark = "  <- strategy of this config" if name == mine else ""
+        extra = f", host {plan.host[name] / GiB:.1f} GiB/node" if name in plan.host else ""
+        lines.append(f"  {name:<14}{plan.states[name] / GiB:>9.1f} + {act / GiB:.1f} = "
+                     f"{total / GiB:>7.1f} GiB  {fits}{extra}{mark}")
+    total = plan.states[mine] + act
+    if total > gpu_memory:
+        fitting = [n for n in STRATEGIES if plan.states[n] + act <= gpu_memory]
+        hint = f"strategies that fit: {fitting}" if fitting else "no strategy fits"
+        if not plan.recompute and plan.states[mine] + plan.activations_recomputed <= gpu_memory:
+            hint += "; with activation recomputation the configured one would"
+        warnings.append(
+            f"WARNING: this config ({mine}) needs about {total / GiB:.1f} GiB per GPU on {plan.gpus} "
+            f"GPUs but a GPU has {gpu_memory / GiB:.0f} GiB; {hint}; or lower data.batch_size / "
+            "data.max_tokens, or use more GPUs"
+        )
+    return "\n".join(lines), warnings

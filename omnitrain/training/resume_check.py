@@ -1,0 +1,74 @@
+"""Refuse, before training, to resume from a checkpoint this run cannot continue.
+
+Lightning would otherwise build the model, start the strategy and then fail deep in
+``load_state_dict`` (or, for ZeRO shards, in DeepSpeed) with a message that names
+tensors but not the setting to change. Only metadata is read: tensor names and shapes
+from the checkpoint, the model's from a meta-device build of this config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.checkpoints import CheckpointError, open_checkpoint
+from omnitrain.config.validate import ConfigError
+from omnitrain.model.meta import meta_model, unique_tensors
+from omnitrain.registry import SLOTS
+from omnitrain.training.batching import world_size_of
+
+RESUMES = {"file": {"auto", "ddp"}, "deepspeed": {"deepspeed"}, "fsdp": {"fsdp"}}
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_differences(old: DictConfig, new: DictConfig, sections=SLOTS) -> list[str]:
+    """``thinker.ffn_dim: 64 -> 128`` for every model setting that differs."""
+    a = _flat({s: OmegaConf.to_container(old[s], resolve=True) for s in sections if s in old})
+    b = _flat({s: OmegaConf.to_container(new[s], resolve=True) for s in sections if s in new})
+    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_resume_shapes(cfg: DictConfig, path: Path) -> None:
+    try:
+        reader = open_checkpoint(path)
+        found = reader.tensors()
+        old_cfg = reader.config()
+    except CheckpointError as exc:
+        raise ConfigError(f"resume={cfg.resume}: {exc}") from exc
+    strategy = cfg.strategy.name
+    if strategy not in RESUMES[reader.kind]:
+        raise ConfigError(
+            f"resume={cfg.resume}: '{path}' was written by a {reader.kind} strategy and cannot be "
+            f"resumed with strategy={strategy}; resume with {sorted(RESUMES[reader.kind])}, or export it "
+            f"(omnitrain export {path} BUNDLE) to start a new run from its weights"
+        )
+    world = getattr(reader, "world", None)
+    if reader.kind == "deepspeed" and world not in (None, world_size_of(cfg)):
+        raise ConfigError(
+            f"resume={cfg.resume}: '{path}' holds ZeRO shards for {world} processes but this run has "
+            f"{world_size_of(cfg)}; resume on {world} processes, or export it to a bundle first"
+        )
+    expected = {n: tuple(t.shape) for n, t in unique_tensors(meta_model(cfg)).items()}
+    shapes = [f"{n} is {tuple(found[n].shape)} in the checkpoint but {s} in this config"
+              for n, s in expected.items() if n in found and tuple(found[n].shape) != s]
+    missing = [n for n in expected if n not in found]
+    unexpected = [n for n in found if n not in expected]
+    if not (shapes or missing or unexpected):
+        return
+    changed = config_differences(old_cfg, cfg)
+    raise ConfigError(
+        f"resume={cfg.resume}: the checkpoint '{path}' holds a model of a different shape than this "
+        f"config builds ({len(shapes)} tensors differ in shape, {len(missing)} missing, "
+        f"{len(unexpected)} unexpected; e.g. {(shapes + missing + unexpected)[:3]}).\n"
+        f"Model settings that differ from the checkpoint's own config: {changed[:8] or 'none'}.\n"
+        "Resume with the settings the checkpoint was trained with, or start a new run."
+    )

@@ -1,0 +1,109 @@
+"""One training run from a composed config: the checks that need the machine, then fit.
+
+``omnitrain train`` calls ``train``; tests and scripts call it too, so they run the
+same path a user does. Everything that can be wrong with the input (missing shards, a
+world size that does not divide the global batch, a resume checkpoint of another
+model shape) fails here before a model is built or a batch is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.data.datamodule import OmniDataModule
+from omnitrain.training.batching import resolve_batch_size, world_size_of
+from omnitrain.training.deepspeed_config import deepspeed_config, write_deepspeed_config
+from omnitrain.training.module import OmniModule
+from omnitrain.training.resume_check import check_resume_shapes
+from omnitrain.training.trainer_factory import build_trainer
+
+log = logging.getLogger("omnitrain")
+
+
+def resume_path(resume: str | None, run_dir: Path) -> str | None:
+    """``resume=last`` or a path -> an existing checkpoint (file or sharded folder)."""
+    if not resume:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
+    return str(path)
+
+
+def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
+    """The checks before any expensive work; returns the run config (per-rank batch
+    size resolved from ``data.global_batch_size``) and the checkpoint to resume from."""
+    cfg = resolve_batch_size(cfg, world_size_of(cfg))
+    _data_module(cfg).check()
+    if cfg.get("init_from") and not Path(cfg.init_from).exists():
+        raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
+    ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
+    if ckpt_path:
+        check_resume_shapes(cfg, Path(ckpt_path))
+    return cfg, ckpt_path
+
+
+def warn_if_too_big(cfg: DictConfig) -> None:
+    """On GPUs, the memory plan of this config against the device's memory: a warning
+    before the launch instead of an out-of-memory error minutes into it."""
+    import torch
+
+    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda", "auto") or not torch.cuda.is_available():
+        return
+    from omnitrain.training.plan import GiB, format_plan, make_plan
+
+    world = world_size_of(cfg)
+    per_node = cfg.trainer.get("devices") if isinstance(cfg.trainer.get("devices"), int) else world
+    _, warnings = format_plan(make_plan(cfg, world, per_node), cfg,
+                              torch.cuda.get_device_properties(0).total_memory)
+    for line in warnings:
+        log.warning("%s (omnitrain plan gives the details; %.0f GiB GPUs)", line,
+                    torch.cuda.get_device_properties(0).total_memory / GiB)
+
+
+def _vocoder_stage(cfg: DictConfig) -> bool:
+    return cfg.get("task", "omni") == "vocoder"
+
+
+def _data_module(cfg: DictConfig) -> L.LightningDataModule:
+    if _vocoder_stage(cfg):
+        from omnitrain.data.vocoder_data import VocoderDataModule
+
+        return VocoderDataModule(cfg)
+    return OmniDataModule(cfg)
+
+
+def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
+    """``task=vocoder`` trains the vocoder alone (GAN stage); otherwise the whole model."""
+    cfg, ckpt_path = prepare(cfg)
+    warn_if_too_big(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    trainer = build_trainer(cfg)
+    run_dir = Path(cfg.run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        if cfg.strategy.name == "deepspeed":
+            write_deepspeed_config(deepspeed_config(cfg), run_dir / "deepspeed.json")
+    if _vocoder_stage(cfg):
+        from omnitrain.training.vocoder_module import VocoderModule
+
+        module = VocoderModule(cfg)
+    else:
+        module = OmniModule(cfg)
+    trainer.fit(module, datamodule=_data_module(cfg), ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def teardown_distributed() -> None:
+    """Destroy the process group before exit: a live gloo group at interpreter exit
+    sometimes aborts ("terminate called without an active exception") after all
+    work is done, which fails a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

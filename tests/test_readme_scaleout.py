@@ -1,0 +1,29 @@
+"""The README's scale-out section names only strategies, recipes and scripts that exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omnitrain.config.compose import recipe_files
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_named_strategies_exist():
+    names = set(re.findall(r"strategy=(\w+)", README)) | set(re.findall(r"\| `(\w+)` \|", README))
+    strategies = {p.stem for p in (ROOT / "configs" / "strategy").glob("*.yaml")}
+    named = {n for n in names if n.startswith(("ddp", "fsdp", "deepspeed"))}
+    assert named and named <= strategies, named - strategies
+    assert {"ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3",
+            "deepspeed_zero3_offload"} <= named
+
+
+def test_named_recipes_and_scripts_exist():
+    for recipe in re.findall(r"recipe=(\w+)", README):
+        assert recipe in recipe_files(), recipe
+    for recipe in re.findall(r"(?:\.sh|\.sbatch) (\w+)", README):
+        assert recipe in recipe_files(), recipe
+    for script in re.findall(r"scripts/launch/[\w.]+", README):
+        assert (ROOT / script).exists(), script

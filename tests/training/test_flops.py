@@ -1,0 +1,61 @@
+"""Model FLOPs per step: 6N per real token plus attention, checked against torch's own
+FLOP counter, and counted only where backward actually runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from omnitrain.config.compose import compose_config
+from omnitrain.data.pipeline import make_pipeline
+from omnitrain.model.meta import meta_model
+from omnitrain.model.omni_model import OmniModel
+from omnitrain.training.flops import sequence_lengths, step_flops
+from omnitrain.training.model_stats import model_stats
+from tests.helpers import smoke_overrides
+
+THINKER = ["recipe=smoke", "position=rope1d", "thinker.hidden_size=64", "thinker.layers=2",
+           "thinker.heads=4", "thinker.kv_heads=2", "thinker.ffn_dim=128"]
+
+
+def test_thinker_flops_match_torchs_flop_counter():
+    cfg = compose_config(THINKER)
+    torch.manual_seed(0)
+    model = OmniModel(cfg)
+    length = 96
+    ids = torch.randint(0, 256, (1, length))
+    # the math SDPA kernel runs attention as counted matmuls (the fused CPU kernel is not counted)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        hidden = model.thinker(model.thinker.embed(ids), torch.arange(length)[None, None],
+                               torch.ones(1, length, dtype=torch.long))
+        model.thinker.logits(hidden).sum().backward()
+    predicted = step_flops(model_stats(model, cfg), {"thinker": [length]}, cfg)
+    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)
+
+
+def test_frozen_slots_cost_only_the_passes_that_run():
+    lengths = {"audio_encoder": [50], "thinker": [200]}
+    full_cfg = compose_config(["recipe=smoke"])
+    stats = model_stats(meta_model(full_cfg), full_cfg)
+    full = step_flops(stats, lengths, full_cfg)
+    audio_only = step_flops(stats, {"audio_encoder": [50]}, full_cfg)
+    frozen_audio = compose_config(["recipe=smoke", "optim.freeze=[audio_encoder]"])
+    # a frozen encoder with nothing trainable upstream: forward only, a third of the cost
+    assert step_flops(stats, lengths, frozen_audio) == pytest.approx(full - audio_only * 2 / 3)
+    frozen_thinker = compose_config(["recipe=smoke", "optim.freeze=[thinker]"])
+    thinker_only = step_flops(stats, {"thinker": [200]}, full_cfg)
+    # a frozen Thinker behind trainable encoders: forward + activation gradients, no weight gradients
+    thinker_matmul = 2.0 * stats.slots["thinker"].matmul_params * 200
+    assert step_flops(stats, lengths, frozen_thinker) == pytest.approx(full - thinker_matmul)
+    assert thinker_matmul < thinker_only
+
+
+def test_sequence_lengths_are_the_real_unpadded_tokens(demo_dir, tmp_path):
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path))
+    batch = next(iter(make_pipeline(cfg, "train", 256)))
+    lengths = sequence_lengths(batch, 2)
+    assert sum(lengths["thinker"]) == batch.num_tokens < batch.input_ids.numel()
+    assert len(lengths["thinker"]) == batch.input_ids.shape[0]  # one document per row here
+    assert len(lengths["talker"]) == len(lengths["dit"]) == batch.speech_rows.numel()
