@@ -5,6 +5,7 @@ own audio is laid out; the walk over segments and the rotation are shared.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,44 +25,46 @@ class MultimodalRope(PositionScheme):
         super().__init__()
         self.cfg = cfg
 
-    def frame_times(self, seg: VideoSeg) -> Tensor:
-        """Temporal id offset of each frame group of a video."""
+    def frame_times(self, seg: VideoSeg) -> np.ndarray:
+        """Temporal id offset of each frame group of a video (int64)."""
         raise NotImplementedError
 
     def position_ids(self, layout: list[Segment]) -> Tensor:
         check_layout(layout)
-        pieces: list[Tensor] = []
-        nxt = 0
+        ids = _Pieces()
         for seg in layout:
             if isinstance(seg, TextSeg | AudioSeg):
-                pieces.append(same_on_rows(torch.arange(nxt, nxt + seg.span)))
-                nxt += seg.span
+                ids.text(seg.span)
             elif isinstance(seg, ImageSeg):
-                image_t = torch.arange(seg.grid[0]) * self.cfg.position_id_per_seconds
-                nxt = self._vision(pieces, nxt, seg.grid, image_t)
+                image_t = np.arange(seg.grid[0]) * self.cfg.position_id_per_seconds
+                self._vision(ids, seg.grid, image_t)
             elif seg.audio_tokens:
-                nxt = self._video_with_audio(pieces, nxt, seg)
+                self._video_with_audio(ids, seg)
             else:
-                nxt = self._vision(pieces, nxt, seg.grid, self.frame_times(seg))
-        if not pieces:
-            return torch.zeros(3, 0, dtype=torch.long)
-        return torch.cat(pieces, dim=1)
+                self._vision(ids, seg.grid, self.frame_times(seg))
+        return torch.from_numpy(ids.result())
 
-    def _vision(self, pieces: list[Tensor], nxt: int, grid, t_values: Tensor) -> int:
-        body = vision_ids(nxt + 1, grid, t_values)
-        eos = nxt + 1 + max(int(t_values[-1]), grid[1] - 1, grid[2] - 1) + 1  # t_values rise
-        pieces += [same_on_rows(torch.tensor([nxt])), body, same_on_rows(torch.tensor([eos]))]
-        return eos + 1
+    def _vision(self, ids: _Pieces, grid, t_values: np.ndarray) -> None:
+        bos = ids.text(1)
+        ids.body(vision_ids(bos + 1, grid, t_values))
+        ids.restart(bos + 1 + max(int(t_values[-1]), grid[1] - 1, grid[2] - 1) + 1)  # eos; t_values rise
+        ids.text(1)
 
-    def _video_with_audio(self, pieces: list[Tensor], nxt: int, seg: VideoSeg) -> int:
-        body, last_max = self.video_audio_body(nxt + 1, seg)
-        eos = last_max + 1
-        pieces += [same_on_rows(torch.tensor([nxt, nxt])), body, same_on_rows(torch.tensor([eos, eos]))]
-        return eos + 1
+    def _video_with_audio(self, ids: _Pieces, seg: VideoSeg) -> None:
+        bos = ids.text(1)
+        ids.restart(bos)  # <audio_bos> repeats the id of <vision_bos>
+        ids.text(1)
+        body, last_max = self.video_audio_body(bos + 1, seg)
+        ids.body(body)
+        ids.restart(last_max + 1)  # <audio_eos> and <vision_eos> share the id after the body
+        ids.text(1)
+        ids.restart(last_max + 1)
+        ids.text(1)
 
-    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
-        """(3, video + audio) ids of the body in token order (as ``video_audio_order``), and
-        the largest id of the piece laid out last (the eos follows it)."""
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[np.ndarray, int]:
+        """(3, video + audio) int64 ids of the body in token order (as
+        ``video_audio_order``), and the largest id of the piece laid out last (the eos
+        follows it)."""
         raise NotImplementedError
 
     def section(self, head_dim: int) -> list[int]:
@@ -79,3 +82,39 @@ class MultimodalRope(PositionScheme):
 
     def rotary(self, position_ids: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
         return multimodal_rotary(position_ids, head_dim, self.cfg.theta, self.section(head_dim))
+
+
+class _Pieces:
+    """Ids of one sample, built piece by piece. Consecutive text-like ids (text, audio,
+    markers) are kept as one pending run and written with one ``arange``, which is what
+    keeps a short sample's ids to a handful of array ops."""
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.run_start = self.run_end = 0
+
+    def text(self, n: int) -> int:
+        """Extend the run by ``n`` consecutive ids; returns the first of them."""
+        first = self.run_end
+        self.run_end += n
+        return first
+
+    def restart(self, next_id: int) -> None:
+        """Close the run; the next text-like id is ``next_id``."""
+        self._flush()
+        self.run_start = self.run_end = next_id
+
+    def body(self, ids: np.ndarray) -> None:
+        self._flush()
+        self.pieces.append(ids)
+
+    def _flush(self) -> None:
+        if self.run_end > self.run_start:
+            self.pieces.append(same_on_rows(np.arange(self.run_start, self.run_end)))
+        self.run_start = self.run_end
+
+    def result(self) -> np.ndarray:
+        self._flush()
+        if not self.pieces:
+            return np.zeros((3, 0), dtype=np.int64)
+        return np.concatenate(self.pieces, axis=1)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from omnitrain.layout import VideoSeg
 from omnitrain.multimodal_rope import MultimodalRope
@@ -30,12 +29,12 @@ class MRopeConfig:
 class MRope(MultimodalRope):
     """Qwen2-VL M-RoPE: frame index (not seconds) on row 0, height and width on rows 1-2."""
 
-    def frame_times(self, seg: VideoSeg) -> Tensor:
-        return torch.arange(seg.grid[0])
+    def frame_times(self, seg: VideoSeg) -> np.ndarray:
+        return np.arange(seg.grid[0])
 
-    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[np.ndarray, int]:
         t, h, w = seg.grid
         video = vision_ids(start, seg.grid, self.frame_times(seg))
         first = start + max(t - 1, h - 1, w - 1) + 1
-        audio = same_on_rows(torch.arange(first, first + seg.audio_tokens))
-        return torch.cat([video, audio], dim=1), first + seg.audio_tokens - 1
+        audio = same_on_rows(np.arange(first, first + seg.audio_tokens))
+        return np.concatenate([video, audio], axis=1), first + seg.audio_tokens - 1

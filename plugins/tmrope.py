@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,15 +46,15 @@ class TMRope(MultimodalRope):
     def per_chunk(self) -> int:
         return self.cfg.position_id_per_seconds * self.cfg.seconds_per_chunk
 
-    def frame_times(self, seg: VideoSeg) -> Tensor:
+    def frame_times(self, seg: VideoSeg) -> np.ndarray:
         return video_t_values(seg.grid[0], seg.second_per_grid, self.cfg.position_id_per_seconds)
 
-    def _chunk_order(self, seg: VideoSeg, t_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _chunk_order(self, seg: VideoSeg, t_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Permutation of [video tokens, audio tokens] into chunk order (video chunk j,
         then audio chunk j), and each stream's chunk indices."""
-        v_chunk = chunk_index(t_values.repeat_interleave(seg.grid[1] * seg.grid[2]), self.per_chunk)
-        a_chunk = chunk_index(torch.arange(seg.audio_tokens), self.per_chunk)
-        perm = torch.sort(torch.cat([v_chunk * 2, a_chunk * 2 + 1]), stable=True).indices
+        v_chunk = chunk_index(np.repeat(t_values, seg.grid[1] * seg.grid[2]), self.per_chunk)
+        a_chunk = chunk_index(np.arange(seg.audio_tokens), self.per_chunk)
+        perm = np.argsort(np.concatenate([v_chunk * 2, a_chunk * 2 + 1]), kind="stable")
         return perm, v_chunk, a_chunk
 
     def video_audio_order(self, seg: VideoSeg) -> Tensor:
@@ -61,18 +62,18 @@ class TMRope(MultimodalRope):
         if not self.cfg.interleave:
             return super().video_audio_order(seg)
         perm, _, _ = self._chunk_order(seg, self.frame_times(seg))
-        return perm >= seg.tokens
+        return torch.from_numpy(perm >= seg.tokens)
 
-    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[Tensor, int]:
+    def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[np.ndarray, int]:
         # both streams start at the same id, so they line up in time
         t_values = self.frame_times(seg)
         video = vision_ids(start, seg.grid, t_values)
-        audio = same_on_rows(torch.arange(start, start + seg.audio_tokens))
+        audio = same_on_rows(np.arange(start, start + seg.audio_tokens))
         audio_max = start + seg.audio_tokens - 1
         if not self.cfg.interleave:
-            return torch.cat([video, audio], dim=1), audio_max
+            return np.concatenate([video, audio], axis=1), audio_max
         perm, v_chunk, a_chunk = self._chunk_order(seg, t_values)
-        body = torch.cat([video, audio], dim=1)[:, perm]
+        body = np.concatenate([video, audio], axis=1)[:, perm]
         if int(a_chunk[-1]) >= int(v_chunk[-1]):  # audio chunk laid out last
             return body, audio_max
         return body, start + max(int(t_values[-1]), seg.grid[1] - 1, seg.grid[2] - 1)
