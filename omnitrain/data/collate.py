@@ -64,7 +64,7 @@ def collate(
     speech_rows, reply_positions = [], []
     for r, row in enumerate(layout):
         offset = 0
-        for doc, i in enumerate(row, start=1):
+        for i in row:
             e = examples[i]
             if e.codec_tokens is not None:
                 speech_rows.append(r)

@@ -163,9 +163,10 @@ def heldout_pairs(seed: int, n: int) -> list[tuple[str, int, int]]:
     return picked[:n]
 
 
-def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes = DemoSizes(), seed: int = 0,
+def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes | None = None, seed: int = 0,
               progress=None, kinds: tuple[str, ...] = KINDS) -> dict:
     """Write train/val shards, held-out prompts and index.json; ``kinds`` limits the modalities."""
+    sizes = sizes or DemoSizes()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held = heldout_pairs(seed, sizes.heldout)

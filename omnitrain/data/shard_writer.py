@@ -20,7 +20,7 @@ class ShardWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_suffix(".tar.tmp")
-        self.tar = tarfile.open(self.tmp, "w")
+        self.tar = tarfile.open(self.tmp, "w")  # noqa: SIM115 -- closed in close(), which renames it into place
         self.samples = 0
 
     def write(self, sample: dict) -> None:
