@@ -69,7 +69,7 @@ def manifest(tmp_path_factory):
         3: json.dumps(conv([{"audio": "missing.wav"}, {"text": "?"}])).encode(),
         5: json.dumps(conv([{"video": "corrupt.mp4"}, {"text": "?"}])).encode(),
         7: json.dumps(conv([{"audio": "empty.wav"}, {"text": "?"}])).encode(),
-        9: '{"turns": [{"role": "user", "content": [{"text": "caf'.encode() + b"\xe9" + b'"}]}]}',
+        9: b'{"turns": [{"role": "user", "content": [{"text": "caf' + b"\xe9" + b'"}]}]}',
         10: b"{not json",
     }
     for pos in sorted(bad):
@@ -93,17 +93,23 @@ def test_pack_reports_bad_lines_and_keeps_going(manifest, tmp_path, capsys):
     assert index["samples"] == n_good and len(index["shards"]) > 1
 
 
-def test_packed_shards_train(manifest, tmp_path, demo_dir):
-    path, _, n_good = manifest
-    Packer(path, tmp_path / "shards", build("codec", compose_config([]).codec),
-           PackOptions(shard_bytes=1 << 20, prefix="val")).run()
+def pack_and_stream(manifest_path, tmp_path, demo_dir, verify: bool) -> tuple[Counter, set]:
+    """Pack the manifest into val shards and read them through the training pipeline:
+    the skip counts and the keys of every sample that came through."""
+    Packer(manifest_path, tmp_path / "shards", build("codec", compose_config([]).codec),
+           PackOptions(shard_bytes=1 << 20, prefix="val", verify=verify)).run()
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={tmp_path}/shards/val-*.tar",
                                          "data.batch_size=3"))
-    skipped = Counter()
-    keys = set()
+    skipped, keys = Counter(), set()
     for batch in make_pipeline(cfg, "val", 256):
         skipped.update(batch.skipped)
         keys.update(batch.keys)
+    return skipped, keys
+
+
+def test_packed_shards_train(manifest, tmp_path, demo_dir):
+    path, _, n_good = manifest
+    skipped, keys = pack_and_stream(path, tmp_path, demo_dir, verify=True)
     assert not skipped, "CMYK, 16-bit, flac, mp4+audio, precomputed tokens all decode"
     assert len(keys) == n_good
 
@@ -161,14 +167,6 @@ def test_unverified_bad_media_is_skipped_and_counted_in_training(manifest, tmp_p
     """Packed without the decode check, a corrupt mp4 and a zero-length wav reach the
     shards; training skips and counts them instead of stopping."""
     path, bad_lines, n_good = manifest
-    Packer(path, tmp_path / "raw", build("codec", compose_config([]).codec),
-           PackOptions(shard_bytes=1 << 20, prefix="val", verify=False)).run()
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={tmp_path}/raw/val-*.tar",
-                                         "data.batch_size=3"))
-    skipped = Counter()
-    keys = set()
-    for batch in make_pipeline(cfg, "val", 256):
-        skipped.update(batch.skipped)
-        keys.update(batch.keys)
+    skipped, keys = pack_and_stream(path, tmp_path, demo_dir, verify=False)
     assert skipped["MediaError"] >= 2  # corrupt.mp4 and empty.wav, counted (at least once each)
     assert len(keys) == n_good
