@@ -12,7 +12,6 @@ A bundle is a folder::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ import omnitrain
 from omnitrain.checkpoints import CheckpointError, CheckpointReader, TensorSpec, open_checkpoint
 from omnitrain.checkpoints.base import export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
+from omnitrain.checksums import sha256_file
 from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.plugin_loading import load_plugins
@@ -38,13 +38,6 @@ FORMAT_VERSION = 1
 class BundleError(ValueError):
     pass
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open(path: Path) -> CheckpointReader:
@@ -134,7 +127,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
             for slot in SLOTS
         },
         "parameters": parameters,
-        "files": {str(p.relative_to(out)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
@@ -151,7 +144,7 @@ def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, DictCo
     if verify:
         for name, digest in manifest["files"].items():
             path = directory / name
-            if not path.exists() or _sha256(path) != digest:
+            if not path.exists() or sha256_file(path) != digest:
                 raise BundleError(f"bundle file '{path}' is missing or its checksum does not match the manifest")
     cfg = OmegaConf.load(directory / "config.yaml")
     specs = [str(directory / s) if str(s).startswith("plugins/") else str(s) for s in cfg.get("plugins") or []]

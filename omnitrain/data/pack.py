@@ -12,7 +12,6 @@ Re-running resumes: finished shards and the manifest lines they cover are record
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from omnitrain.checksums import sha256_file
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video
 from omnitrain.data.shard_writer import ShardWriter
 from omnitrain.slots import Codec
@@ -39,13 +39,6 @@ class PackOptions:
     prefix: str = "shard"
     verify: bool = True
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data) -> None:
@@ -93,7 +86,7 @@ class Packer:
     def run(self, progress: Callable[[int], None] | None = None) -> dict:
         self.line_count()  # fails early on a missing manifest
         self.out.mkdir(parents=True, exist_ok=True)
-        state = self._load_state(_sha256(self.manifest))
+        state = self._load_state(sha256_file(self.manifest))
         done_lines = state["shards"][-1]["end_line"] if state["shards"] else 0
         # reports for lines that will be read again are dropped (lines count from 1)
         state["skipped"] = [s for s in state["skipped"] if s["line"] <= done_lines]
