@@ -151,22 +151,29 @@ def role_seed(rank: int, role: int) -> int:
     return rank * 1000 + role
 
 
+def train_epoch(cfg: DictConfig, *stages) -> tuple[wds.DataPipeline, int]:
+    """Endless, seeded, shuffled samples of ``data.train_shards`` through ``stages``
+    (which batch them), cut into epochs of ``data.epoch_batches`` shared by the loader
+    workers. Returns the pipeline and the batches one epoch yields over all workers."""
+    data = cfg.data
+    urls = resolve_shards(data.train_shards, "data.train_shards")
+    per_worker = math.ceil(data.epoch_batches / max(1, data.num_workers))
+    pipeline = wds.DataPipeline(
+        wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
+        wds.tarfile_to_samples(handler=on_shard_error),
+        wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
+        *stages,
+    ).with_epoch(per_worker)
+    return pipeline, per_worker * max(1, data.num_workers)
+
+
 def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
     """The ``split`` stream; for training, ``start_batch`` is the number of batches per
     rank already trained on (resume), see ``TrainEpochs``."""
     data = cfg.data
     if split == "train":
-        urls = resolve_shards(data.train_shards, "data.train_shards")
-        workers = max(1, data.num_workers)
-        stages = [
-            wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
-            wds.tarfile_to_samples(handler=on_shard_error),
-            wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
-            BuildExamples(cfg),
-            _train_batches(cfg, pad_id),
-        ]
-        per_worker = math.ceil(data.epoch_batches / workers)
-        return TrainEpochs(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers, start_batch)
+        pipeline, batches = train_epoch(cfg, BuildExamples(cfg), _train_batches(cfg, pad_id))
+        return TrainEpochs(pipeline, batches, start_batch)
     urls = resolve_shards(data.val_shards, "data.val_shards")
     total = sum(count_samples(u) for u in urls)
     world = world_size()

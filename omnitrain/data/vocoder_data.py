@@ -8,7 +8,6 @@ short replies are zero-padded. Bad samples are skipped and counted as everywhere
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from omnitrain.data.media import load_audio
-from omnitrain.data.pipeline import SizedPipeline
+from omnitrain.data.pipeline import SizedPipeline, train_epoch
 from omnitrain.data.sample_builder import SampleError
 from omnitrain.data.shards import count_samples, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
@@ -70,17 +69,11 @@ def make_vocoder_pipeline(cfg: DictConfig, split: str) -> SizedPipeline:
     data, frames = cfg.data, cfg.vocoder_train.segment_frames
     speech = dict(cfg.speech)
     if split == "train":
-        urls = resolve_shards(data.train_shards, "data.train_shards")
-        workers = max(1, data.num_workers)
-        stages = [
-            wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
-            wds.tarfile_to_samples(handler=on_shard_error),
-            wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
+        return SizedPipeline(*train_epoch(
+            cfg,
             SpeechSegments(speech, frames, True, cfg.seed),
             wds.batched(data.batch_size, collation_fn=collate_segments, partial=False),
-        ]
-        per_worker = math.ceil(data.epoch_batches / workers)
-        return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
+        ))
     urls = resolve_shards(data.val_shards, "data.val_shards")
     total = sum(count_samples(u) for u in urls)
     batches = max(1, total // data.batch_size)
