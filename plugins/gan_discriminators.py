@@ -13,6 +13,17 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 
+def _score_and_features(convs: nn.ModuleList, post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv stack then a 1-channel head: flat score and every feature map."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class PeriodDiscriminator(nn.Module):
     """Sees the waveform folded into rows of ``period`` samples (2-D convs along time)."""
 
@@ -30,13 +41,7 @@ class PeriodDiscriminator(nn.Module):
         B, T = wave.shape
         x = F.pad(wave, (0, (-T) % self.period), mode="reflect") if T % self.period else wave
         x = x.view(B, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _score_and_features(self.convs, self.post, x)
 
 
 class SpectrogramDiscriminator(nn.Module):
@@ -57,13 +62,7 @@ class SpectrogramDiscriminator(nn.Module):
     def forward(self, wave: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = torch.stft(wave.float(), self.n_fft, self.hop, self.win, self.window, return_complex=True)
         x = spec.abs()[:, None].transpose(2, 3)  # (B, 1, frames, freqs)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _score_and_features(self.convs, self.post, x)
 
 
 class CombinedDiscriminator(nn.Module):
