@@ -51,15 +51,11 @@ class MultimodalRope(PositionScheme):
         ids.text(1)
 
     def _video_with_audio(self, ids: _Pieces, seg: VideoSeg) -> None:
-        bos = ids.text(1)
-        ids.restart(bos)  # <audio_bos> repeats the id of <vision_bos>
-        ids.text(1)
+        bos = ids.run_end
+        ids.shared(bos, 2)  # <vision_bos><audio_bos>
         body, last_max = self.video_audio_body(bos + 1, seg)
         ids.body(body)
-        ids.restart(last_max + 1)  # <audio_eos> and <vision_eos> share the id after the body
-        ids.text(1)
-        ids.restart(last_max + 1)
-        ids.text(1)
+        ids.shared(last_max + 1, 2)  # <audio_eos><vision_eos>: the id after the body
 
     def video_audio_body(self, start: int, seg: VideoSeg) -> tuple[np.ndarray, int]:
         """(3, video + audio) int64 ids of the body in token order (as
@@ -103,6 +99,12 @@ class _Pieces:
         """Close the run; the next text-like id is ``next_id``."""
         self._flush()
         self.run_start = self.run_end = next_id
+
+    def shared(self, id_: int, n: int) -> None:
+        """``n`` tokens that all hold ``id_``; text-like ids go on from ``id_ + 1``."""
+        self._flush()
+        self.pieces.append(same_on_rows(np.full(n, id_)))
+        self.run_start = self.run_end = id_ + 1
 
     def body(self, ids: np.ndarray) -> None:
         self._flush()
