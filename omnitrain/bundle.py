@@ -39,7 +39,6 @@ class BundleError(ValueError):
     pass
 
 
-
 def _open(path: Path) -> CheckpointReader:
     try:
         return open_checkpoint(path)

@@ -40,7 +40,6 @@ class PackOptions:
     verify: bool = True
 
 
-
 def _write_json(path: Path, data) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))

@@ -157,14 +157,15 @@ def train_epoch(cfg: DictConfig, *stages) -> tuple[wds.DataPipeline, int]:
     workers. Returns the pipeline and the batches one epoch yields over all workers."""
     data = cfg.data
     urls = resolve_shards(data.train_shards, "data.train_shards")
-    per_worker = math.ceil(data.epoch_batches / max(1, data.num_workers))
+    workers = max(1, data.num_workers)
+    per_worker = math.ceil(data.epoch_batches / workers)
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
         wds.tarfile_to_samples(handler=on_shard_error),
         wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
         *stages,
     ).with_epoch(per_worker)
-    return pipeline, per_worker * max(1, data.num_workers)
+    return pipeline, per_worker * workers
 
 
 def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
