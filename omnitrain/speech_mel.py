@@ -13,8 +13,6 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from omnitrain.nn.buffers import constant_buffers
-
 
 @dataclass
 class SpeechConfig:
@@ -37,26 +35,44 @@ class SpeechConfig:
         return self.sample_rate / self.hop_length
 
 
-class SpeechMel(torch.nn.Module):
-    """Waveform (T,) -> normalised log-mel (frames, n_mels), frames = T // hop + 1."""
+class SpeechMel:
+    """Waveform (..., T) -> normalised log-mel (..., frames, n_mels), frames = T // hop + 1.
+
+    Not a module and holding no buffers: its window and filterbank are derived constants,
+    made in fp32 on the device of the waveform when first needed (cached per device). So
+    a model that owns one builds the same under any construction context (the meta
+    device, a bf16 default dtype, DeepSpeed's ``zero.Init``) and keeps fp32 constants
+    when the model is cast to bf16. Differentiable (the vocoder stage's mel loss).
+    """
 
     def __init__(self, cfg: SpeechConfig) -> None:
-        super().__init__()
         self.cfg = cfg
-        self.mel = constant_buffers(torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            n_mels=cfg.n_mels,
-            f_min=cfg.f_min,
-            f_max=cfg.f_max,
-            power=1.0,
-            norm="slaney",
-            mel_scale="slaney",
-        ))
+        self._constants: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
-    def forward(self, wave: Tensor) -> Tensor:
-        mel = self.mel(wave.float())  # (n_mels, frames)
+    def constants(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """(window (n_fft,), filterbank (n_freqs, n_mels)) in fp32 on ``device``."""
+        device = torch.device(device)
+        if device not in self._constants:
+            c = self.cfg
+            window = torch.hann_window(c.n_fft, dtype=torch.float32, device=device)
+            fb = torchaudio.functional.melscale_fbanks(
+                c.n_fft // 2 + 1, c.f_min, c.f_max, c.n_mels, c.sample_rate, norm="slaney", mel_scale="slaney"
+            ).to(device=device, dtype=torch.float32)
+            self._constants[device] = (window, fb)
+        return self._constants[device]
+
+    def magnitude(self, wave: Tensor) -> Tensor:
+        """Mel magnitudes (..., n_mels, frames): torchaudio's MelSpectrogram, power 1."""
+        window, fb = self.constants(wave.device)
+        c = self.cfg
+        spec = torchaudio.functional.spectrogram(
+            wave.float(), pad=0, window=window, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
+            power=1.0, normalized=False, center=True, pad_mode="reflect", onesided=True,
+        )
+        return torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
+
+    def __call__(self, wave: Tensor) -> Tensor:
+        mel = self.magnitude(wave)
         return self.normalize(torch.log(mel.clamp_min(self.cfg.log_floor))).transpose(-1, -2)
 
     def normalize(self, log_mel: Tensor) -> Tensor:
@@ -68,5 +84,5 @@ class SpeechMel(torch.nn.Module):
 
     @property
     def filterbank(self) -> Tensor:
-        """(n_freqs, n_mels) mel filterbank used by ``forward``."""
-        return self.mel.mel_scale.fb
+        """(n_freqs, n_mels) mel filterbank used by ``forward`` (fp32, CPU)."""
+        return self.constants("cpu")[1]

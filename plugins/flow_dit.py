@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitrain.nn.ecapa import ECAPA
+from omnitrain.nn.precision import param_dtype
 from omnitrain.registry import register
 from omnitrain.slots import DiT, SpeechCondition
 
@@ -156,20 +157,22 @@ class FlowDiT(DiT):
     def reference_embedding(self, cond: SpeechCondition, keep: Tensor) -> Tensor:
         """ECAPA of each item's reference (its own length); zeros where dropped or absent."""
         lengths = torch.where(keep, cond.reference_lengths, torch.zeros_like(cond.reference_lengths))
-        out = torch.empty(len(lengths), self.cfg.ref_dim, device=keep.device,
-                          dtype=self.in_proj.weight.dtype)
+        dtype = param_dtype(self)
         need = self.ref_encoder.min_frames
+        parts, order = [], []
         for n in lengths.unique().tolist():
             rows = (lengths == n).nonzero()[:, 0]
             if n == 0:  # no reference: the all-zeros mel, as the unconditional branch
-                ref = torch.zeros(1, need, self.n_mels, device=keep.device, dtype=out.dtype)
-                out[rows] = self.ref_encoder(ref).expand(len(rows), -1)
-                continue
-            ref = cond.reference[rows, :n].to(out.dtype)
-            if n < need:  # too short for the reflect padding: repeat the edge frame
-                ref = F.pad(ref.transpose(1, 2), (0, need - n), mode="replicate").transpose(1, 2)
-            out[rows] = self.ref_encoder(ref)
-        return out
+                ref = torch.zeros(1, need, self.n_mels, device=keep.device, dtype=dtype)
+                parts.append(self.ref_encoder(ref).expand(len(rows), -1))
+            else:
+                ref = cond.reference[rows, :n].to(dtype)
+                if n < need:  # too short for the reflect padding: repeat the edge frame
+                    ref = F.pad(ref.transpose(1, 2), (0, need - n), mode="replicate").transpose(1, 2)
+                parts.append(self.ref_encoder(ref))
+            order.append(rows)
+        # items were encoded grouped by length: put them back in item order
+        return torch.cat(parts)[torch.argsort(torch.cat(order))]
 
     def forward(self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor,
                 cond: SpeechCondition | None = None, offset: int = 0) -> Tensor:
@@ -179,14 +182,17 @@ class FlowDiT(DiT):
             raise ValueError(f"mel has {T} frames; {codes.shape[1]} codes need {codes.shape[1] * k}")
         if cond is None:
             cond = SpeechCondition.none(B, self.n_mels, x.device)
+        dtype = param_dtype(self)  # bf16 under DeepSpeed/FSDP bf16 weights; no-op otherwise
+        x = x.to(dtype)
         keep = ~drop_cond
         codes = codes.masked_fill(~keep[:, None] | ~code_mask, 0)  # dropped code = id 0, as Qwen
         code_e = self.code_embed(codes).repeat_interleave(k, dim=1)
-        speaker = self.speaker_embed(cond.speaker) * keep[:, None].to(x.dtype)
+        speaker = self.speaker_embed(cond.speaker) * keep[:, None].to(dtype)
         ref = self.reference_embedding(cond, keep)
-        h = self.in_proj(torch.cat([x, ref[:, None].expand(-1, T, -1), code_e,
-                                    speaker[:, None].expand(-1, T, -1)], dim=-1))
-        temb = self.time_mlp(timestep_features(t).to(x.dtype))
+        # under autocast the ECAPA output is bf16 while x and the tables are fp32: one dtype
+        h = self.in_proj(torch.cat([x, ref[:, None].expand(-1, T, -1).to(dtype), code_e.to(dtype),
+                                    speaker[:, None].expand(-1, T, -1).to(dtype)], dim=-1))
+        temb = self.time_mlp(timestep_features(t).to(dtype))
         frames = offset + torch.arange(T, device=x.device)
         inv = 1.0 / self.cfg.rope_theta ** (torch.arange(0, self.cfg.head_dim, 2, device=x.device).float()
                                             / self.cfg.head_dim)

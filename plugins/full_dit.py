@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitrain.nn import Attention, SwiGLU, segment_mask, sinusoidal_embedding
+from omnitrain.nn.precision import param_dtype
 from omnitrain.registry import register
 from omnitrain.slots import DiT, SpeechCondition
 
@@ -74,11 +75,12 @@ class FullDiT(DiT):
         k = self.mel_frames_per_code
         if x.shape[1] != codes.shape[1] * k:
             raise ValueError(f"mel has {x.shape[1]} frames; {codes.shape[1]} codes need {codes.shape[1] * k}")
+        dtype = param_dtype(self)  # bf16 under DeepSpeed/FSDP bf16 weights; no-op otherwise
         codes = torch.where(drop_cond[:, None], torch.full_like(codes, self.null_code), codes)
         cond = self.code_embed(codes).repeat_interleave(k, dim=1)
         frames = offset + torch.arange(x.shape[1], device=x.device)
-        h = self.in_proj(torch.cat([x, cond], -1)) + sinusoidal_embedding(frames, self.cfg.dim)[None]
-        temb = self.time_mlp(sinusoidal_embedding(t * 1000.0, self.cfg.dim))
+        h = self.in_proj(torch.cat([x.to(dtype), cond], -1)) + sinusoidal_embedding(frames, self.cfg.dim).to(dtype)[None]
+        temb = self.time_mlp(sinusoidal_embedding(t * 1000.0, self.cfg.dim).to(dtype))
         mask = segment_mask(code_mask.repeat_interleave(k, dim=1).long())
         for block in self.blocks:
             h = block(h, temb, mask)

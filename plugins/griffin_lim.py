@@ -1,7 +1,7 @@
 """Griffin-Lim vocoder: mel -> waveform with no training (torchaudio).
 
 The zero-training default of the ``vocoder`` slot. Inverts the mel filterbank by
-least squares, then estimates phase iteratively.
+least squares, then estimates phase iteratively, always in fp32 (FFTs refuse bf16).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from omnitrain.nn.buffers import constant_buffers
 from omnitrain.registry import register
 from omnitrain.slots import Vocoder
 from omnitrain.speech_mel import SpeechMel
@@ -32,14 +31,20 @@ class GriffinLimVocoder(Vocoder):
         super().__init__()
         self.cfg = cfg
         self.mel = mel
-        s = mel.cfg
-        self.griffin_lim = constant_buffers(torchaudio.transforms.GriffinLim(
-            n_fft=s.n_fft, hop_length=s.hop_length, power=1.0, n_iter=cfg.n_iter, momentum=cfg.momentum
-        ))
-        self.register_buffer("fb_pinv", torch.linalg.pinv(mel.filterbank.T), persistent=False)
+        self._pinv: dict[torch.device, Tensor] = {}  # derived constants, fp32, per device
+
+    def _inverse_filterbank(self, device: torch.device) -> Tensor:
+        if device not in self._pinv:
+            self._pinv[device] = torch.linalg.pinv(self.mel.filterbank.T).to(device)
+        return self._pinv[device]
 
     @torch.no_grad()
     def forward(self, mel: Tensor) -> Tensor:
         magnitude = self.mel.to_magnitude(mel.float())  # (B, n_mels, T)
-        linear = (self.fb_pinv.to(magnitude) @ magnitude).clamp_min(0.0)  # (B, n_freqs, T)
-        return self.griffin_lim(linear)
+        linear = (self._inverse_filterbank(mel.device) @ magnitude).clamp_min(0.0)  # (B, n_freqs, T)
+        s = self.mel.cfg
+        window, _ = self.mel.constants(mel.device)
+        return torchaudio.functional.griffinlim(
+            linear, window, s.n_fft, s.hop_length, s.n_fft, power=1.0, n_iter=self.cfg.n_iter,
+            momentum=self.cfg.momentum, length=None, rand_init=True,
+        )

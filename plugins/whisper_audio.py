@@ -99,7 +99,7 @@ class WhisperAudioEncoder(AudioEncoder):
         frames = torch.arange(chunk, device=features.device)
         h = F.gelu(self.conv1(padded)) * (frames[None] < size[:, None])[:, None]
         h = F.gelu(self.conv2(h)).transpose(1, 2)  # (C, chunk / 2, d)
-        h = h + self.positions[: h.shape[1]].to(h.dtype)
+        h = h + self.positions[: h.shape[1]].to(h)  # device too: made on the CPU under zero.Init
         after = (size - 1) // 2 + 1
         valid = torch.arange(h.shape[1], device=h.device)[None] < after[:, None]
         x = h[valid]  # chunk-major: clip order preserved

@@ -55,7 +55,7 @@ class AntiAliasedSnake(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         C, k = x.shape[1], self.taps
-        filt = self.filter.to(x.dtype).expand(C, 1, k)
+        filt = self.filter.to(x).expand(C, 1, k)
         pad = k // 2 - 1
         up = F.conv_transpose1d(F.pad(x, (pad, pad), mode="replicate"), filt, stride=2, groups=C)
         crop = pad * 2 + (k - 2) // 2
