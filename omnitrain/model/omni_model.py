@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from omnitrain.data.batch import Batch
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
+from omnitrain.nn.init import reference_init
+from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import SpeechCondition, TalkerContext
 from omnitrain.speech_mel import SpeechConfig, SpeechMel
@@ -51,8 +53,20 @@ class OmniModel(nn.Module):
         super().__init__()
         self.speech_cfg = SpeechConfig(**cfg.speech)
         self.loss_cfg = LossConfig(**cfg.loss)
-        self.tokenizer = build("tokenizer", cfg.tokenizer)
-        self.codec = build("codec", cfg.codec)
+        with fp32_cpu_data():  # not modules: their tables stay fp32 on the CPU
+            self.tokenizer = build("tokenizer", cfg.tokenizer)
+            self.codec = build("codec", cfg.codec)
+        with reference_init():  # transformers' init for every layer the plugins build
+            self._build_slots(cfg)
+        # dummy encoder inputs are data, made on first use on the inputs' device: the model
+        # then builds alike on the meta device, under a bf16 default dtype and under zero.Init
+        self._audio_cfg, self._vision_cfg = cfg.audio_encoder, cfg.vision_encoder
+        self._dummies: dict[str, tuple[Tensor, Tensor]] = {}
+        special = self.tokenizer.special_ids()
+        self.audio_id = special["audio"]
+        self.vision_ids = (special["image"], special["video"])
+
+    def _build_slots(self, cfg: DictConfig) -> None:
         self.position = build("position", cfg.position)
         self.thinker = build(
             "thinker", cfg.thinker, vocab_size=self.tokenizer.vocab_size, position=self.position
@@ -69,36 +83,31 @@ class OmniModel(nn.Module):
             "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels,
             num_speakers=speakers,
         )
-        # data tensors (mel filterbanks, dummy inputs) are computed on the CPU even when
-        # parameters are created on another device, e.g. "meta" for memory planning
-        with torch.device("cpu"):
-            speech_mel = SpeechMel(self.speech_cfg)
-            self._dummy_audio = self._audio_dummy(cfg)
-            self._dummy_vision = self._vision_dummy(cfg)
-        self.vocoder = build("vocoder", cfg.vocoder, mel=speech_mel)
-        special = self.tokenizer.special_ids()
-        self.audio_id = special["audio"]
-        self.vision_ids = (special["image"], special["video"])
+        self.vocoder = build("vocoder", cfg.vocoder, mel=SpeechMel(self.speech_cfg))
 
     # ---- dummies: every encoder runs every step (DDP/ZeRO-3 need the same graph) ----
-    @staticmethod
-    def _audio_dummy(cfg: DictConfig) -> tuple[Tensor, Tensor]:
-        cls = registry("audio_encoder").get(cfg.audio_encoder.name).cls
-        fe = cls.feature_extractor(plugin_config("audio_encoder", cfg.audio_encoder))
-        feats = fe(torch.zeros(fe.sample_rate // 10))
-        return feats[None], torch.tensor([feats.shape[-1]])
-
-    @staticmethod
-    def _vision_dummy(cfg: DictConfig) -> tuple[Tensor, Tensor]:
-        cls = registry("vision_encoder").get(cfg.vision_encoder.name).cls
-        proc = cls.processor(plugin_config("vision_encoder", cfg.vision_encoder))
-        patches, grid = proc.image(np.zeros((56, 56, 3), dtype=np.uint8))
-        return patches, torch.tensor([grid])
+    def _dummy(self, slot: str) -> tuple[Tensor, Tensor]:
+        """0.1 s of silence or a 56x56 black image, through the slot's own data processing
+        (fp32, CPU), made once."""
+        if slot not in self._dummies:
+            node = self._audio_cfg if slot == "audio_encoder" else self._vision_cfg
+            cls, plugin_cfg = registry(slot).get(node.name).cls, plugin_config(slot, node)
+            with fp32_cpu_data():
+                if slot == "audio_encoder":
+                    fe = cls.feature_extractor(plugin_cfg)
+                    feats = fe(torch.zeros(fe.sample_rate // 10, dtype=torch.float32))
+                    self._dummies[slot] = (feats[None].float(), torch.tensor([feats.shape[-1]]))
+                else:
+                    patches, grid = cls.processor(plugin_cfg).image(np.zeros((56, 56, 3), dtype=np.uint8))
+                    self._dummies[slot] = (patches.float(), torch.tensor([grid]))
+        return self._dummies[slot]
 
     # ---- Thinker ---------------------------------------------------------------
-    def _encode(self, encoder: nn.Module, inputs, dummy, device, dtype) -> tuple[Tensor, Tensor]:
+    def _encode(self, slot: str, inputs, device, dtype) -> tuple[Tensor, Tensor]:
+        encoder = getattr(self, slot)
         if inputs[0].shape[0] > 0:
             return encoder(*(x.to(device) for x in inputs)), torch.zeros((), device=device)
+        dummy = self._dummy(slot)
         out = encoder(dummy[0].to(device=device, dtype=dtype), dummy[1].to(device))
         return out[:0], out.sum() * 0.0  # keeps the encoder in the graph with zero grads
 
@@ -107,12 +116,10 @@ class OmniModel(nn.Module):
         embeds = self.thinker.embed(batch.input_ids)
         device, dtype = embeds.device, embeds.dtype
         audio, a0 = self._encode(
-            self.audio_encoder, (batch.audio_features.to(dtype), batch.audio_lengths),
-            self._dummy_audio, device, dtype,
+            "audio_encoder", (batch.audio_features.to(dtype), batch.audio_lengths), device, dtype,
         )
         vision, v0 = self._encode(
-            self.vision_encoder, (batch.vision_patches.to(dtype), batch.vision_grids),
-            self._dummy_vision, device, dtype,
+            "vision_encoder", (batch.vision_patches.to(dtype), batch.vision_grids), device, dtype,
         )
         is_vision = (batch.input_ids == self.vision_ids[0]) | (batch.input_ids == self.vision_ids[1])
         embeds = _scatter(embeds, batch.input_ids == self.audio_id, audio, "audio", batch.keys)
