@@ -63,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if trainer.is_global_zero:
             run_dir = Path(cfg.run_dir)
             last = run_dir / "checkpoints" / "last.ckpt"
-            print(f"\ncheckpoints: {run_dir / 'checkpoints'}\nnext: omnitrain export {last} {run_dir / 'bundle'}")
+            print(f"\ncheckpoints: {run_dir / 'checkpoints'}")
+            if last.exists():  # not when no step was saved (max_steps=0, checkpointing off)
+                print(f"next: omnitrain export {last} {run_dir / 'bundle'}")
     finally:
         teardown_distributed()
     return 0

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
+from omnitrain.training.checkpoint_callback import StepCheckpoints
 from omnitrain.training.strategies import build_strategy
 
 
@@ -41,16 +42,8 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     ck = cfg.checkpoint
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(
-            dirpath=str(Path(cfg.run_dir) / "checkpoints"),
-            filename="step-{step:06d}",
-            auto_insert_metric_name=False,
-            every_n_train_steps=ck.every_n_steps,
-            save_top_k=ck.keep,
-            save_last=ck.save_last,
-            # a resumed run must overwrite last.ckpt, not write last-v1.ckpt beside it
-            enable_version_counter=False,
-        ),
+        StepCheckpoints(str(Path(cfg.run_dir) / "checkpoints"), int(ck.every_n_steps), int(ck.keep),
+                        bool(ck.save_last)),
         Throughput(),
         TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps", 10)) // 2)),
     ]
