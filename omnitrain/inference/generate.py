@@ -179,12 +179,20 @@ class Generator:
         ctx = self.context(example, hidden, embeds, [], cond)
         new: list[int] = []
         pending: list[TextPiece] = []
+        shown = [""]  # text already yielded
+
+        def show(final: bool = False) -> None:
+            """Queue the text not yet shown. A token may end inside a multi-byte character
+            (byte tokens, BPE pieces): text ending in U+FFFD waits for the next token."""
+            text = m.tokenizer.decode([t for t in new if t != self.eos])
+            if (final or not text.endswith("\ufffd")) and len(text) > len(shown[0]):
+                pending.append(TextPiece(text[len(shown[0]):]))
+                shown[0] = text
 
         def next_token(hidden: Tensor) -> None:
             tok = int(sample_next(m.thinker.logits(hidden[:, -1]), s.temperature, s.top_k, s.top_p)[0])
             new.append(tok)
-            if tok != self.eos:
-                pending.append(TextPiece(m.tokenizer.decode([tok])))
+            show(final=tok == self.eos)
 
         def reply_rows() -> Iterator[Tensor]:
             """Vector of each reply token, computed when it is fed back to the Thinker."""
@@ -211,6 +219,7 @@ class Generator:
         for _ in rows:  # the Talker may stop before the Thinker does: finish the text
             yield from pending
             pending.clear()
+        show(final=True)
         yield from pending
         pieces = list(speech.finish())
         yield from pieces
