@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.config.sizes import register_sizes, report_unsized
 from omnitrain.config.validate import ConfigError, validate
 from omnitrain.plugin_loading import load_plugins
 
@@ -73,13 +74,24 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str
         raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from exc
     _register_recipes()
     try:
+        register_sizes(config_dir())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"configs/size: {exc}") from exc
+    try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except HydraException as exc:
         raise ConfigError(_explain(str(exc))) from exc
+    choices = cfg.hydra.runtime.choices
+    size, model = choices.get("size"), choices.get("model")
     # a plain config: it pickles into data workers (the typed plugin nodes do not), and
     # every value is checked against its schema by ``validate``
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    cfg.pop("hydra")
+    cfg.model = None if model in (None, "null") else model  # for the record: which release
+    if size is not None:  # the rows already sit in the slots; keep the name, not the table
+        cfg.size = size
+        report_unsized(config_dir(), size, cfg)
     load_plugins(list(cfg.get("plugins") or []))
     validate(cfg)
     return cfg

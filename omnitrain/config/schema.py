@@ -112,6 +112,16 @@ class PerfConfig:
     peak_tflops: float | None = None  # one device's peak, for MFU; None = GPU data sheet if known
 
 
+@dataclass
+class PlanConfig:
+    """The GPU layout a config is sized for: what ``omnitrain plan`` assumes unless told
+    (``--gpus``/``--nodes``); a launch sets the real one (``trainer.devices/num_nodes``)."""
+
+    gpus_per_node: int = 8
+    nodes: int = 1
+    gpu_memory_gib: float = 80.0  # the GPU the plan checks against (H100/A100 80GB)
+
+
 SECTION_SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "optim": OptimConfig,
@@ -122,8 +132,10 @@ SECTION_SCHEMAS: dict[str, type] = {
     "generate": GenerateConfig,
     "vocoder_train": VocoderTrainConfig,
     "perf": PerfConfig,
+    "plan": PlanConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),
-               "init_from": (str, type(None)), "task": str}
+               "init_from": (str, type(None)), "task": str, "size": str,
+               "model": (str, type(None))}
 TASKS = ("omni", "vocoder")  # what `omnitrain train` trains: the model, or its vocoder alone
