@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from omnitrain.data.batch import Batch
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
+from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
@@ -208,8 +209,8 @@ class OmniModel(nn.Module):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         w = self.loss_cfg
         hidden, embeds = self.thinker_forward(batch)
-        logits = self.thinker.logits(hidden)
-        losses = {"text": _masked_ce(logits[:, :-1], next_token_targets(batch))}
+        # the head only at the reply tokens, chunk by chunk: the full logits never exist
+        losses = {"text": target_rows_loss(self.thinker.logits, hidden[:, :-1], next_token_targets(batch))}
         items = self.speech_items(batch, hidden, embeds)
         scale = 1.0 if items.real else 0.0
         if w.codec > 0:
