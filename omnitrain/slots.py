@@ -185,6 +185,11 @@ class Talker(nn.Module, ABC):
     eos_id: int
     pad_id: int
 
+    def sequence_length(self, prompt: int, reply: int, codes: int) -> int:
+        """Positions one reply runs through the layers in training (memory plans, FLOPs):
+        this default reads the reply, then [bos, codes]."""
+        return reply + codes + 1
+
     @abstractmethod
     def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
         """Teacher forcing. codec_in (S, C) = [bos, c_0, ..., c_{m-1}] -> logits

@@ -114,6 +114,10 @@ class DualTrackTalker(Talker):
         return self.head(self.norm(x))
 
     # ---- training --------------------------------------------------------------
+    def sequence_length(self, prompt: int, reply: int, codes: int) -> int:
+        """[prompt] [speaker] [bos, codes]: the reply rides on the codec positions."""
+        return prompt + 1 + codes + 1
+
     def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
         S, C = codec_in.shape
         P = ctx.prompt.shape[1]

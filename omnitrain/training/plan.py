@@ -14,13 +14,9 @@ al. 2020): per trainable parameter 2 bytes of 16-bit weight, 2 of 16-bit gradien
 plus the working buffers the engines really allocate: ZeRO-1/2 reduce and all-gather
 buckets (2 bytes x bucket elements), ZeRO-3 the gathered largest layer (its 16-bit
 weight and gradient, 4 bytes x its parameters, as DeepSpeed's estimator counts it) and
-its reduce and prefetch buckets. Activations (bf16, no recomputation, FlashAttention/
-SDPA so no s^2 score matrix; Korthikanti et al. 2022): 34 s b h bytes per transformer
-layer of width h for b samples of s tokens, plus the Thinker's logits in bf16 and fp32
-(6 s b V); with full recomputation, 2 s b h per layer. Only slots that backward runs
-through keep activations (a frozen encoder with nothing trainable upstream keeps
-none). Every layer is assumed to see ``data.max_tokens`` positions per sample: rough
-for the encoders, which see the media part of a sample at their own rate.
+its reduce and prefetch buckets. Activations come from what the batches hold
+(``omnitrain.training.activations``: the token budget, batches drawn from the shards,
+and the measured cost per matmul width), and the plan says which source it used.
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from omnitrain.model.meta import meta_model
+from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape, precision_kind
 from omnitrain.training.flops import gradient_slots
 from omnitrain.training.model_stats import ModelStats, model_stats
 
@@ -47,8 +44,8 @@ class Plan:
     activations_recomputed: float
     recompute: bool  # the config recomputes activations (FSDP activation_checkpointing)
     vocab: int
-    tokens: int
-    batch: int
+    shape: BatchShape  # positions per slot of one micro-batch, and where they came from
+    compute: str  # how the step computes: 32 | bf16-mixed | bf16
 
 
 def _buckets(cfg: DictConfig) -> tuple[int, int, int]:
@@ -76,30 +73,42 @@ def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: DictConf
     return states, host
 
 
-def activation_bytes(stats: ModelStats, tokens: int, batch: int, vocab: int,
-                     grads: set[str]) -> tuple[float, float]:
-    """Only slots backward runs through keep activations (``gradient_slots``)."""
-    widths = [h for slot, s in stats.slots.items() if slot in grads for h, _ in s.attention]
-    logits = 6.0 * tokens * batch * vocab if "thinker" in grads else 0.0
-    full = sum(34.0 * tokens * batch * h for h in widths) + logits
-    recomputed = sum(2.0 * tokens * batch * h for h in widths) + logits
-    return full, recomputed
+def compute_kind(cfg: DictConfig) -> str:
+    """DeepSpeed and FSDP turn ``bf16-mixed`` into bf16 weights; elsewhere it is autocast."""
+    kind = precision_kind(str(cfg.trainer.get("precision", "32-true")))
+    if kind == "bf16-mixed" and cfg.strategy.get("name") in ("deepspeed", "fsdp"):
+        return "bf16"
+    return kind
 
 
-def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None) -> Plan:
+def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None) -> Plan:
     model = meta_model(cfg)
     stats = model_stats(model, cfg)
     states, host = model_state_bytes(stats, gpus, per_node or gpus, cfg)
-    vocab = int(model.tokenizer.vocab_size)
-    tokens, batch = int(cfg.data.max_tokens), int(cfg.data.batch_size)
-    full, recomputed = activation_bytes(stats, tokens, batch, vocab, gradient_slots(cfg))
+    shape = shape or batch_shape(cfg, model)
+    kind, grads = compute_kind(cfg), gradient_slots(cfg)
+    full = activation_bytes(model, shape, kind, grads)
+    recomputed = activation_bytes(model, shape, kind, grads, recompute=True)
     recompute = bool(cfg.strategy.get("activation_checkpointing", False))
-    return Plan(stats, gpus, states, host, full, recomputed, recompute, vocab, tokens, batch)
+    return Plan(stats, gpus, states, host, full, recomputed, recompute, int(model.tokenizer.vocab_size),
+                shape, kind)
 
 
 def per_gpu_total(plan: Plan, strategy: str) -> float:
     """Bytes per GPU for ``strategy`` (a ``STRATEGIES`` row) with this config's activations."""
     return plan.states[strategy] + (plan.activations_recomputed if plan.recompute else plan.activations)
+
+
+def layout(cfg: DictConfig, gpus: int | None = None, nodes: int | None = None) -> tuple[int, int]:
+    """(GPUs per node, nodes) to plan for: the arguments, else an int ``trainer.devices``
+    with ``trainer.num_nodes`` (a launch's own layout), else the config's ``plan`` section."""
+    devices = cfg.trainer.get("devices")
+    plan = cfg.get("plan") or {}
+    if isinstance(devices, int) and devices > 0:
+        per_node, n = devices, int(cfg.trainer.get("num_nodes", 1) or 1)
+    else:
+        per_node, n = int(plan.get("gpus_per_node", 8)), int(plan.get("nodes", 1))
+    return gpus or per_node, nodes or n
 
 
 def chosen(cfg: DictConfig) -> str:
@@ -131,9 +140,11 @@ def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, li
     lines.append(f"largest layer: {plan.stats.largest_layer:,} parameters (ZeRO-3 gathers it whole)")
     lines.append("")
     act = plan.activations_recomputed if plan.recompute else plan.activations
-    lines.append(f"activations per GPU ({plan.batch} x {plan.tokens} tokens, vocab {plan.vocab:,}): "
-                 f"{plan.activations / GiB:.1f} GiB, {plan.activations_recomputed / GiB:.1f} GiB with full "
-                 f"recomputation{' (this config recomputes)' if plan.recompute else ''}")
+    slots = ", ".join(f"{s} {n:,}" for s, n in plan.shape.positions.items())
+    lines.append(f"one micro-batch ({plan.shape.source}): positions per slot {slots}")
+    lines.append(f"activations per GPU ({plan.compute}, vocab {plan.vocab:,}): "
+                 f"{plan.activations / GiB:.1f} GiB, {plan.activations_recomputed / GiB:.1f} GiB with "
+                 f"per-block recomputation{' (this config recomputes)' if plan.recompute else ''}")
     lines.append(f"per GPU on {plan.gpus} GPU{'s' if plan.gpus != 1 else ''} (model states + engine buffers + activations), "
                  f"GPU memory {gpu_memory / GiB:.0f} GiB:")
     mine = chosen(cfg)
@@ -154,6 +165,6 @@ def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, li
         warnings.append(
             f"WARNING: this config ({mine}) needs about {total / GiB:.1f} GiB per GPU on {plan.gpus} "
             f"GPUs but a GPU has {gpu_memory / GiB:.0f} GiB; {hint}; or lower data.batch_size / "
-            "data.max_tokens, or use more GPUs"
+            "data.max_tokens (data.rows_per_batch / data.pack_length with token batching), or use more GPUs"
         )
     return "\n".join(lines), warnings

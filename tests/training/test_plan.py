@@ -17,10 +17,11 @@ from omnitrain.cli import main
 from omnitrain.config.compose import compose_config
 from omnitrain.model.meta import meta_model
 from omnitrain.registry import SLOTS
-from omnitrain.training.batching import resolve_batch_size, world_size_of
-from omnitrain.training.plan import GiB, chosen, make_plan, per_gpu_total
+from omnitrain.training.batching import resolve_batch_size
+from omnitrain.training.plan import GiB, chosen, layout, make_plan, per_gpu_total
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+NO_SHARDS = "data.train_shards=/nonexistent/plan-from-the-budget.tar"  # as the recipe headers
 
 
 class _Addressed(torch.nn.Parameter):
@@ -53,17 +54,17 @@ def deepspeed_zero3_per_gpu(cfg, gpus_per_node: int, nodes: int) -> float:
 
 @functools.cache
 def planned(recipe: str):
-    """(config, plan) of a recipe on its own GPU layout."""
-    cfg = compose_config([f"recipe={recipe}"])
-    gpus = world_size_of(cfg)
-    return cfg, make_plan(resolve_batch_size(cfg, gpus), gpus, cfg.trainer.devices)
+    """(config, plan) of a recipe on the GPU layout it is sized for (its ``plan`` section)."""
+    cfg = compose_config([f"recipe={recipe}", NO_SHARDS])
+    per_node, nodes = layout(cfg)
+    return cfg, make_plan(resolve_batch_size(cfg, per_node * nodes), per_node * nodes, per_node)
 
 
 @pytest.mark.parametrize("recipe", ["omni3b_full", "omni7b_full"])
 def test_zero3_plan_agrees_with_deepspeeds_estimator(recipe):
     rss = psutil.Process().memory_info().rss
     cfg, plan = planned(recipe)
-    reference = deepspeed_zero3_per_gpu(cfg, cfg.trainer.devices, cfg.trainer.num_nodes)
+    reference = deepspeed_zero3_per_gpu(cfg, *layout(cfg))
     assert abs(plan.states["zero3"] - reference) <= 0.10 * reference, (plan.states["zero3"] / GiB, reference / GiB)
     assert plan.stats.params > (5e9 if "3b" in recipe else 10e9)  # the real model's size, not a toy
     assert psutil.Process().memory_info().rss - rss < 500 * 2**20, "the model was built on the meta device"
@@ -81,6 +82,7 @@ def test_recipe_headers_state_the_planned_memory(path):
     assert float(stated.group(1)) == pytest.approx(per_gpu_total(plan, row) / GiB, abs=0.051)
     assert float(stated.group(4)) == pytest.approx(plan.states[row] / GiB, abs=0.051)
     assert per_gpu_total(plan, row) < 80 * GiB, "every recipe fits an 80 GiB GPU as configured"
+    assert "every slot at the token budget" in stated.string[stated.end():].splitlines()[0]
 
 
 @pytest.mark.parametrize("size", ["omni3b", "omni7b"])
@@ -104,7 +106,7 @@ def test_plan_cli_prints_slots_and_warns_when_it_will_not_fit(capsys):
     assert main(["plan", "recipe=omni3b_full"]) == 0
     out = capsys.readouterr().out
     assert "thinker" in out and "zero3" in out and "<- strategy of this config" in out
-    assert main(["plan", "recipe=omni7b_full", "strategy=ddp", "trainer.accumulate_grad_batches=128",
-                 "--gpus", "1", "--nodes", "1"]) == 1
+    assert main(["plan", "recipe=omni7b_full", "strategy=ddp", "data.pack_length=1024", "data.max_tokens=1024",
+                 NO_SHARDS, "--gpus", "1", "--nodes", "1"]) == 1
     err = capsys.readouterr().err
     assert "WARNING" in err and "strategies that fit: ['zero3_offload']" in err
