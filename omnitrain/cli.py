@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +35,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 # ---- commands ------------------------------------------------------------------
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from omnitrain.gpu_check import gpu_check
+
+    return gpu_check(Path(args.out), Path(args.data), args.parallel, args.timeout, args.only, args.accelerator)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from omnitrain.plugin_loading import load_plugins
     from omnitrain.registry import SLOTS, registry
@@ -58,35 +68,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
     from omnitrain.training.run import teardown_distributed, train
 
-    try:
-        trainer, _ = train(cfg)
-        if trainer.is_global_zero:
-            run_dir = Path(cfg.run_dir)
-            last = run_dir / "checkpoints" / "last.ckpt"
-            print(f"\ncheckpoints: {run_dir / 'checkpoints'}")
-            if last.exists():  # not when no step was saved (max_steps=0, checkpointing off)
-                print(f"next: omnitrain export {last} {run_dir / 'bundle'}")
-    finally:
-        teardown_distributed()
+    # the process group lives until the interpreter exits: a second run in this process
+    # (a notebook, the tests) reuses it, and DeepSpeed's cached groups stay valid
+    atexit.register(teardown_distributed)
+    trainer, _ = train(cfg)
+    if trainer.is_global_zero:
+        run_dir = Path(cfg.run_dir)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        print(f"\ncheckpoints: {run_dir / 'checkpoints'}")
+        if last.exists():  # not when no step was saved (max_steps=0, checkpointing off)
+            print(f"next: omnitrain export {last} {run_dir / 'bundle'}")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from omnitrain.config.compose import compose_config
     from omnitrain.training.batching import resolve_batch_size
-    from omnitrain.training.plan import GiB, deepspeed_zero3_estimate, format_plan, make_plan
+    from omnitrain.training.plan import (
+        GiB,
+        deepspeed_zero3_estimate,
+        format_plan,
+        layout,
+        make_plan,
+    )
 
-    overrides = list(args.overrides)
-    overrides += [f"trainer.devices={args.gpus}"] if args.gpus else []
-    overrides += [f"trainer.num_nodes={args.nodes}"] if args.nodes else []
-    cfg = compose_config(overrides)
-    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
-    devices = cfg.trainer.get("devices")
-    per_node = devices if isinstance(devices, int) and devices > 0 else 8
+    cfg = compose_config(list(args.overrides))
+    per_node, nodes = layout(cfg, args.gpus, args.nodes)
     gpus = per_node * nodes
     cfg = resolve_batch_size(cfg, gpus)
     plan = make_plan(cfg, gpus, per_node)
-    text, warnings = format_plan(plan, cfg, args.gpu_memory * GiB)
+    memory = args.gpu_memory or float(cfg.plan.gpu_memory_gib)
+    text, warnings = format_plan(plan, cfg, memory * GiB)
     print(text)
     reference = deepspeed_zero3_estimate(plan.stats, per_node, nodes)
     print(f"  (DeepSpeed's own ZeRO-3 estimate for these counts: {reference / GiB:.1f} GiB per GPU "
@@ -294,10 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plan", help="memory per GPU of a recipe under each strategy; warns if it will not fit")
     s.add_argument("overrides", nargs="*")
-    s.add_argument("--gpus", type=int, help="GPUs per node (default: trainer.devices, or 8 if 'auto')")
-    s.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes)")
-    s.add_argument("--gpu-memory", type=float, default=80.0, help="memory of one GPU in GiB (default 80)")
+    s.add_argument("--gpus", type=int, help="GPUs per node (default: trainer.devices if a number, "
+                   "else plan.gpus_per_node, the layout the recipe is sized for)")
+    s.add_argument("--nodes", type=int, help="nodes (default: trainer.num_nodes or plan.nodes, likewise)")
+    s.add_argument("--gpu-memory", type=float, help="memory of one GPU in GiB (default: plan.gpu_memory_gib, 80)")
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("gpu-check", help="on a GPU machine: every strategy x plugin set in bf16, "
+                       "save/resume/export, one 0.5B run; prints a table")
+    s.add_argument("--out", default="runs/gpu_check", help="where runs, logs and the table go")
+    s.add_argument("--data", default="data/gpu_check", help="demo shards (written if missing)")
+    s.add_argument("--parallel", type=int, default=4, help="runs side by side on the GPU")
+    s.add_argument("--timeout", type=float, default=240.0, help="seconds before a run is declared hung")
+    s.add_argument("--only", nargs="*", help="run only cells whose name contains one of these")
+    s.add_argument("--accelerator", choices=["gpu", "cpu"], default="gpu",
+                   help="cpu: the same cells on the CPU, to try the check where there is no GPU")
+    s.set_defaults(func=cmd_gpu_check)
 
     s = sub.add_parser("list", help="list the registered plugins of every slot")
     s.add_argument("--plugins", nargs="*", help="extra plugin modules or .py files to load")
@@ -355,8 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stacks_on_signal() -> None:
+    """``kill -USR2 PID`` prints every thread's stack of a hung run to stderr; it goes on."""
+    if not hasattr(signal, "SIGUSR2"):
+        return
+    # no real stderr (captured, embedded): no dumps, nothing else changes
+    with contextlib.suppress(ValueError, OSError, RuntimeError, AttributeError):
+        faulthandler.register(signal.SIGUSR2, file=sys.__stderr__, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _stacks_on_signal()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

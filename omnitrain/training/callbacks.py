@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+import torch
 
 from omnitrain.data.batch import Batch
 from omnitrain.training.flops import device_peak_flops, sequence_lengths, step_flops
@@ -57,3 +58,5 @@ class Throughput(L.Callback):
             old = self._rates.get(key)
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value
             pl_module.log(key, self._rates[key], prog_bar=key in ("perf/tokens_per_s", "perf/mfu"))
+        if torch.cuda.is_available() and pl_module.device.type == "cuda":  # what `omnitrain plan` predicts
+            pl_module.log("perf/max_memory_gib", torch.cuda.max_memory_allocated(pl_module.device) / 2**30)
