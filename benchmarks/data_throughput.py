@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from omnitrain.config.compose import compose_config
 from omnitrain.data.budget import padding_waste
-from omnitrain.data.demo import DemoSizes, make_demo
+from omnitrain.data.build.demo import DemoSizes, make_demo
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.registry import build
 

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from omnitrain.layout import VideoSeg
-from omnitrain_plugins.tmrope import TMRope, TMRopeConfig
+from omnitrain.positions.layout import VideoSeg
+from omnitrain_plugins.qwen_omni.tmrope import TMRope, TMRopeConfig
 
 AUD, IMG, VID, ABOS, AEOS, VBOS, VEOS = 1, 2, 3, 4, 5, 7, 8
 TOKEN_IDS = {"image": IMG, "video": VID, "audio": AUD, "vision_bos": VBOS, "audio_bos": ABOS}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from omnitrain.data.demo import reply_speech
+from omnitrain.data.build.demo import reply_speech
 from omnitrain.inference.generate import Generator, user_turn
 
 

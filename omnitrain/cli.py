@@ -22,8 +22,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.bundle import BundleError
     from omnitrain.checkpoints import CheckpointError
     from omnitrain.config.validate import ConfigError
+    from omnitrain.data.build.pack import PackError
     from omnitrain.data.media import MediaError
-    from omnitrain.data.pack import PackError
     from omnitrain.data.sample_builder import SampleError
     from omnitrain.data.shards import ShardError
     from omnitrain.inference.generate import GenerateError
@@ -112,7 +112,7 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from omnitrain.config.compose import compose_config
-    from omnitrain.data.demo import DemoSizes, make_demo
+    from omnitrain.data.build.demo import DemoSizes, make_demo
     from omnitrain.registry import build
 
     cfg = compose_config(args.overrides)
@@ -131,7 +131,7 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from omnitrain.config.compose import compose_config
-    from omnitrain.data.pack import Packer, PackOptions
+    from omnitrain.data.build.pack import Packer, PackOptions
     from omnitrain.registry import build
 
     cfg = compose_config(args.overrides)

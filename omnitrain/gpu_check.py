@@ -156,7 +156,7 @@ def ensure_demo(data: Path) -> None:
     if (data / "index.json").exists():
         return
     from omnitrain.config.compose import compose_config
-    from omnitrain.data.demo import DemoSizes, make_demo
+    from omnitrain.data.build.demo import DemoSizes, make_demo
     from omnitrain.registry import build
 
     print(f"writing demo shards to {data}", flush=True)

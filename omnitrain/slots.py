@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from omnitrain.layout import Segment, VideoSeg
+from omnitrain.positions.layout import Segment, VideoSeg
 from omnitrain.tokens import SPECIAL_TOKENS
 
 

@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnitrain.registry import register
-from omnitrain.slots import Tokenizer
-from omnitrain.tokens import SPECIAL_TOKENS
+from omnitrain.api import SPECIAL_TOKENS, Tokenizer, register
 
 
 @dataclass

@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from omnitrain.registry import register
-from omnitrain.slots import PretrainedCodec
+from omnitrain.api import PretrainedCodec, register
 
 
 @dataclass

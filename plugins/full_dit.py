@@ -13,10 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitrain.nn import Attention, SwiGLU, segment_mask, sinusoidal_embedding
-from omnitrain.nn.precision import param_dtype
-from omnitrain.registry import register
-from omnitrain.slots import DiT, SpeechCondition
+from omnitrain.api import (
+    Attention,
+    DiT,
+    SpeechCondition,
+    SwiGLU,
+    param_dtype,
+    register,
+    segment_mask,
+    sinusoidal_embedding,
+)
 
 
 @dataclass

@@ -12,9 +12,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from omnitrain.registry import register
-from omnitrain.slots import Vocoder
-from omnitrain.speech_mel import SpeechMel
+from omnitrain.api import SpeechMel, Vocoder, register
 
 
 @dataclass

@@ -14,10 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitrain.audio_features import WhisperLogMel, audio_token_count
-from omnitrain.nn import TransformerBlock, segment_mask, sinusoidal_embedding
-from omnitrain.registry import register
-from omnitrain.slots import AudioEncoder, AudioFeatureExtractor
+from omnitrain.api import (
+    AudioEncoder,
+    AudioFeatureExtractor,
+    TransformerBlock,
+    WhisperLogMel,
+    audio_token_count,
+    register,
+    segment_mask,
+    sinusoidal_embedding,
+)
 
 
 @dataclass

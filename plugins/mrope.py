@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnitrain.layout import VideoSeg
-from omnitrain.multimodal_rope import MultimodalRope
-from omnitrain.positions import same_on_rows, vision_ids
-from omnitrain.registry import register
+from omnitrain.api import MultimodalRope, VideoSeg, register
+from omnitrain.positions.pieces import same_on_rows, vision_ids
 
 
 @dataclass

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from omnitrain.nn import TransformerBlock, segment_mask, sinusoidal_embedding
-from omnitrain.registry import register
-from omnitrain.slots import VisionEncoder, VisionProcessor
-from omnitrain.vision_processing import QwenPatchProcessor
+from omnitrain.api import (
+    QwenPatchProcessor,
+    TransformerBlock,
+    VisionEncoder,
+    VisionProcessor,
+    register,
+    segment_mask,
+    sinusoidal_embedding,
+)
 
 
 @dataclass

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from omnitrain.registry import register
-from omnitrain.slots import Codec
+from omnitrain.api import Codec, register
 
 
 @dataclass

@@ -13,11 +13,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from omnitrain.inference.sampling import sample_next
-from omnitrain.nn import RMSNorm, TransformerBlock, doc_causal_mask
-from omnitrain.nn.rotary import inverse_frequencies
-from omnitrain.registry import register
-from omnitrain.slots import PositionScheme, Talker, TalkerContext
+from omnitrain.api import (
+    PositionScheme,
+    RMSNorm,
+    Talker,
+    TalkerContext,
+    TransformerBlock,
+    doc_causal_mask,
+    inverse_frequencies,
+    register,
+    sample_next,
+)
 
 
 @dataclass

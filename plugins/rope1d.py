@@ -7,10 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from omnitrain.layout import Segment, layout_length
-from omnitrain.nn.rotary import inverse_frequencies
-from omnitrain.registry import register
-from omnitrain.slots import PositionScheme
+from omnitrain.api import PositionScheme, Segment, inverse_frequencies, layout_length, register
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnitrain.data.demo import DemoSizes
+from omnitrain.data.build.demo import DemoSizes
 
 SMALL_DEMO = DemoSizes(train=48, val=12, heldout=4, per_shard=16)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.omni_model import LossConfig
-from omnitrain.speech_mel import SpeechConfig
 
 
 @dataclass

@@ -8,10 +8,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from omnitrain.config.schema import TASKS
+from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.flow_matching import TABLEAUS
 from omnitrain.registry import plugin_config, registry
 from omnitrain.slots import PretrainedCodec, TrainableVocoder
-from omnitrain.speech_mel import SpeechConfig
 
 STREAM_MODES = ("exact", "window")
 

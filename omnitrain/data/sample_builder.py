@@ -29,10 +29,10 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video
-from omnitrain.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
+from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import AudioFeatureExtractor, PositionScheme, Tokenizer, VisionProcessor
-from omnitrain.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.tokens import IGNORE_INDEX
 
 

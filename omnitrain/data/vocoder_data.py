@@ -24,7 +24,7 @@ from omnitrain.data.pipeline import SizedPipeline, train_epoch
 from omnitrain.data.sample_builder import SampleError
 from omnitrain.data.shards import count_samples, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
-from omnitrain.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 
 
 def _member(sample: dict, key: str, name: str) -> bytes:

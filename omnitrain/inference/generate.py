@@ -18,12 +18,12 @@ from omnitrain.config.schema import GenerateConfig
 from omnitrain.data.collate import collate
 from omnitrain.data.media import load_audio
 from omnitrain.data.sample_builder import Example, SampleBuilder
+from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
-from omnitrain.layout import TextSeg
 from omnitrain.model.flow_matching import sample_mel
+from omnitrain.positions.layout import TextSeg
 from omnitrain.slots import SpeechCondition, TalkerContext
-from omnitrain.speech_mel import SpeechMel
 
 
 class GenerateError(ValueError):

@@ -15,13 +15,13 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from omnitrain.data.batch import Batch
+from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import SpeechCondition, TalkerContext
-from omnitrain.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.tokens import IGNORE_INDEX
 
 MODEL_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")

@@ -1,39 +1,12 @@
-"""Multi-head attention (GQA-capable) over SDPA, and the masks the core uses.
-
-Masks are boolean, True = may attend. ``doc_ids`` (B, L) give each token the
-document it belongs to (0 = padding), which makes packing and padding one mechanism:
-attention is causal and never crosses a document boundary.
-"""
+"""Multi-head attention (GQA-capable) over SDPA, a boolean mask or a varlen plan."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitrain.nn.rotary import apply_rotary
-
-
-def doc_causal_mask(doc_ids: Tensor) -> Tensor:
-    """(B, L) document ids -> (B, 1, L, L) causal block-diagonal mask.
-
-    Padding tokens attend to themselves only, so no row is fully masked (which would
-    give NaN under SDPA); their outputs are never used.
-    """
-    L = doc_ids.shape[1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=doc_ids.device).tril()
-    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
-    real = (doc_ids != 0)[:, None, :]
-    eye = torch.eye(L, dtype=torch.bool, device=doc_ids.device)
-    return ((causal & same_doc & real) | eye)[:, None]
-
-
-def segment_mask(segment_ids: Tensor) -> Tensor:
-    """(B, L) segment ids (0 = padding) -> (B, 1, L, L) bidirectional block mask."""
-    same = segment_ids[:, :, None] == segment_ids[:, None, :]
-    real = (segment_ids != 0)[:, None, :]
-    eye = torch.eye(segment_ids.shape[1], dtype=torch.bool, device=segment_ids.device)
-    return ((same & real) | eye)[:, None]
+from omnitrain.nn.varlen import varlen_attention
 
 
 class Attention(nn.Module):
@@ -77,8 +50,6 @@ class Attention(nn.Module):
             v = v.repeat_interleave(rep, dim=1)
         if mask is not None and not isinstance(mask, Tensor):  # a DocAttention plan
             if mask.mask is None:
-                from omnitrain.nn.varlen import varlen_attention
-
                 out = varlen_attention(q, k, v, mask)
                 return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
             mask = mask.mask

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from omnitrain.nn.attention import doc_causal_mask
+from omnitrain.nn.masks import doc_causal_mask
 
 
 @dataclass

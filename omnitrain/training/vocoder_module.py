@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.speech_mel import SpeechMel
 from omnitrain.training.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
 from omnitrain.training.init_from import load_matching
 from omnitrain.training.module import OmniModule

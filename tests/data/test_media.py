@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from omnitrain.data.build.media_writers import encode_audio, encode_image, encode_mp4
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video
-from omnitrain.data.media_writers import encode_audio, encode_image, encode_mp4
 
 
 def tone(seconds=0.5, hz=440.0, sr=16000):

@@ -12,9 +12,9 @@ from PIL import Image
 
 from omnitrain.cli import main
 from omnitrain.config.compose import compose_config
-from omnitrain.data.demo import dtmf, image_of, reply_speech, video_of
-from omnitrain.data.media_writers import encode_audio, encode_image
-from omnitrain.data.pack import Packer, PackError, PackOptions
+from omnitrain.data.build.demo import dtmf, image_of, reply_speech, video_of
+from omnitrain.data.build.media_writers import encode_audio, encode_image
+from omnitrain.data.build.pack import Packer, PackError, PackOptions
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.registry import build
 from tests.helpers import smoke_overrides
@@ -123,7 +123,7 @@ def test_rerun_resumes_after_the_last_finished_shard(manifest, tmp_path, monkeyp
     fresh = _run(path, tmp_path / "fresh").run()
     out = tmp_path / "resumed"
     calls = {"n": 0}
-    real_close = __import__("omnitrain.data.shard_writer", fromlist=["x"]).ShardWriter.close
+    real_close = __import__("omnitrain.data.build.shard_writer", fromlist=["x"]).ShardWriter.close
 
     def crash_on_third(self):
         calls["n"] += 1
@@ -131,7 +131,7 @@ def test_rerun_resumes_after_the_last_finished_shard(manifest, tmp_path, monkeyp
             raise KeyboardInterrupt("killed while packing")
         return real_close(self)
 
-    monkeypatch.setattr("omnitrain.data.shard_writer.ShardWriter.close", crash_on_third)
+    monkeypatch.setattr("omnitrain.data.build.shard_writer.ShardWriter.close", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         _run(path, out).run()
     monkeypatch.undo()

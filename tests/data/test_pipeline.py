@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from omnitrain.config.compose import compose_config
+from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.pipeline import make_pipeline
-from omnitrain.data.shard_writer import ShardWriter
 from omnitrain.data.shards import ShardError, resolve_shards
 from tests.helpers import SMALL_DEMO, smoke_overrides
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omnitrain.data.sample_builder import SampleBuilder, SampleError
-from omnitrain.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg, layout_length
+from omnitrain.positions.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg, layout_length
 from omnitrain.tokens import IGNORE_INDEX
 
 

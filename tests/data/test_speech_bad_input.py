@@ -52,7 +52,7 @@ def test_bad_speech_samples_are_skipped_and_counted(demo_dir, tmp_path):
             return {k: v for k, v in members.items() if k != "reference.wav"}
         if i == 3:  # speech shorter than one codec frame
             bad[key] = "shorter than one codec frame"
-            from omnitrain.data.media_writers import encode_audio
+            from omnitrain.data.build.media_writers import encode_audio
 
             return {**members, "reply.wav": encode_audio(np.zeros(100, np.float32), 16000)}
         bad.setdefault("good", 0)

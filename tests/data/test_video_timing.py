@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from omnitrain.data.media_writers import encode_mp4
+from omnitrain.data.build.media_writers import encode_mp4
 from omnitrain.data.sample_builder import SampleBuilder
-from omnitrain.layout import VideoSeg
-from omnitrain.vision_processing import CLIP_MEAN, CLIP_STD
+from omnitrain.features.vision import CLIP_MEAN, CLIP_STD
+from omnitrain.positions.layout import VideoSeg
 
 # frame i is on screen from TIMES[i]; brightness 10 * (i + 1) identifies it
 TIMES = np.array([0.0, 0.05, 0.1, 0.9, 1.0, 1.1, 2.6, 2.7, 3.5, 3.9])

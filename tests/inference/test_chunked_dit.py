@@ -9,7 +9,7 @@ import torch
 from omnitrain.inference.chunked_dit import BlockwiseODE, WholeODE, WindowedODE
 from omnitrain.model.flow_matching import sample_mel
 from omnitrain.slots import SpeechCondition
-from omnitrain_plugins.flow_dit import FlowDiT, FlowDiTConfig
+from omnitrain_plugins.qwen_omni.flow_dit import FlowDiT, FlowDiTConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omnitrain.layout import ImageSeg, TextSeg
 from omnitrain.plugin_loading import load_plugins
+from omnitrain.positions.layout import ImageSeg, TextSeg
 from omnitrain.registry import build
 from omnitrain.slots import TalkerContext
-from omnitrain_plugins.dual_track_talker import DualTrackTalker, DualTrackTalkerConfig
-from omnitrain_plugins.qwen_omni_weights import TalkerIds, talker_from_transformers
+from omnitrain_plugins.qwen_omni.dual_track_talker import DualTrackTalker, DualTrackTalkerConfig
+from omnitrain_plugins.qwen_omni.weights import TalkerIds, talker_from_transformers
 
 transformers = pytest.importorskip("transformers")
 

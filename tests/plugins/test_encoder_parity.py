@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnitrain.audio_features import WhisperLogMel
-from omnitrain_plugins.qwen_vit import QwenViT, QwenViTConfig, hf_vision_state_dict
-from omnitrain_plugins.whisper_audio import (
+from omnitrain.features.whisper_mel import WhisperLogMel
+from omnitrain_plugins.qwen_omni.qwen_vit import QwenViT, QwenViTConfig, hf_vision_state_dict
+from omnitrain_plugins.qwen_omni.whisper_audio import (
     WhisperAudioConfig,
     WhisperAudioEncoder,
     hf_audio_state_dict,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnitrain.vision_processing import smart_resize
+from omnitrain.features.vision import smart_resize
 from omnitrain_plugins.mel_conv_audio import (
     MelConvAudioConfig,
     MelConvAudioEncoder,

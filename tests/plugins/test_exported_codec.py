@@ -17,9 +17,9 @@ from omnitrain.bundle import export_bundle, load_bundle
 from omnitrain.cli import main
 from omnitrain.config.compose import compose_config
 from omnitrain.config.validate import ConfigError
-from omnitrain.data.demo import make_sample
+from omnitrain.data.build.demo import make_sample
+from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.pipeline import make_pipeline
-from omnitrain.data.shard_writer import ShardWriter
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.registry import build
 from tests.helpers import smoke_overrides

@@ -9,8 +9,8 @@ import torch
 
 from omnitrain.model.flow_matching import sample_mel
 from omnitrain.slots import SpeechCondition
-from omnitrain_plugins.flow_dit import FlowDiT, FlowDiTConfig
-from omnitrain_plugins.qwen_omni_weights import dit_from_transformers
+from omnitrain_plugins.qwen_omni.flow_dit import FlowDiT, FlowDiTConfig
+from omnitrain_plugins.qwen_omni.weights import dit_from_transformers
 
 transformers = pytest.importorskip("transformers")
 

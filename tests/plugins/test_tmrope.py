@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from omnitrain.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg
-from omnitrain.positions import chunk_index
+from omnitrain.positions.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg
+from omnitrain.positions.pieces import chunk_index
+from omnitrain_plugins.qwen_omni.tmrope import TMRope, TMRopeConfig
 from omnitrain_plugins.rope1d import Rope1d, Rope1dConfig
-from omnitrain_plugins.tmrope import TMRope, TMRopeConfig
 
 
 def ids(*layout, **cfg):

@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from omnitrain_plugins.tmrope import TMRope, TMRopeConfig
+from omnitrain_plugins.qwen_omni.tmrope import TMRope, TMRopeConfig
 
 transformers = pytest.importorskip("transformers")
 

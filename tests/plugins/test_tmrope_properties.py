@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from omnitrain.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg
+from omnitrain.positions.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg
 from omnitrain_plugins.mrope import MRope, MRopeConfig
-from omnitrain_plugins.tmrope import TMRope, TMRopeConfig
+from omnitrain_plugins.qwen_omni.tmrope import TMRope, TMRopeConfig
 
 SCHEME = TMRope(TMRopeConfig())
 

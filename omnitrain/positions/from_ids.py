@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from omnitrain.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg
+from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg
 
 
 def audio_tokens_from_frames(frames: int) -> int:

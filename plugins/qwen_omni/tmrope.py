@@ -22,11 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnitrain.layout import VideoSeg
-from omnitrain.layout_from_ids import TokenIds, layouts_from_ids
-from omnitrain.multimodal_rope import MultimodalRope
-from omnitrain.positions import chunk_index, same_on_rows, video_t_values, vision_ids
-from omnitrain.registry import register
+from omnitrain.api import MultimodalRope, VideoSeg, register
+from omnitrain.positions.from_ids import TokenIds, layouts_from_ids
+from omnitrain.positions.pieces import chunk_index, same_on_rows, video_t_values, vision_ids
 
 
 @dataclass

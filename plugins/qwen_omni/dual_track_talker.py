@@ -26,11 +26,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from omnitrain.inference.sampling import sample_next
-from omnitrain.nn import RMSNorm, doc_causal_mask
-from omnitrain.nn.decoder import DecoderLayer, KVCache
-from omnitrain.registry import register
-from omnitrain.slots import PositionScheme, Talker, TalkerContext
+from omnitrain.api import (
+    DecoderLayer,
+    KVCache,
+    PositionScheme,
+    RMSNorm,
+    Talker,
+    TalkerContext,
+    doc_causal_mask,
+    register,
+    sample_next,
+)
 
 
 @dataclass

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from omnitrain.checksums import sha256_file
+from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video
-from omnitrain.data.shard_writer import ShardWriter
 from omnitrain.slots import Codec
 
 MEDIA = ("audio", "image", "video")

@@ -29,10 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omnitrain.api import DiT, SpeechCondition, param_dtype, register
 from omnitrain.nn.ecapa import ECAPA
-from omnitrain.nn.precision import param_dtype
-from omnitrain.registry import register
-from omnitrain.slots import DiT, SpeechCondition
 
 
 @dataclass

@@ -17,10 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitrain.audio_features import WhisperLogMel, audio_token_count
+from omnitrain.api import (
+    AudioEncoder,
+    AudioFeatureExtractor,
+    WhisperLogMel,
+    audio_token_count,
+    register,
+)
 from omnitrain.nn.segments import SegmentPlan, segment_attention
-from omnitrain.registry import register
-from omnitrain.slots import AudioEncoder, AudioFeatureExtractor
 
 
 @dataclass

@@ -17,12 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnitrain.nn import RMSNorm
-from omnitrain.nn.rotary import rotate_half
+from omnitrain.api import (
+    QwenPatchProcessor,
+    RMSNorm,
+    VisionEncoder,
+    VisionProcessor,
+    register,
+    rotate_half,
+)
 from omnitrain.nn.segments import SegmentPlan, segment_attention
-from omnitrain.registry import register
-from omnitrain.slots import VisionEncoder, VisionProcessor
-from omnitrain.vision_processing import QwenPatchProcessor
 
 
 @dataclass

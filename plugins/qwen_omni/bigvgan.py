@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from omnitrain.api import SpeechConfig, SpeechMel, TrainableVocoder, register
 from omnitrain.nn.anti_alias import AntiAliasedSnake
-from omnitrain.registry import register
-from omnitrain.slots import TrainableVocoder
-from omnitrain.speech_mel import SpeechConfig, SpeechMel
-from omnitrain_plugins.gan_discriminators import CombinedDiscriminator
+from omnitrain_plugins.qwen_omni.discriminators import CombinedDiscriminator
 
 
 @dataclass

@@ -10,10 +10,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from omnitrain.nn import RMSNorm, TransformerBlock
+from omnitrain.api import PositionScheme, RMSNorm, Thinker, TransformerBlock, register
 from omnitrain.nn.varlen import DocAttention
-from omnitrain.registry import register
-from omnitrain.slots import PositionScheme, Thinker
 
 
 @dataclass

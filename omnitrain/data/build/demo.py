@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from omnitrain.data.media_writers import encode_audio, encode_image, encode_mp4
-from omnitrain.data.shard_writer import ShardWriter, write_index
+from omnitrain.data.build.media_writers import encode_audio, encode_image, encode_mp4
+from omnitrain.data.build.shard_writer import ShardWriter, write_index
 from omnitrain.slots import Codec
 
 SR = 16000

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnitrain.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, check_layout
 from omnitrain.nn.rotary import default_section, multimodal_rotary
-from omnitrain.positions import same_on_rows, vision_ids
+from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, check_layout
+from omnitrain.positions.pieces import same_on_rows, vision_ids
 from omnitrain.slots import PositionScheme
 
 

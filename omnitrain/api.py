@@ -1,0 +1,64 @@
+"""Everything a plugin needs, in one place: the slot contracts, ``register``, the layout
+types, and the building blocks the built-in plugins are made of.
+
+A plugin is a class that subclasses one slot's base and registers under a name with a
+config dataclass::
+
+    from omnitrain.api import PositionScheme, register
+
+    @register("position", "scaled_rope", config=ScaledRopeConfig)
+    class ScaledRope(PositionScheme): ...
+
+The constructor arguments each slot receives are listed in ``omnitrain.slots``;
+``omnitrain list`` shows what is registered.
+"""
+
+from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.features.vision import QwenPatchProcessor
+from omnitrain.features.whisper_mel import WhisperLogMel, audio_token_count
+from omnitrain.inference.sampling import sample_next
+from omnitrain.nn import (
+    Attention,
+    RMSNorm,
+    SwiGLU,
+    TransformerBlock,
+    apply_rotary,
+    doc_causal_mask,
+    rotate_half,
+    segment_mask,
+    sinusoidal_embedding,
+)
+from omnitrain.nn.decoder import DecoderLayer, KVCache
+from omnitrain.nn.precision import param_dtype
+from omnitrain.nn.rotary import inverse_frequencies
+from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
+from omnitrain.positions.multimodal_rope import MultimodalRope
+from omnitrain.registry import register
+from omnitrain.slots import (
+    AudioEncoder,
+    AudioFeatureExtractor,
+    Codec,
+    DiT,
+    PositionScheme,
+    PretrainedCodec,
+    SpeechCondition,
+    Talker,
+    TalkerContext,
+    Thinker,
+    Tokenizer,
+    TrainableVocoder,
+    VisionEncoder,
+    VisionProcessor,
+    Vocoder,
+)
+from omnitrain.tokens import SPECIAL_TOKENS
+
+__all__ = [
+    "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
+    "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "PositionScheme", "PretrainedCodec",
+    "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
+    "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock",
+    "VideoSeg", "VisionEncoder", "VisionProcessor", "Vocoder", "WhisperLogMel", "apply_rotary",
+    "audio_token_count", "doc_causal_mask", "inverse_frequencies", "layout_length", "param_dtype",
+    "register", "rotate_half", "sample_next", "segment_mask", "sinusoidal_embedding",
+]

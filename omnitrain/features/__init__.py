@@ -1,0 +1,1 @@
+"""Data-side feature extraction: Whisper log-mel, vision patches, the speech mel."""
