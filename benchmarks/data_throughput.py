@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.budget import padding_waste
 from omnitrain.data.build.demo import DemoSizes, make_demo
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.registry import build
+from omnitrain.run_config import compose_config
 
 
 def pipeline_rate(cfg, batches: int) -> float:

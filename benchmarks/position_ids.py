@@ -116,8 +116,8 @@ def demo_examples(cfg, n: int):
 
 
 def training_path_share(repeats: int) -> dict:
-    from omnitrain.config.compose import compose_config
     from omnitrain.data.collate import collate
+    from omnitrain.run_config import compose_config
     from omnitrain.training.module import OmniModule
 
     cfg = compose_config(["recipe=demo"])

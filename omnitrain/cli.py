@@ -56,14 +56,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from omnitrain.config.compose import compose_config
+    from omnitrain.run_config import compose_config
 
     print(OmegaConf.to_yaml(compose_config(args.overrides), resolve=True))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from omnitrain.config.compose import compose_config
+    from omnitrain.run_config import compose_config
 
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
     from omnitrain.training.run import teardown_distributed, train
@@ -82,8 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from omnitrain.config.compose import compose_config
-    from omnitrain.training.batching import resolve_batch_size
+    from omnitrain.parallel.global_batch import resolve_batch_size
+    from omnitrain.run_config import compose_config
     from omnitrain.training.plan import (
         GiB,
         deepspeed_zero3_estimate,
@@ -111,9 +111,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_data_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from omnitrain.config.compose import compose_config
     from omnitrain.data.build.demo import DemoSizes, make_demo
     from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
 
     cfg = compose_config(args.overrides)
     codec = build("codec", cfg.codec)
@@ -130,9 +130,9 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
 def cmd_data_pack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from omnitrain.config.compose import compose_config
     from omnitrain.data.build.pack import Packer, PackOptions
     from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
 
     cfg = compose_config(args.overrides)
     options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify)

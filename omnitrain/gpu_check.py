@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STRATEGIES = ("auto", "ddp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3",
-              "deepspeed_zero3_offload", "fsdp")
 PLUGIN_SETS = {
     "baseline": (),
     "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"),
@@ -57,8 +55,20 @@ class Result:
     log: list[str] = field(default_factory=list)
 
 
+def strategy_presets() -> list[str]:
+    """Every option of the ``strategy`` group: each registered strategy at its defaults,
+    and the presets in configs/strategy/*.yaml (ZeRO stages, offload)."""
+    from omnitrain.config.compose import config_dir
+    from omnitrain.parallel import registered_strategies
+
+    files = {p.stem for p in (config_dir() / "strategy").glob("*.yaml")}
+    bare = {n for n in registered_strategies() if not any(f.startswith(f"{n}_") for f in files)}
+    return sorted(bare | files)  # a strategy with presets runs as its presets
+
+
 def cells() -> list[Cell]:
-    out = [Cell(f"{p}/{s}", (*SMALL, f"strategy={s}", *o)) for p, o in PLUGIN_SETS.items() for s in STRATEGIES]
+    out = [Cell(f"{p}/{s}", (*SMALL, f"strategy={s}", *o)) for p, o in PLUGIN_SETS.items()
+           for s in strategy_presets()]
     return out + [Cell("omni05b_full/auto", BIG, resume_export=False)]
 
 
@@ -139,7 +149,7 @@ def run_cell(cell: Cell, data: Path, out: Path, port: int, timeout: float, accel
 
 def planned_gib(cell: Cell, data: Path, accelerator: str = "gpu") -> float | None:
     """``omnitrain plan``'s per-GPU figure for the cell's own strategy, on one GPU."""
-    from omnitrain.config.compose import compose_config
+    from omnitrain.run_config import compose_config
     from omnitrain.training.plan import GiB, chosen, make_plan, per_gpu_total
 
     try:
@@ -155,9 +165,9 @@ def planned_gib(cell: Cell, data: Path, accelerator: str = "gpu") -> float | Non
 def ensure_demo(data: Path) -> None:
     if (data / "index.json").exists():
         return
-    from omnitrain.config.compose import compose_config
     from omnitrain.data.build.demo import DemoSizes, make_demo
     from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
 
     print(f"writing demo shards to {data}", flush=True)
     make_demo(data, build("codec", compose_config([]).codec), DemoSizes(train=512, val=64, heldout=4, per_shard=128))

@@ -17,17 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-SLOTS: tuple[str, ...] = (
-    "tokenizer",
-    "audio_encoder",
-    "vision_encoder",
-    "position",
-    "thinker",
-    "talker",
-    "codec",
-    "dit",
-    "vocoder",
-)
+from omnitrain.slots import SLOTS, slot_spec
 
 
 class RegistryError(KeyError):
@@ -120,6 +110,10 @@ def register(
     """
 
     def deco(cls: type) -> type:
+        base = slot_spec(slot).base  # also refuses an unknown slot
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"{slot} plugin '{name}' ({cls!r}) must subclass {base.__module__}.{base.__name__} "
+                            f"(omnitrain.api.{base.__name__}): the core calls only that contract")
         doc_lines = (cls.__doc__ or "").strip().splitlines()
         text = description or (doc_lines[0] if doc_lines else "")
         entry = PluginEntry(slot, name, cls, config, text)

@@ -4,7 +4,8 @@ A plugin subclasses one of these and registers itself with
 ``@register(slot, name, config=MyConfig)``. The core only talks to these methods, so
 any plugin that honours them can be swapped in by one config override.
 
-Constructor signatures (keyword arguments the core passes after the config):
+Constructor signatures (keyword arguments the core passes after the config; the same
+table as ``SLOT_SPECS`` at the end of this file, which ``register`` checks against):
 
 ===============  ==========================================================
 tokenizer        ``Tokenizer(cfg)``
@@ -73,7 +74,15 @@ class AudioFeatureExtractor(ABC):
         """LLM tokens the encoder produces for ``frames`` feature frames."""
 
 
-class AudioEncoder(nn.Module, ABC):
+class SlotModule(nn.Module):
+    """What every model slot's plugin has besides its forward."""
+
+    #: the repeated blocks of this plugin (``TransformerBlock``, ``DiTBlock`` ...): the units
+    #: FSDP shards one by one and per-block recomputation recomputes
+    block_types: tuple[type, ...] = ()
+
+
+class AudioEncoder(SlotModule, ABC):
     @classmethod
     @abstractmethod
     def feature_extractor(cls, cfg: Any) -> AudioFeatureExtractor: ...
@@ -105,7 +114,7 @@ class VisionProcessor(ABC):
     def temporal_patch_size(self) -> int: ...
 
 
-class VisionEncoder(nn.Module, ABC):
+class VisionEncoder(SlotModule, ABC):
     @classmethod
     @abstractmethod
     def processor(cls, cfg: Any) -> VisionProcessor: ...
@@ -144,7 +153,7 @@ class PositionScheme(nn.Module, ABC):
         )
 
 
-class Thinker(nn.Module, ABC):
+class Thinker(SlotModule, ABC):
     hidden_size: int
 
     @abstractmethod
@@ -177,7 +186,7 @@ class TalkerContext:
     speaker: Tensor  # (S,) int64 index into ``speech.speakers``
 
 
-class Talker(nn.Module, ABC):
+class Talker(SlotModule, ABC):
     """Codec tokens from the Thinker's reply. Ids >= codec_vocab_size are its specials."""
 
     vocab_size: int
@@ -278,7 +287,7 @@ class SpeechCondition:
         )
 
 
-class DiT(nn.Module, ABC):
+class DiT(SlotModule, ABC):
     """Codec tokens -> mel frames, trained by conditional flow matching."""
 
     mel_frames_per_code: int
@@ -304,7 +313,7 @@ class DiT(nn.Module, ABC):
         utterance frame of ``x[:, 0]`` when decoding a window (a multiple of the block)."""
 
 
-class Vocoder(nn.Module, ABC):
+class Vocoder(SlotModule, ABC):
     """Mel frames (normalised as ``SpeechMel`` makes them) -> waveform."""
 
     #: mel frames of context on each side that chunked synthesis gives every chunk
@@ -326,3 +335,40 @@ class TrainableVocoder(Vocoder):
         """A fresh discriminator (not part of the bundle): ``d(wave (B, samples))`` ->
         ``(scores, features)``, a list of score tensors and a list of feature-map lists,
         one entry per sub-discriminator."""
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One slot: its name, the base its plugins subclass, whether it is a module of the
+    model (trained, sharded, counted) or a data-side object, the keyword arguments the
+    core passes after the config, and the slots whose outputs flow into it (gradients
+    flow back into them)."""
+
+    name: str
+    base: type
+    module: bool
+    kwargs: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+
+
+SLOT_SPECS: tuple[SlotSpec, ...] = (
+    SlotSpec("tokenizer", Tokenizer, False),
+    SlotSpec("audio_encoder", AudioEncoder, True, ("out_dim",)),
+    SlotSpec("vision_encoder", VisionEncoder, True, ("out_dim",)),
+    SlotSpec("position", PositionScheme, False),
+    SlotSpec("thinker", Thinker, True, ("vocab_size", "position"), ("audio_encoder", "vision_encoder")),
+    SlotSpec("talker", Talker, True, ("thinker_hidden_size", "codec_vocab_size", "position", "num_speakers"),
+             ("thinker", "audio_encoder", "vision_encoder")),
+    SlotSpec("codec", Codec, False),
+    SlotSpec("dit", DiT, True, ("codec_vocab_size", "n_mels", "num_speakers")),
+    SlotSpec("vocoder", Vocoder, True, ("mel",)),
+)
+SLOTS: tuple[str, ...] = tuple(spec.name for spec in SLOT_SPECS)
+MODEL_SLOTS: tuple[str, ...] = tuple(spec.name for spec in SLOT_SPECS if spec.module)
+
+
+def slot_spec(name: str) -> SlotSpec:
+    for spec in SLOT_SPECS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown slot '{name}'. Slots: {', '.join(SLOTS)}")

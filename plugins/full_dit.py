@@ -59,6 +59,8 @@ class FullDiT(DiT):
     whole utterance, so it decodes only once all codes are known.
     """
 
+    block_types = (AdaLNZeroBlock,)
+
     def __init__(self, cfg: FullDiTConfig, codec_vocab_size: int, n_mels: int, num_speakers: int = 1) -> None:
         super().__init__()
         self.cfg = cfg

@@ -38,11 +38,12 @@ class GriffinLimVocoder(Vocoder):
 
     @torch.no_grad()
     def forward(self, mel: Tensor) -> Tensor:
-        magnitude = self.mel.to_magnitude(mel.float())  # (B, n_mels, T)
-        linear = (self._inverse_filterbank(mel.device) @ magnitude).clamp_min(0.0)  # (B, n_freqs, T)
-        s = self.mel.cfg
-        window, _ = self.mel.constants(mel.device)
-        return torchaudio.functional.griffinlim(
-            linear, window, s.n_fft, s.hop_length, s.n_fft, power=1.0, n_iter=self.cfg.n_iter,
-            momentum=self.cfg.momentum, length=None, rand_init=True,
-        )
+        with torch.autocast(mel.device.type, enabled=False):  # FFTs refuse bf16
+            magnitude = self.mel.to_magnitude(mel.float())  # (B, n_mels, T)
+            linear = (self._inverse_filterbank(mel.device) @ magnitude).clamp_min(0.0)  # (B, n_freqs, T)
+            s = self.mel.cfg
+            window, _ = self.mel.constants(mel.device)
+            return torchaudio.functional.griffinlim(
+                linear, window, s.n_fft, s.hop_length, s.n_fft, power=1.0, n_iter=self.cfg.n_iter,
+                momentum=self.cfg.momentum, length=None, rand_init=True,
+            )

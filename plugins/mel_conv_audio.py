@@ -39,6 +39,8 @@ class MelConvAudioConfig:
 class MelConvAudioEncoder(AudioEncoder):
     """Conv stem + small transformer over log-mel; baseline audio encoder."""
 
+    block_types = (TransformerBlock,)
+
     def __init__(self, cfg: MelConvAudioConfig, out_dim: int) -> None:
         super().__init__()
         self.cfg = cfg

@@ -44,6 +44,8 @@ class PatchViTConfig:
 class PatchViT(VisionEncoder):
     """Linear patch embedding + small transformer + 2x2 patch merger; baseline."""
 
+    block_types = (TransformerBlock,)
+
     def __init__(self, cfg: PatchViTConfig, out_dim: int) -> None:
         super().__init__()
         self.cfg = cfg

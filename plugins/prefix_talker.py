@@ -42,6 +42,8 @@ class PrefixTalker(Talker):
     Reads only the reply (not the prompt, not the speaker) and numbers its own positions.
     """
 
+    block_types = (TransformerBlock,)
+
     def __init__(self, cfg: PrefixTalkerConfig, thinker_hidden_size: int, codec_vocab_size: int,
                  position: PositionScheme | None = None, num_speakers: int = 1) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omnitrain.config.compose import compose_config
+from omnitrain.run_config import compose_config
 from omnitrain.training.plan import GiB, chosen, layout, make_plan, per_gpu_total
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

@@ -15,9 +15,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-from omnitrain.config.compose import compose_config  # noqa: E402
 from omnitrain.data.build.demo import make_demo  # noqa: E402
 from omnitrain.registry import build  # noqa: E402
+from omnitrain.run_config import compose_config  # noqa: E402
 from tests.helpers import SMALL_DEMO, smoke_overrides  # noqa: E402
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -13,7 +13,9 @@ README = (ROOT / "README.md").read_text()
 
 def test_named_strategies_exist():
     names = set(re.findall(r"strategy=(\w+)", README)) | set(re.findall(r"\| `(\w+)` \|", README))
-    strategies = {p.stem for p in (ROOT / "configs" / "strategy").glob("*.yaml")}
+    from omnitrain.parallel import registered_strategies
+
+    strategies = {p.stem for p in (ROOT / "configs" / "strategy").glob("*.yaml")} | set(registered_strategies())
     named = {n for n in names if n.startswith(("ddp", "fsdp", "deepspeed"))}
     assert named and named <= strategies, named - strategies
     assert {"ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3",

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config, recipe_files
+from omnitrain.config.compose import recipe_files
+from omnitrain.run_config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 import pytest
+import torch
 from hydra.core.config_store import ConfigStore
 
-from omnitrain.config.compose import compose_config
 from omnitrain.config.validate import ConfigError
 from omnitrain.plugin_loading import ENTRY_POINT_GROUP, load_plugins
 from omnitrain.registry import SLOTS, RegistryError, build, register, registry
+from omnitrain.run_config import compose_config
+from omnitrain.slots import Codec
 
 
 def test_every_slot_has_a_builtin_plugin_from_entry_points():
@@ -29,16 +31,28 @@ def test_duplicate_name_is_an_error():
         pass
 
     @register("codec", "dup_test_codec", config=Cfg)
-    class First:
+    class First(Codec):
         def __init__(self, cfg):
             pass
 
     with pytest.raises(RegistryError, match="registered twice"):
 
         @register("codec", "dup_test_codec", config=Cfg)
-        class Second:
+        class Second(Codec):
             def __init__(self, cfg):
                 pass
+
+
+def test_a_plugin_must_subclass_its_slots_base():
+    @dataclass
+    class Cfg:
+        pass
+
+    with pytest.raises(TypeError, match="must subclass omnitrain.slots.DiT"):
+
+        @register("dit", "not_a_dit", config=Cfg)
+        class NotADiT(torch.nn.Module):
+            pass
 
 
 def test_unknown_name_lists_the_registered_ones():

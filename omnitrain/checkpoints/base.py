@@ -39,7 +39,7 @@ class TensorSpec:
 
 class CheckpointReader(Protocol):
     path: Path
-    kind: str  # "file", "deepspeed" or "fsdp": the strategy family that can resume it
+    kind: str  # the strategy family that wrote it and can resume it (``Strategy.checkpoint_kind``)
 
     def config(self) -> DictConfig:
         """The run config stored with the checkpoint."""

@@ -12,6 +12,7 @@ from omnitrain.checkpoints.base import Sink, TensorSpec, config_from, export_dty
 
 
 class LightningFileReader:
+    describes = "a Lightning .ckpt file"
     kind = "file"  # the strategy family that wrote (and can resume) it
     """Memory-maps the file, so only the tensor being written is read into memory."""
 

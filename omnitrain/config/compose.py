@@ -10,6 +10,7 @@ Plugins a run needs (from ``plugins=[...]`` or a recipe's ``plugins:``) are impo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from importlib.resources import files
 from pathlib import Path
 
@@ -65,8 +66,11 @@ def _plugins_named(overrides: list[str]) -> list[str]:
     return specs
 
 
-def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
-    """The validated run config. Raises ``ConfigError`` with a message that says what to change."""
+def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
+                owner_checks: Iterable[Callable[[DictConfig], list[str]]] = ()) -> DictConfig:
+    """The composed config, validated against every schema and by ``owner_checks``.
+    Raises ``ConfigError`` with a message that says what to change. Callers use
+    ``omnitrain.run_config.compose_config``, which brings every owner's checks."""
     overrides = list(overrides)
     try:
         load_plugins(_plugins_named(overrides))
@@ -93,7 +97,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str
         cfg.size = size
         report_unsized(config_dir(), size, cfg)
     load_plugins(list(cfg.get("plugins") or []))
-    validate(cfg)
+    validate(cfg, owner_checks)
     return cfg
 
 

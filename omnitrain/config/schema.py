@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnitrain.features.speech_mel import SpeechConfig
-from omnitrain.model.omni_model import LossConfig
+
+
+@dataclass
+class LossConfig:
+    text: float = 1.0
+    codec: float = 1.0
+    flow: float = 1.0
+    flow_cond_drop: float = 0.1  # condition dropout, enables classifier-free guidance
+    flow_ref_drop: float = 0.2  # reference-only dropout: the DiT also speaks without one
+    talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Check a composed config before any expensive work: keys, types, plugin names, and the
-constraints that tie slots together. All problems are reported at once.
+constraints that tie slots together; then the checks the owners of other settings bring
+(strategies, the global batch, the ODE sampler). All problems are reported at once.
 """
 
 from __future__ import annotations
@@ -7,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+from collections.abc import Callable, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS
 from omnitrain.registry import SLOTS, build, plugin_config
+from omnitrain.slots import MODEL_SLOTS
 
 TRAINER_OWNED = {
     "logger": "the logger section",
@@ -75,7 +78,10 @@ def _check_speech_rates(cfg: DictConfig) -> list[str]:
     return []
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, owner_checks: Iterable[Callable[[DictConfig], list[str]]] = ()) -> None:
+    """Raise ``ConfigError`` listing every problem: the config's own (keys, types, slot
+    plugins, ranges, how sections tie together) and those found by ``owner_checks``, the
+    checks each part of omnitrain brings for its settings (``omnitrain.run_config``)."""
     problems: list[str] = []
     known = set(SLOTS) | set(SECTION_SCHEMAS) | set(SCALAR_KEYS) | {"trainer", "strategy"}
     for key in cfg:
@@ -101,20 +107,11 @@ def validate(cfg: DictConfig) -> None:
                 problems.append(f"{section}: {exc}".splitlines()[0])
     if "trainer" in cfg:
         problems += _check_trainer(cfg.trainer)
-    if "strategy" in cfg and "trainer" in cfg:
-        from omnitrain.training.strategies import check_strategy
-
-        problems += check_strategy(cfg)
-    if "data" in cfg and "trainer" in cfg:
-        from omnitrain.training.batching import static_batch_problems
-
-        problems += static_batch_problems(cfg)
     optim = cfg.get("optim")
     if optim is not None:
-        model_slots = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
         for slot in list(optim.get("freeze") or []) + list(optim.get("slot_lr") or {}):
-            if slot not in model_slots:
-                problems.append(f"optim: '{slot}' is not a trainable slot; use one of {list(model_slots)}")
+            if slot not in MODEL_SLOTS:
+                problems.append(f"optim: '{slot}' is not a trainable slot; use one of {list(MODEL_SLOTS)}")
         if optim.get("schedule") not in ("cosine", "constant"):
             problems.append(f"optim.schedule must be 'cosine' or 'constant', got {optim.get('schedule')!r}")
     data = cfg.get("data")
@@ -139,5 +136,8 @@ def validate(cfg: DictConfig) -> None:
             problems += _check_speech_rates(cfg)
         except Exception as exc:
             problems.append(f"codec/dit/speech: {exc}")
+    if not problems:  # owners read typed values: only once the schema holds
+        for check in owner_checks:
+            problems += check(cfg)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

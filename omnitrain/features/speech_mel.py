@@ -65,11 +65,12 @@ class SpeechMel:
         """Mel magnitudes (..., n_mels, frames): torchaudio's MelSpectrogram, power 1."""
         window, fb = self.constants(wave.device)
         c = self.cfg
-        spec = torchaudio.functional.spectrogram(
-            wave.float(), pad=0, window=window, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
-            power=1.0, normalized=False, center=True, pad_mode="reflect", onesided=True,
-        )
-        return torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
+        with torch.autocast(wave.device.type, enabled=False):  # fp32 even inside a bf16 step
+            spec = torchaudio.functional.spectrogram(
+                wave.float(), pad=0, window=window, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
+                power=1.0, normalized=False, center=True, pad_mode="reflect", onesided=True,
+            )
+            return torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
 
     def __call__(self, wave: Tensor) -> Tensor:
         mel = self.magnitude(wave)

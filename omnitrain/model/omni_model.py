@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from omnitrain.config.schema import LossConfig
 from omnitrain.data.batch import Batch
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
@@ -25,16 +26,6 @@ from omnitrain.slots import SpeechCondition, TalkerContext
 from omnitrain.tokens import IGNORE_INDEX
 
 MODEL_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
-
-
-@dataclass
-class LossConfig:
-    text: float = 1.0
-    codec: float = 1.0
-    flow: float = 1.0
-    flow_cond_drop: float = 0.1  # condition dropout, enables classifier-free guidance
-    flow_ref_drop: float = 0.2  # reference-only dropout: the DiT also speaks without one
-    talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
 
 
 @dataclass

@@ -10,8 +10,8 @@ right dtype under bf16 weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -24,36 +24,25 @@ def param_dtype(module: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+#: context managers a strategy adds around data made during model construction (DeepSpeed
+#: pauses its ``zero.Init`` tensor patches), so nothing here names a strategy
+DATA_GUARDS: list[Callable[[], AbstractContextManager]] = []
+
+
 @contextmanager
 def fp32_cpu_data() -> Iterator[None]:
     """Make data tensors (dummy inputs, features, a codec's tables) in fp32 on the CPU
     whatever construction context is active: Lightning's ``bf16-true`` sets a bf16
     default dtype (for init and forward), meta or sharded construction a default device,
-    and DeepSpeed's ``zero.Init`` patches ``torch.zeros``/``torch.tensor``... to make
-    bf16 tensors on the accelerator (paused here; no parameters may be made inside)."""
+    and a sharded construction may patch tensor constructors (its ``DATA_GUARDS`` entry
+    undoes that here; no parameters may be made inside)."""
     saved = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
-    paused = _pause_zero_init()
     try:
-        with torch.device("cpu"):
+        with ExitStack() as stack:
+            for guard in DATA_GUARDS:
+                stack.enter_context(guard())
+            stack.enter_context(torch.device("cpu"))
             yield
     finally:
         torch.set_default_dtype(saved)
-        if paused:
-            from deepspeed.runtime.zero.partition_parameters import restore_init_context
-
-            restore_init_context()
-
-
-def _pause_zero_init() -> bool:
-    """Undo DeepSpeed's zero.Init patches if a zero.Init context is open; True if paused."""
-    import sys
-
-    if "deepspeed" not in sys.modules:  # nobody opened one
-        return False
-    from deepspeed.runtime.zero import partition_parameters as pp
-
-    if pp.top_level_context is None:
-        return False
-    pp.shutdown_init_context()
-    return True

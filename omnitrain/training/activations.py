@@ -43,17 +43,6 @@ BYTES_PER_ELEMENT = {"32": 4.0, "bf16-mixed": 2.6, "bf16": 2.0}
 LOGIT_BYTES = {"32": 12.0, "bf16-mixed": 12.0, "bf16": 12.0}
 
 
-def precision_kind(precision: str) -> str:
-    """``32`` (fp32 weights and math), ``bf16-mixed`` (autocast over fp32 weights) or
-    ``bf16`` (bf16 weights: bf16-true, DeepSpeed/FSDP bf16)."""
-    p = str(precision)
-    if p.startswith("bf16-mixed") or p.startswith("16-mixed"):
-        return "bf16-mixed"
-    if p.startswith(("bf16", "16")):
-        return "bf16"
-    return "32"
-
-
 @dataclass
 class BatchShape:
     """Positions one micro-batch gives each slot (the Thinker's grid includes padding)."""
@@ -111,12 +100,12 @@ def matmul_widths(module: nn.Module, skip_out: int | None = None) -> int:
     return total
 
 
-def activation_bytes(model: nn.Module, shape: BatchShape, precision: str, grads: set[str],
+def activation_bytes(model: nn.Module, shape: BatchShape, kind: str, grads: set[str],
                      recompute: bool = False) -> float:
-    """Bytes of activations one micro-step keeps at its peak. Only slots backward runs
-    through keep any (``grads``); with per-block recomputation, about one block's worth
-    per slot plus each block's input."""
-    kind = precision_kind(precision)
+    """Bytes of activations one micro-step keeps at its peak, computing as ``kind``
+    (``omnitrain.parallel.precision_kind``). Only slots backward runs through keep any
+    (``grads``); with per-block recomputation, about one block's worth per slot plus each
+    block's input."""
     per_element = ELEMENTS_FACTOR[kind] * BYTES_PER_ELEMENT[kind]
     total = 0.0
     vocab = model.tokenizer.vocab_size

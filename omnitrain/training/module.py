@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from contextlib import nullcontext
 
 import lightning as L
 import numpy as np
@@ -19,10 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
+from omnitrain.parallel import Strategy, strategy_for
 from omnitrain.slots import SpeechCondition
 from omnitrain.training.init_from import load_matching
-from omnitrain.training.strategies import offloads_optimizer
-from omnitrain.training.zero_init import gathered_for_write, zero3_safe_inits
 
 log = logging.getLogger("omnitrain")
 
@@ -49,20 +47,26 @@ class OmniModule(L.LightningModule):
         self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True)})
         self.cfg = cfg
         self.model: OmniModel | None = None
+        self._strategy: Strategy | None = None
         self.skipped: Counter[str] = Counter()
         self._micro = (-1, 0)  # (global step, micro-batch within it) of the last batch
 
+    @property
+    def strategy(self) -> Strategy:
+        if self._strategy is None:
+            self._strategy = strategy_for(self.cfg)
+        return self._strategy
+
     def configure_model(self) -> None:
-        """Runs inside the strategy's sharded context: under ZeRO-3 (``zero.Init``) each
+        """Runs inside the strategy's sharded context (under ZeRO-3, ``zero.Init``: each
         module's parameters are partitioned as it is built, so no rank ever holds the
-        whole model; ``zero3_safe_inits`` keeps the initial weights those of a plain build."""
+        whole model), and inside the strategy's own construction context."""
         if self.model is not None:
             return
-        sharded = self.cfg.strategy.get("name") == "deepspeed" and self.cfg.strategy.get("stage") == 3
-        with zero3_safe_inits() if sharded else nullcontext():
+        with self.strategy.construction():
             self.model = OmniModel(self.cfg)
         if self.cfg.get("init_from"):
-            with gathered_for_write(self.model) if sharded else nullcontext():
+            with self.strategy.loading(self.model):
                 load_matching(self.model, self.cfg.init_from)
         for slot in frozen_slots(self.cfg):
             getattr(self.model, slot).requires_grad_(False)
@@ -124,14 +128,9 @@ class OmniModule(L.LightningModule):
         return wave[0]
 
     def _full_parameters(self):
-        """Under FSDP, calling a submodule outside the root's forward sees flat shards:
-        gather full parameters for the block (every rank must enter it)."""
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        wrapped = self.trainer.strategy.model if self._trainer is not None else None
-        if isinstance(wrapped, FSDP):
-            return FSDP.summon_full_params(wrapped, writeback=False)
-        return nullcontext()
+        """Calling a submodule outside the root's forward (the strategy decides what that
+        needs: FSDP gathers full parameters, every rank entering)."""
+        return self.strategy.full_parameters(self.trainer if self._trainer is not None else None)
 
     def _log_skips(self, batch: Batch) -> None:
         self.skipped.update(batch.skipped)
@@ -143,11 +142,8 @@ class OmniModule(L.LightningModule):
 
     # ---- optimisation ----------------------------------------------------------
     def on_before_optimizer_step(self, optimizer) -> None:
-        """FSDP: clip by the global norm over all shards (Lightning's FSDP precision
-        plugin refuses ``gradient_clip_val``, so ``build_trainer`` hands it to us)."""
-        clip = self.cfg.trainer.get("gradient_clip_val")
-        if clip and self.cfg.strategy.get("name") == "fsdp":
-            self.trainer.model.clip_grad_norm_(float(clip))
+        """Strategies that clip gradients themselves do it here (FSDP: by the global norm)."""
+        self.strategy.before_optimizer_step(self.trainer, self.cfg.trainer.get("gradient_clip_val"))
 
     def param_groups(self) -> list[dict]:
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
@@ -167,13 +163,10 @@ class OmniModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
-        if offloads_optimizer(self.cfg):  # ZeRO-Offload steps on the CPU with DeepSpeed's Adam
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-            optimizer = DeepSpeedCPUAdam(self.param_groups(), lr=opt.lr, betas=tuple(opt.betas),
-                                         eps=opt.eps, adamw_mode=True)
-        else:
-            optimizer = torch.optim.AdamW(self.param_groups(), betas=tuple(opt.betas), eps=opt.eps)
+        groups = self.param_groups()
+        optimizer = self.strategy.optimizer(groups, opt.lr, tuple(opt.betas), opt.eps)  # e.g. ZeRO-Offload's
+        if optimizer is None:
+            optimizer = torch.optim.AdamW(groups, betas=tuple(opt.betas), eps=opt.eps)
         total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else 1))
 
         def lr_at(step: int) -> float:

@@ -3,18 +3,9 @@
 Model states follow the mixed-precision Adam model of the ZeRO paper (Rajbhandari et
 al. 2020): per trainable parameter 2 bytes of 16-bit weight, 2 of 16-bit gradient and
 12 of fp32 master weight + Adam moments (16 in all); a frozen parameter keeps its
-16-bit weight only. Per GPU, with N GPUs, T trainable and F frozen parameters:
-
-    ddp            2(T+F) + 14T
-    ZeRO-1         2(T+F) + 2T + 12T/N        (optimizer states sharded)
-    ZeRO-2         2(T+F) + 14T/N             (+ gradients sharded)
-    ZeRO-3, FSDP   (2(T+F) + 14T)/N           (+ parameters sharded)
-    ZeRO-3 offload 0 on the GPU (all of it in host memory)
-
-plus the working buffers the engines really allocate: ZeRO-1/2 reduce and all-gather
-buckets (2 bytes x bucket elements), ZeRO-3 the gathered largest layer (its 16-bit
-weight and gradient, 4 bytes x its parameters, as DeepSpeed's estimator counts it) and
-its reduce and prefetch buckets. Activations come from what the batches hold
+16-bit weight only. Each strategy shards them its own way and says how in its
+``state_rows`` (DDP: 2(T+F) + 14T per GPU; ZeRO-1/2/3, offload and FSDP divide parts of
+it by N and add the buffers their engines allocate). Activations come from what the batches hold
 (``omnitrain.training.activations``: the token budget, batches drawn from the shards,
 and the measured cost per matmul width), and the plan says which source it used.
 """
@@ -26,59 +17,41 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from omnitrain.model.meta import meta_model
-from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape, precision_kind
+from omnitrain.parallel import registered_strategies, strategy_for
+from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape
 from omnitrain.training.flops import gradient_slots
 from omnitrain.training.model_stats import ModelStats, model_stats
 
 GiB = 2**30
-STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "zero3_offload")
 
 
 @dataclass
 class Plan:
     stats: ModelStats
     gpus: int
-    states: dict[str, float]  # bytes per GPU for model states + engine buffers, by strategy
+    states: dict[str, float]  # bytes per GPU for model states + engine buffers, by strategy row
     host: dict[str, float]  # bytes of host memory per node, where a strategy offloads
     activations: float  # bytes per GPU, no recomputation
     activations_recomputed: float
-    recompute: bool  # the config recomputes activations (FSDP activation_checkpointing)
+    recompute: bool  # the configured strategy recomputes each block
     vocab: int
     shape: BatchShape  # positions per slot of one micro-batch, and where they came from
     compute: str  # how the step computes: 32 | bf16-mixed | bf16
 
 
-def _buckets(cfg: DictConfig) -> tuple[int, int, int]:
-    """(reduce, all-gather, prefetch) bucket elements: the strategy's if DeepSpeed, else defaults."""
-    s = cfg.strategy if cfg.strategy.get("name") == "deepspeed" else {}
-    return (int(s.get("reduce_bucket_size", 200_000_000)), int(s.get("allgather_bucket_size", 200_000_000)),
-            int(s.get("prefetch_bucket_size", 50_000_000)))
-
-
 def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: DictConfig
                       ) -> tuple[dict[str, float], dict[str, float]]:
-    t, p = stats.trainable, stats.params
-    reduce, gather, prefetch = _buckets(cfg)
-    zero12 = 2.0 * (reduce + gather)
-    zero3 = 4.0 * stats.largest_layer + 2.0 * (reduce + prefetch)
-    sharded = (2.0 * p + 14.0 * t) / gpus
-    states = {
-        "ddp": 2.0 * p + 14.0 * t,
-        "zero1": 2.0 * p + 2.0 * t + 12.0 * t / gpus + zero12,
-        "zero2": 2.0 * p + 14.0 * t / gpus + zero12,
-        "zero3": sharded + zero3,
-        "zero3_offload": zero3,
-    }
-    host = {"zero3_offload": sharded * per_node}
+    """Every registered strategy's rows (its own memory model); the configured strategy's
+    rows use its options (bucket sizes), the others their defaults."""
+    configured = strategy_for(cfg)
+    states, host = {}, {}
+    for cls in registered_strategies().values():
+        options = configured.options if isinstance(configured, cls) else None
+        for row, (gpu, host_bytes) in cls.state_rows(stats, gpus, per_node, options).items():
+            states.setdefault(row, gpu)
+            if host_bytes:
+                host.setdefault(row, host_bytes)
     return states, host
-
-
-def compute_kind(cfg: DictConfig) -> str:
-    """DeepSpeed and FSDP turn ``bf16-mixed`` into bf16 weights; elsewhere it is autocast."""
-    kind = precision_kind(str(cfg.trainer.get("precision", "32-true")))
-    if kind == "bf16-mixed" and cfg.strategy.get("name") in ("deepspeed", "fsdp"):
-        return "bf16"
-    return kind
 
 
 def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None) -> Plan:
@@ -86,16 +59,17 @@ def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None, shape: Ba
     stats = model_stats(model, cfg)
     states, host = model_state_bytes(stats, gpus, per_node or gpus, cfg)
     shape = shape or batch_shape(cfg, model)
-    kind, grads = compute_kind(cfg), gradient_slots(cfg)
+    strategy = strategy_for(cfg)
+    kind, grads = strategy.compute_kind(), gradient_slots(cfg)
     full = activation_bytes(model, shape, kind, grads)
     recomputed = activation_bytes(model, shape, kind, grads, recompute=True)
-    recompute = bool(cfg.strategy.get("activation_checkpointing", False))
+    recompute = bool(getattr(strategy, "recomputes", False))
     return Plan(stats, gpus, states, host, full, recomputed, recompute, int(model.tokenizer.vocab_size),
                 shape, kind)
 
 
 def per_gpu_total(plan: Plan, strategy: str) -> float:
-    """Bytes per GPU for ``strategy`` (a ``STRATEGIES`` row) with this config's activations."""
+    """Bytes per GPU for ``strategy`` (a row of ``states``) with this config's activations."""
     return plan.states[strategy] + (plan.activations_recomputed if plan.recompute else plan.activations)
 
 
@@ -113,12 +87,7 @@ def layout(cfg: DictConfig, gpus: int | None = None, nodes: int | None = None) -
 
 def chosen(cfg: DictConfig) -> str:
     """The plan row of the configured strategy."""
-    s = cfg.strategy
-    if s.name == "deepspeed":
-        return "zero3_offload" if s.get("offload_parameters") else f"zero{s.stage}"
-    if s.name == "fsdp":
-        return "zero2" if s.get("sharding_strategy") == "SHARD_GRAD_OP" else "zero3"
-    return "ddp"
+    return strategy_for(cfg).plan_row
 
 
 def deepspeed_zero3_estimate(stats: ModelStats, gpus_per_node: int, nodes: int) -> float:
@@ -149,7 +118,7 @@ def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, li
                  f"GPU memory {gpu_memory / GiB:.0f} GiB:")
     mine = chosen(cfg)
     warnings = []
-    for name in STRATEGIES:
+    for name in plan.states:
         total = plan.states[name] + act
         fits = "fits" if total <= gpu_memory else "DOES NOT FIT"
         mark = "  <- strategy of this config" if name == mine else ""
@@ -158,7 +127,7 @@ def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, li
                      f"{total / GiB:>7.1f} GiB  {fits}{extra}{mark}")
     total = plan.states[mine] + act
     if total > gpu_memory:
-        fitting = [n for n in STRATEGIES if plan.states[n] + act <= gpu_memory]
+        fitting = [n for n in plan.states if plan.states[n] + act <= gpu_memory]
         hint = f"strategies that fit: {fitting}" if fitting else "no strategy fits"
         if not plan.recompute and plan.states[mine] + plan.activations_recomputed <= gpu_memory:
             hint += "; with activation recomputation the configured one would"

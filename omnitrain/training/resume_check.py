@@ -15,10 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from omnitrain.checkpoints import CheckpointError, open_checkpoint
 from omnitrain.config.validate import ConfigError
 from omnitrain.model.meta import meta_model, unique_tensors
+from omnitrain.parallel import strategy_for
 from omnitrain.registry import SLOTS
-from omnitrain.training.batching import world_size_of
-
-RESUMES = {"file": {"auto", "ddp"}, "deepspeed": {"deepspeed"}, "fsdp": {"fsdp"}}
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -44,19 +42,9 @@ def check_resume_shapes(cfg: DictConfig, path: Path) -> None:
         old_cfg = reader.config()
     except CheckpointError as exc:
         raise ConfigError(f"resume={cfg.resume}: {exc}") from exc
-    strategy = cfg.strategy.name
-    if strategy not in RESUMES[reader.kind]:
-        raise ConfigError(
-            f"resume={cfg.resume}: '{path}' was written by a {reader.kind} strategy and cannot be "
-            f"resumed with strategy={strategy}; resume with {sorted(RESUMES[reader.kind])}, or export it "
-            f"(omnitrain export {path} BUNDLE) to start a new run from its weights"
-        )
-    world = getattr(reader, "world", None)
-    if reader.kind == "deepspeed" and world not in (None, world_size_of(cfg)):
-        raise ConfigError(
-            f"resume={cfg.resume}: '{path}' holds ZeRO shards for {world} processes but this run has "
-            f"{world_size_of(cfg)}; resume on {world} processes, or export it to a bundle first"
-        )
+    problems = strategy_for(cfg).resume_problems(reader)
+    if problems:
+        raise ConfigError(f"resume={cfg.resume}: " + "; ".join(problems))
     expected = {n: tuple(t.shape) for n, t in unique_tensors(meta_model(cfg)).items()}
     shapes = [f"{n} is {tuple(found[n].shape)} in the checkpoint but {s} in this config"
               for n, s in expected.items() if n in found and tuple(found[n].shape) != s]

@@ -15,8 +15,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.data.datamodule import OmniDataModule
-from omnitrain.training.batching import resolve_batch_size, world_size_of
-from omnitrain.training.deepspeed_config import deepspeed_config, write_deepspeed_config
+from omnitrain.parallel import strategy_for, world_size_of
+from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.training.module import OmniModule
 from omnitrain.training.resume_check import check_resume_shapes
 from omnitrain.training.trainer_factory import build_trainer
@@ -87,8 +87,7 @@ def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        if cfg.strategy.name == "deepspeed":
-            write_deepspeed_config(deepspeed_config(cfg), run_dir / "deepspeed.json")
+        strategy_for(cfg).write_files(run_dir)
     if _vocoder_stage(cfg):
         from omnitrain.training.vocoder_module import VocoderModule
 

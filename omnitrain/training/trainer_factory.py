@@ -10,10 +10,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.parallel import strategy_for
 from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
 from omnitrain.training.checkpoint_callback import StepCheckpoints
-from omnitrain.training.strategies import build_strategy
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -54,13 +54,12 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if cfg.strategy.name == "fsdp":  # FSDP clips in OmniModule.on_before_optimizer_step
-        trainer_args["gradient_clip_val"] = None
+    strategy = strategy_for(cfg)
+    trainer_args = strategy.trainer_args(OmegaConf.to_container(cfg.trainer, resolve=True))
     loggers = build_loggers(cfg)
     return L.Trainer(
         **trainer_args,
-        strategy=build_strategy(cfg),
+        strategy=strategy.lightning(),
         logger=loggers or False,
         callbacks=build_callbacks(cfg),
         default_root_dir=str(cfg.run_dir),

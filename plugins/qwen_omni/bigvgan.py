@@ -66,6 +66,8 @@ class AMPBlock(nn.Module):
 class BigVGAN(TrainableVocoder):
     """BigVGAN generator (anti-aliased Snake, AMP blocks); trained with GAN losses."""
 
+    block_types = (AMPBlock,)
+
     def __init__(self, cfg: BigVGANConfig, mel: SpeechMel) -> None:
         super().__init__()
         self.cfg = cfg

@@ -69,6 +69,8 @@ def continue_as_text(prompt_positions: Tensor, n: int) -> Tensor:
 class DualTrackTalker(Talker):
     """Qwen2.5-Omni Talker: previous codec token + the Thinker's reply vector each step."""
 
+    block_types = (DecoderLayer,)
+
     def __init__(self, cfg: DualTrackTalkerConfig, thinker_hidden_size: int, codec_vocab_size: int,
                  position: PositionScheme, num_speakers: int = 1) -> None:
         super().__init__()

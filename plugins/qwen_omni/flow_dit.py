@@ -128,6 +128,8 @@ class DiTBlock(nn.Module):
 class FlowDiT(DiT):
     """Qwen2.5-Omni token2wav DiT: block-wise sliding-window attention, speaker + reference."""
 
+    block_types = (DiTBlock,)
+
     def __init__(self, cfg: FlowDiTConfig, codec_vocab_size: int, n_mels: int, num_speakers: int = 1) -> None:
         super().__init__()
         self.cfg = cfg

@@ -30,6 +30,8 @@ class Qwen2ThinkerConfig:
 class Qwen2Thinker(Thinker):
     """Qwen2 decoder (GQA, SwiGLU, RMSNorm) over mixed text/media embeddings."""
 
+    block_types = (TransformerBlock,)
+
     def __init__(self, cfg: Qwen2ThinkerConfig, vocab_size: int, position: PositionScheme) -> None:
         super().__init__()
         if cfg.hidden_size % cfg.heads:

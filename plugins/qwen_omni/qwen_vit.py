@@ -82,6 +82,8 @@ class PatchMerger(nn.Module):
 class QwenViT(VisionEncoder):
     """Qwen2.5-Omni ViT: 2D RoPE, window + full attention, 2x2 merger."""
 
+    block_types = (VisionBlock,)
+
     def __init__(self, cfg: QwenViTConfig, out_dim: int) -> None:
         super().__init__()
         if cfg.hidden_size % cfg.heads or (cfg.hidden_size // cfg.heads) % 4:

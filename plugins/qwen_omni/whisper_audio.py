@@ -73,6 +73,8 @@ class EncoderLayer(nn.Module):
 class WhisperAudioEncoder(AudioEncoder):
     """Qwen2.5-Omni audio tower: chunked conv stem, block-wise attention, pooled to 40 ms."""
 
+    block_types = (EncoderLayer,)
+
     def __init__(self, cfg: WhisperAudioConfig, out_dim: int) -> None:
         super().__init__()
         if cfg.n_window % 2 or cfg.d_model % cfg.heads:

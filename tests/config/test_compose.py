@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from omnitrain.config.compose import compose_config, recipe_files
+from omnitrain.config.compose import recipe_files
 from omnitrain.config.validate import ConfigError
 from omnitrain.plugin_loading import load_plugins
 from omnitrain.registry import SLOTS, registry
+from omnitrain.run_config import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_FILES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.config.validate import ConfigError
 from omnitrain.data.budget import TokenBudgetBatches, padding_waste
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
 TOKENS = ("data.batching=tokens", "data.pack_length=256", "data.max_tokens=256", "data.rows_per_batch=2",

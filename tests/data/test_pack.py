@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config
 from omnitrain.data.build.demo import dtmf, image_of, reply_speech, video_of
 from omnitrain.data.build.media_writers import encode_audio, encode_image
 from omnitrain.data.build.pack import Packer, PackError, PackOptions
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.registry import build
+from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.collate import collate, pack_rows
 from omnitrain.data.sample_builder import SampleBuilder
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.nn.varlen import DocAttention
+from omnitrain.run_config import compose_config
 from tests.data.test_sample_builder import samples_of
 from tests.helpers import smoke_overrides
 

@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.data.shards import ShardError, resolve_shards
+from omnitrain.run_config import compose_config
 from tests.helpers import SMALL_DEMO, smoke_overrides
 
 PAD = 256  # byte tokenizer's pad id

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.collate import collate
 from omnitrain.data.sample_builder import SampleBuilder
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.run_config import compose_config
 from tests.data.test_pipeline import rewrite, run_val_pipeline
 from tests.helpers import smoke_overrides
 

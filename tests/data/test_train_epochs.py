@@ -3,9 +3,9 @@ batch b yields what an uninterrupted one yields from b on, with and without work
 
 from __future__ import annotations
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.pipeline import make_pipeline
+from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
 EPOCH = 4

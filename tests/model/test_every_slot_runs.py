@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnitrain.config.compose import compose_config
 from omnitrain.registry import build
+from omnitrain.run_config import compose_config
 from omnitrain.training.module import OmniModule
 from tests.helpers import modality_batches, smoke_overrides
 

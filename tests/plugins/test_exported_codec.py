@@ -15,13 +15,13 @@ from torch import nn
 
 from omnitrain.bundle import export_bundle, load_bundle
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config
 from omnitrain.config.validate import ConfigError
 from omnitrain.data.build.demo import make_sample
 from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.registry import build
+from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
 HOP, VOCAB = 640, 24

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.pipeline import make_pipeline
+from omnitrain.run_config import compose_config
 from omnitrain.training.run import teardown_distributed, train
 from tests.helpers import modality_batches, model_outputs
 

@@ -8,10 +8,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from omnitrain.config.compose import compose_config
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.run_config import compose_config
 from omnitrain.training.flops import sequence_lengths, step_flops
 from omnitrain.training.model_stats import model_stats
 from tests.helpers import smoke_overrides

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config
 from omnitrain.model.meta import meta_model
+from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.registry import SLOTS
-from omnitrain.training.batching import resolve_batch_size
+from omnitrain.run_config import compose_config
 from omnitrain.training.plan import GiB, chosen, layout, make_plan, per_gpu_total
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"

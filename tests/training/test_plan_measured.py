@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from omnitrain.config.compose import compose_config
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.run_config import compose_config
 from omnitrain.training.activations import draw_batches
 from omnitrain.training.live_bytes import measured_step_peak
 from omnitrain.training.plan import make_plan

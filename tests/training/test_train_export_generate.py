@@ -11,9 +11,9 @@ import torch
 
 from omnitrain.bundle import BundleError, export_bundle, load_bundle
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config
 from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.pipeline import make_pipeline
+from omnitrain.run_config import compose_config
 from omnitrain.training.module import OmniModule
 from omnitrain.training.trainer_factory import build_trainer
 from tests.helpers import model_outputs, smoke_overrides

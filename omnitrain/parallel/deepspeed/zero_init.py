@@ -66,3 +66,19 @@ def gathered_for_write(module: torch.nn.Module) -> Iterator[None]:
 
     with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0):
         yield
+
+
+@contextmanager
+def zero_init_paused() -> Iterator[None]:
+    """Undo ``zero.Init``'s tensor-constructor patches for a block, if one is open: data
+    made during construction (``fp32_cpu_data``) stays fp32 on the CPU."""
+    from deepspeed.runtime.zero import partition_parameters as pp
+
+    if pp.top_level_context is None:
+        yield
+        return
+    pp.shutdown_init_context()
+    try:
+        yield
+    finally:
+        pp.restore_init_context()

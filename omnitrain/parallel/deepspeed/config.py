@@ -2,8 +2,9 @@
 
 Users pick ``strategy=deepspeed_zero{1,2,3}`` or ``deepspeed_zero3_offload`` and never
 write DeepSpeed JSON: precision comes from ``trainer.precision``, the micro-batch from
-``data.batch_size``, clipping from ``trainer.gradient_clip_val``, and ZeRO settings
-(stage, bucket sizes, offload) from the strategy group. ``check_deepspeed_config``
+``data.batch_size`` (``data.rows_per_batch`` when batching by tokens), clipping from
+``trainer.gradient_clip_val``, and ZeRO settings (stage, bucket sizes, offload) from the
+strategy's options. ``check_deepspeed_config``
 runs DeepSpeed's own config parser at compose time, so a bad value fails before launch.
 ``gradient_accumulation_steps`` is left out: Lightning sets it from
 ``trainer.accumulate_grad_batches`` (and refuses a config that sets it).
@@ -30,38 +31,39 @@ def precision_section(precision: str) -> dict[str, Any]:
     return {}
 
 
-def zero_section(s: DictConfig, pin_memory: bool = True) -> dict[str, Any]:
-    stage = int(s.stage)
+def zero_section(o: Any, pin_memory: bool = True) -> dict[str, Any]:
+    """``zero_optimization`` from the strategy's options (``DeepSpeedOptions``)."""
     zero: dict[str, Any] = {
-        "stage": stage,
-        "overlap_comm": bool(s.get("overlap_comm", True)),
-        "contiguous_gradients": bool(s.get("contiguous_gradients", True)),
-        "reduce_bucket_size": int(s.get("reduce_bucket_size", 200_000_000)),
+        "stage": int(o.stage),
+        "overlap_comm": bool(o.overlap_comm),
+        "contiguous_gradients": bool(o.contiguous_gradients),
+        "reduce_bucket_size": int(o.reduce_bucket_size),
     }
-    if stage < 3:
-        zero["allgather_bucket_size"] = int(s.get("allgather_bucket_size", 200_000_000))
+    if o.stage < 3:
+        zero["allgather_bucket_size"] = int(o.allgather_bucket_size)
     else:
-        zero["stage3_prefetch_bucket_size"] = int(s.get("prefetch_bucket_size", 50_000_000))
-        zero["stage3_param_persistence_threshold"] = int(s.get("param_persistence_threshold", 100_000))
-        zero["stage3_max_live_parameters"] = int(s.get("max_live_parameters", 1_000_000_000))
+        zero["stage3_prefetch_bucket_size"] = int(o.prefetch_bucket_size)
+        zero["stage3_param_persistence_threshold"] = int(o.param_persistence_threshold)
+        zero["stage3_max_live_parameters"] = int(o.max_live_parameters)
         # export reads the fp32 master weights from the shards; no 16-bit copy at save time
         zero["stage3_gather_16bit_weights_on_model_save"] = False
-    if s.get("offload_optimizer"):
+    if o.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin_memory}
-    if s.get("offload_parameters"):
+    if o.offload_parameters:
         zero["offload_param"] = {"device": "cpu", "pin_memory": pin_memory}
     return zero
 
 
-def deepspeed_config(cfg: DictConfig) -> dict[str, Any]:
+def deepspeed_config(options: Any, cfg: DictConfig) -> dict[str, Any]:
     """The DeepSpeed JSON for this run (a plain dict)."""
-    trainer = cfg.trainer
+    trainer, data = cfg.trainer, cfg.data
+    tokens = data.get("batching", "samples") == "tokens"
     ds: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": int(cfg.data.batch_size),
+        "train_micro_batch_size_per_gpu": int(data.rows_per_batch if tokens else data.batch_size),
         "gradient_clipping": float(trainer.get("gradient_clip_val") or 0.0),
         "zero_allow_untested_optimizer": True,  # our AdamW with per-slot groups
         # pinned host buffers speed up GPU <-> CPU copies; there are none on a CPU run
-        "zero_optimization": zero_section(cfg.strategy, pin_memory=trainer.get("accelerator") != "cpu"),
+        "zero_optimization": zero_section(options, pin_memory=trainer.get("accelerator") != "cpu"),
         "steps_per_print": NEVER_PRINT,
         "wall_clock_breakdown": False,
     }

@@ -68,6 +68,7 @@ def _pieces(flat: list[torch.Tensor], start: int, length: int) -> Iterator[tuple
 
 
 class DeepSpeedZeroReader:
+    describes = "a DeepSpeed ZeRO folder (with */*_optim_states.pt)"
     kind = "deepspeed"  # the strategy family that wrote (and can resume) it
     @staticmethod
     def matches(path: Path) -> bool:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from omnitrain.cli import main
-from omnitrain.config.compose import compose_config
 from omnitrain.config.validate import ConfigError
-from omnitrain.training.batching import per_rank_batch
-from omnitrain.training.deepspeed_config import check_deepspeed_config, deepspeed_config
+from omnitrain.parallel import strategy_for
+from omnitrain.parallel.deepspeed.config import check_deepspeed_config, deepspeed_config
+from omnitrain.parallel.global_batch import per_rank_batch
+from omnitrain.run_config import compose_config
 from omnitrain.training.run import prepare
 from tests.helpers import smoke_overrides
 
@@ -19,7 +20,7 @@ from tests.helpers import smoke_overrides
 def test_each_zero_stage_is_one_override_with_a_json_deepspeed_accepts(strategy, stage):
     cfg = compose_config([f"strategy={strategy}", "trainer.precision=bf16-mixed", "data.batch_size=3",
                           "trainer.gradient_clip_val=0.5"])
-    ds = deepspeed_config(cfg)
+    ds = deepspeed_config(strategy_for(cfg).options, cfg)
     assert ds["zero_optimization"]["stage"] == stage
     assert ds["bf16"] == {"enabled": True} and "fp16" not in ds
     assert ds["train_micro_batch_size_per_gpu"] == 3 and ds["gradient_clipping"] == 0.5
@@ -31,7 +32,8 @@ def test_each_zero_stage_is_one_override_with_a_json_deepspeed_accepts(strategy,
 
 
 def test_fp16_json_has_dynamic_loss_scaling():
-    ds = deepspeed_config(compose_config(["strategy=deepspeed_zero2", "trainer=gpu", "trainer.precision=16-mixed"]))
+    cfg = compose_config(["strategy=deepspeed_zero2", "trainer=gpu", "trainer.precision=16-mixed"])
+    ds = deepspeed_config(strategy_for(cfg).options, cfg)
     assert ds["fp16"]["enabled"] and ds["fp16"]["loss_scale"] == 0 and "bf16" not in ds
 
 
@@ -41,13 +43,14 @@ def test_fp16_json_has_dynamic_loss_scaling():
         (["trainer.precision=16-mixed"], "(fp16) cannot run on the CPU"),
         (["strategy=deepspeed_zero2", "trainer.precision=16-true"], "(fp16) cannot run on the CPU"),
         (["strategy=deepspeed_zero3", "trainer.precision=64-true"], "DeepSpeed does not support"),
-        (["strategy=deepspeed_zero2", "+strategy.offload_parameters=true"], "needs ZeRO stage 3"),
+        (["strategy=deepspeed_zero2", "strategy.offload_parameters=true"], "needs ZeRO stage 3"),
         (["strategy=deepspeed_zero3", "strategy.stage=4"], "must be 1, 2 or 3"),
         (["strategy=deepspeed_zero3", "strategy.reduce_bucket_size=-5"], "reduce_bucket_size: Input should be greater than 0"),
-        (["strategy=deepspeed_zero3", "+strategy.bucket=1"], "has no option 'bucket'"),
+        (["strategy=deepspeed_zero3", "+strategy.bucket=1"], "bucket"),
         (["strategy=deepspeed_zero2", "+trainer.gradient_clip_algorithm=value"], "clips gradients by norm only"),
         (["strategy=fsdp", "strategy.state_dict_type=full"], "use strategy.state_dict_type=sharded"),
-        (["strategy=fsdp", "strategy.wrap=[nope.Block]"], "strategy.wrap: cannot import"),
+        (["strategy=fsdp", "+strategy.wrap=[nope.Block]"], "wrap"),
+        (["strategy=zero9"], "Could not find 'strategy/zero9'"),
         (["data.global_batch_size=10", "trainer.devices=4"], "does not divide over 4 processes"),
     ],
 )
@@ -76,3 +79,21 @@ def test_cli_reports_a_batch_that_does_not_divide_before_any_work(demo_dir, tmp_
     code = main(["train", *smoke_overrides(demo_dir, tmp_path, "data.global_batch_size=6", "trainer.devices=4")])
     assert code == 2 and "does not divide over 4 processes" in capsys.readouterr().err
     assert not (tmp_path / "csv").exists()
+
+
+def test_fsdp_shards_the_blocks_every_plugin_declares():
+    """No YAML list: each plugin's ``block_types`` are its FSDP units (and recomputed)."""
+    from omnitrain.nn import TransformerBlock
+    from omnitrain.nn.decoder import DecoderLayer
+    from omnitrain_plugins.qwen_omni.dual_track_talker import DualTrackTalker
+    from omnitrain_plugins.qwen_omni.flow_dit import DiTBlock
+    from omnitrain_plugins.qwen_omni.qwen_vit import VisionBlock
+    from omnitrain_plugins.qwen_omni.whisper_audio import EncoderLayer
+
+    cfg = compose_config(["strategy=fsdp", "strategy.activation_checkpointing=true", "audio_encoder=whisper_audio",
+                          "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"])
+    lightning = strategy_for(cfg).lightning()
+    units = {EncoderLayer, VisionBlock, TransformerBlock, DecoderLayer, DiTBlock}
+    assert DualTrackTalker.block_types == (DecoderLayer,)
+    assert set(lightning.kwargs["auto_wrap_policy"]._module_classes) == units
+    assert set(lightning._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes) == units

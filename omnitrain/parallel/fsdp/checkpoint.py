@@ -32,6 +32,7 @@ META_FILE = "meta.pt"
 
 
 class FSDPShardedReader:
+    describes = "a sharded FSDP folder (with .metadata)"
     kind = "fsdp"  # the strategy family that wrote (and can resume) it
     @staticmethod
     def matches(path: Path) -> bool:

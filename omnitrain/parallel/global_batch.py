@@ -9,30 +9,9 @@ whole number, or ranks would train on different batch sizes. Without
 
 from __future__ import annotations
 
-import os
-
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from omnitrain.config.validate import ConfigError
-
-
-def world_size_of(cfg: DictConfig) -> int:
-    """Processes this run will have: from torchrun/SLURM when launched by them, else
-    ``trainer.devices x trainer.num_nodes`` (``auto`` = every visible GPU, 1 on CPU)."""
-    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    devices = cfg.trainer.get("devices", 1)
-    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
-    if isinstance(devices, int) and devices > 0:
-        return devices * nodes
-    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
-        return len(devices) * nodes
-    if str(cfg.trainer.get("accelerator")) == "cpu":
-        return nodes
-    import torch
-
-    return max(1, torch.cuda.device_count()) * nodes
 
 
 def per_rank_batch(global_batch: int, world: int, accumulate: int) -> int:

@@ -1,0 +1,180 @@
+"""A distribution strategy as one object: its options, its checks, its Lightning strategy,
+its memory model for ``omnitrain plan``, the checkpoints it resumes, and what it needs
+around model construction, full-parameter access and the optimizer step.
+
+Strategies register like plugins (``@register_strategy``, loaded through the
+``omnitrain.plugins`` entry points); the typed options become the ``strategy`` config
+group's schema, so ``configs/strategy/*.yaml`` hold overrides only. Nothing outside a
+strategy's own module branches on which strategy runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from contextlib import nullcontext
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+FP16 = {"16", "16-mixed", "16-true"}
+
+
+def precision_kind(precision: str) -> str:
+    """``32`` (fp32 weights and math), ``bf16-mixed`` (autocast over fp32 weights) or
+    ``bf16`` (bf16 weights: bf16-true, or a strategy that casts the model)."""
+    p = str(precision)
+    if p.startswith(("bf16-mixed", "16-mixed")):
+        return "bf16-mixed"
+    if p.startswith(("bf16", "16")):
+        return "bf16"
+    return "32"
+
+
+class Strategy:
+    """Base: a full model copy per process (what ``auto`` and ``ddp`` do)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type]  # a dataclass; its fields are the strategy's settings
+    checkpoint_kind: ClassVar[str] = "file"  # which readers' checkpoints it resumes
+
+    def __init__(self, options: Any, cfg: DictConfig) -> None:
+        self.options, self.cfg = options, cfg
+
+    # ---- configuration ------------------------------------------------------------
+    def check(self) -> list[str]:
+        """Problems with this strategy under this config, as messages saying what to set."""
+        precision = str(self.cfg.trainer.get("precision", "32-true"))
+        if precision in FP16 and self.on_cpu:
+            return [f"trainer.precision={precision} (fp16) cannot run on the CPU; use trainer.precision=32-true "
+                    "or bf16-mixed on CPU, or trainer=gpu for fp16"]
+        return []
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.cfg.trainer.get("accelerator") == "cpu"
+
+    def process_group_backend(self) -> str | None:
+        backend = getattr(self.options, "process_group_backend", None)
+        return "gloo" if backend is None and self.on_cpu else backend
+
+    def timeout(self) -> timedelta:
+        return timedelta(seconds=getattr(self.options, "timeout_s", 1800))
+
+    # ---- training -----------------------------------------------------------------
+    def lightning(self) -> Any:
+        """The object (or name) given to ``lightning.Trainer(strategy=...)``."""
+        return "auto"
+
+    def trainer_args(self, args: dict) -> dict:
+        """Lightning Trainer arguments as this strategy needs them."""
+        return args
+
+    def construction(self) -> Any:
+        """Context in which the model is built (``configure_model``)."""
+        return nullcontext()
+
+    def loading(self, model: nn.Module) -> Any:
+        """Context in which weights are copied into the built model (``init_from``)."""
+        return nullcontext()
+
+    def full_parameters(self, trainer: Any) -> Any:
+        """Context in which a submodule may be called outside the root's forward."""
+        return nullcontext()
+
+    def before_optimizer_step(self, trainer: Any, clip: float | None) -> None:
+        """Where a strategy clips gradients itself (Lightning otherwise does)."""
+
+    def optimizer(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float) -> Any:
+        """The optimizer over ``groups``; None: the default (AdamW)."""
+        return None
+
+    def write_files(self, run_dir: Any) -> None:
+        """Files beside the run that record what was launched."""
+
+    def compute_kind(self) -> str:
+        """How the step computes (``precision_kind``), for the memory model."""
+        return precision_kind(str(self.cfg.trainer.get("precision", "32-true")))
+
+    # ---- memory model -------------------------------------------------------------
+    plan_row: ClassVar[str] = "ddp"  # the row of ``omnitrain plan`` this config runs
+
+    @staticmethod
+    def state_rows(stats: Any, gpus: int, per_node: int, options: Any) -> dict[str, tuple[float, float]]:
+        """{row: (bytes per GPU, host bytes per node)} of model states and engine buffers,
+        the mixed-precision Adam model of the ZeRO paper: 16 bytes per trainable parameter,
+        2 per frozen one."""
+        return {"ddp": (2.0 * stats.params + 14.0 * stats.trainable, 0.0)}
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def resume_problems(self, reader: Any) -> list[str]:
+        if reader.kind == self.checkpoint_kind:
+            return []
+        able = sorted(n for n, cls in STRATEGIES.items() if cls.checkpoint_kind == reader.kind)
+        return [f"'{reader.path}' was written by a {reader.kind} strategy and cannot be resumed with "
+                f"strategy={self.name}; resume with {able}, or export it (omnitrain export {reader.path} "
+                "BUNDLE) to start a new run from its weights"]
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make ``strategy=<cls.name>`` available, its options the schema."""
+    old = STRATEGIES.get(cls.name)
+    if old is not None and old is not cls and old.__qualname__ != cls.__qualname__:
+        raise KeyError(f"strategy '{cls.name}' is registered twice: by {old.__module__} and {cls.__module__}")
+    STRATEGIES[cls.name] = cls
+    fields = [("name", str, dataclasses.field(default=cls.name))]
+    fields += [(f.name, f.type, f) for f in dataclasses.fields(cls.Options)]
+    node = dataclasses.make_dataclass(f"{cls.Options.__name__}Node", fields)
+    ConfigStore.instance().store(group="strategy", name=cls.name, node=node)
+    return cls
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    if name not in STRATEGIES:
+        hint = difflib.get_close_matches(str(name), STRATEGIES, n=1)
+        maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise KeyError(f"unknown strategy '{name}'{maybe}; registered: {sorted(STRATEGIES)} (strategy=<name>)")
+    return STRATEGIES[name]
+
+
+def strategy_options(node: DictConfig | dict) -> Any:
+    """The typed options of a ``strategy`` config node (unknown keys are an error)."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    cls = strategy_class(data.pop("name", None))
+    known = {f.name for f in dataclasses.fields(cls.Options)}
+    extra = sorted(set(data) - known)
+    if extra:
+        raise KeyError(f"strategy={cls.name} has no option {extra}; options: {sorted(known)}")
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Options), data))
+
+
+def strategy_for(cfg: DictConfig) -> Strategy:
+    """The configured strategy, built from the run config."""
+    from omnitrain.plugin_loading import load_plugins
+
+    load_plugins()  # built-in strategies come through the entry points, as plugins do
+    node = cfg.strategy
+    return strategy_class(node.get("name"))(strategy_options(node), cfg)
+
+
+def registered_strategies() -> dict[str, type[Strategy]]:
+    """Every registered strategy class, built-ins loaded (for plans that compare them)."""
+    from omnitrain.plugin_loading import load_plugins
+
+    load_plugins()
+    return dict(STRATEGIES)
+
+
+def check_strategy(cfg: DictConfig) -> list[str]:
+    """Config check: the strategy exists, its options are its own, and its checks pass."""
+    try:
+        strategy = strategy_for(cfg)
+    except KeyError as exc:
+        return [str(exc.args[0])]
+    return strategy.check()

@@ -1,0 +1,114 @@
+"""``strategy=fsdp``: torch FSDP shards parameters, gradients and optimizer state; each
+plugin's repeated blocks (``block_types``, declared by the plugin) are the units that are
+sharded and, with ``activation_checkpointing``, recomputed. Checkpoints are sharded
+folders (one file per rank); ``omnitrain export`` consolidates them."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from omnitrain.parallel.base import Strategy, register_strategy
+
+SHARDING = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"}
+
+
+@dataclass
+class FSDPOptions:
+    sharding_strategy: str = "FULL_SHARD"  # FULL_SHARD | SHARD_GRAD_OP (ZeRO-2-like) | HYBRID_SHARD | NO_SHARD
+    state_dict_type: str = "sharded"  # sharded | full (full needs a GPU)
+    cpu_offload: bool = False
+    activation_checkpointing: bool = False  # recompute each block in backward
+    process_group_backend: str | None = None
+    timeout_s: int = 1800
+
+
+def block_types(cfg: Any) -> set[type]:
+    """The blocks the configured plugins declare (their classes' ``block_types``)."""
+    from omnitrain.registry import registry
+    from omnitrain.slots import SLOT_SPECS
+
+    found: set[type] = set()
+    for spec in SLOT_SPECS:
+        if spec.module and spec.name in cfg:
+            found.update(getattr(registry(spec.name).get(cfg[spec.name].name).cls, "block_types", ()))
+    return found
+
+
+@register_strategy
+class FSDPStrategy(Strategy):
+    name = "fsdp"
+    Options = FSDPOptions
+    checkpoint_kind = "fsdp"
+
+    @property
+    def plan_row(self) -> str:  # type: ignore[override]
+        return "fsdp_grad_op" if self.options.sharding_strategy == "SHARD_GRAD_OP" else "fsdp"
+
+    def check(self) -> list[str]:
+        o, problems = self.options, super().check()
+        if o.sharding_strategy not in SHARDING:
+            problems.append(f"strategy.sharding_strategy must be one of {sorted(SHARDING)}")
+        if o.state_dict_type not in ("sharded", "full"):
+            problems.append("strategy.state_dict_type must be 'sharded' or 'full'")
+        elif o.state_dict_type == "full" and self.on_cpu:
+            problems.append("strategy.state_dict_type=full crashes torch FSDP on the CPU while saving; use "
+                            "strategy.state_dict_type=sharded (omnitrain export reads sharded checkpoints)")
+        return problems
+
+    def lightning(self) -> Any:
+        from omnitrain.parallel.fsdp.lightning_cpu import OmniFSDPStrategy
+
+        o, units = self.options, block_types(self.cfg)
+        return OmniFSDPStrategy(
+            sharding_strategy=o.sharding_strategy, state_dict_type=o.state_dict_type, cpu_offload=o.cpu_offload,
+            auto_wrap_policy=units, activation_checkpointing_policy=units if o.activation_checkpointing else None,
+            use_orig_params=True,  # per-slot parameter groups (learning rates, freezing)
+            process_group_backend=self.process_group_backend(), timeout=self.timeout(),
+        )
+
+    def trainer_args(self, args: dict) -> dict:
+        # Lightning's FSDP precision plugin refuses gradient_clip_val: clipped in before_optimizer_step
+        return {**args, "gradient_clip_val": None}
+
+    def before_optimizer_step(self, trainer: Any, clip: float | None) -> None:
+        if clip:  # by the global norm over every shard
+            trainer.model.clip_grad_norm_(float(clip))
+
+    def full_parameters(self, trainer: Any) -> Any:
+        """Calling a submodule outside the root's forward sees flat shards: gather the full
+        parameters for the block (every rank must enter it). Inner units still cast their
+        weights to the mixed-precision dtype when called, the root's stay fp32: autocast
+        makes the two meet."""
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        wrapped = trainer.strategy.model if trainer is not None else None
+        if not isinstance(wrapped, FSDP):
+            return nullcontext()
+        stack = ExitStack()
+        stack.enter_context(FSDP.summon_full_params(wrapped, writeback=False))
+        mixed = getattr(trainer.strategy, "mixed_precision_config", None)
+        if mixed is not None and mixed.param_dtype is not None:
+            device = trainer.strategy.root_device.type
+            stack.enter_context(torch.autocast(device, dtype=mixed.param_dtype))
+        return stack
+
+    def compute_kind(self) -> str:
+        kind = super().compute_kind()
+        return "bf16" if kind == "bf16-mixed" else kind  # FSDP's mixed precision computes in bf16 weights
+
+    @property
+    def recomputes(self) -> bool:
+        return self.options.activation_checkpointing
+
+    @staticmethod
+    def state_rows(stats: Any, gpus: int, per_node: int, options: Any) -> dict[str, tuple[float, float]]:
+        """Full shard: everything divided by N, plus the largest unit gathered whole (16-bit
+        weight and gradient); SHARD_GRAD_OP keeps whole 16-bit weights like ZeRO-2."""
+        t, p = stats.trainable, stats.params
+        gathered = 4.0 * stats.largest_layer
+        return {"fsdp": ((2.0 * p + 14.0 * t) / gpus + gathered, 0.0),
+                "fsdp_grad_op": (2.0 * p + 14.0 * t / gpus + gathered, 0.0)}
