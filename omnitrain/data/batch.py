@@ -38,3 +38,11 @@ class Batch:
     @property
     def num_tokens(self) -> int:
         return int((self.doc_ids != 0).sum())
+
+    def prompt_lengths(self) -> Tensor:
+        """(S,) tokens before each spoken reply in its own sample (rows may hold several)."""
+        rows, start = self.speech_rows, self.reply_positions[:, 0]
+        doc = self.doc_ids[rows, start]
+        L = self.doc_ids.shape[1]
+        before = torch.arange(L, device=start.device)[None] < start[:, None]
+        return ((self.doc_ids[rows] == doc[:, None]) & before).sum(1)

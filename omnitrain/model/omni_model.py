@@ -25,8 +25,6 @@ from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import SpeechCondition, TalkerContext
 from omnitrain.tokens import IGNORE_INDEX
 
-MODEL_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
-
 
 @dataclass
 class SpeechItems:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import torch
 from omegaconf import DictConfig
 from torch import nn
 
@@ -69,21 +68,13 @@ def slot_positions(batch: Batch, talker: nn.Module | None = None, frames_per_cod
     S = int(batch.speech_rows.numel())
     if S:
         reply, codes = int(batch.reply_mask.shape[1]), int(batch.codec_mask.shape[1])
-        prompt = _longest_prompt(batch)
+        prompt = int(batch.prompt_lengths().max())
         length = talker.sequence_length(prompt, reply, codes) if talker is not None else reply + codes + 1
         out["talker"] = S * length
         out["dit"] = S * codes * frames_per_code
     else:
         out["talker"] = out["dit"] = 0
     return out
-
-
-def _longest_prompt(batch: Batch) -> int:
-    rows, start = batch.speech_rows, batch.reply_positions[:, 0]
-    doc = batch.doc_ids[rows, start]
-    L = batch.doc_ids.shape[1]
-    before = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(L)[None] < start[:, None])
-    return int(before.sum(1).max())
 
 
 def matmul_widths(module: nn.Module, skip_out: int | None = None) -> int:

@@ -30,7 +30,8 @@ class Throughput(L.Callback):
         from omnitrain.model.meta import meta_model
 
         cfg = pl_module.cfg
-        self._stats = model_stats(meta_model(cfg), cfg)  # shapes only: works under any sharding
+        meta = meta_model(cfg)  # shapes only: works under any sharding
+        self._stats, self._talker = model_stats(meta, cfg), meta.talker
         self._peak = device_peak_flops(cfg)
         self._frames_per_code = int(cfg.dit.get("mel_frames_per_code", 1))
 
@@ -44,7 +45,7 @@ class Throughput(L.Callback):
         self._last = now
         world = trainer.world_size
         if isinstance(batch, Batch):
-            flops = step_flops(self._stats, sequence_lengths(batch, self._frames_per_code), pl_module.cfg)
+            flops = step_flops(self._stats, sequence_lengths(batch, self._talker, self._frames_per_code), pl_module.cfg)
             current = {
                 "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
                 "perf/tokens_per_s": batch.num_tokens * world / dt,

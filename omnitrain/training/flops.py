@@ -22,15 +22,9 @@ import torch
 from omegaconf import DictConfig
 
 from omnitrain.data.batch import Batch
+from omnitrain.slots import SLOT_SPECS, Talker
 from omnitrain.training.model_stats import ModelStats
 from omnitrain.training.module import frozen_slots
-
-# slots whose inputs carry gradients from these slots (a trainable one upstream means
-# backward must run through this slot's activations)
-UPSTREAM = {
-    "thinker": ("audio_encoder", "vision_encoder"),
-    "talker": ("thinker", "audio_encoder", "vision_encoder"),
-}
 
 # dense bf16/fp16 tensor-core peak per device, by name substring (vendor data sheets)
 PEAK_FLOPS = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12,
@@ -43,27 +37,32 @@ def gradient_slots(cfg: DictConfig) -> set[str]:
     frozen = set(frozen_slots(cfg))
     detach = bool(cfg.loss.get("talker_detach_thinker", False))
     out = set()
-    for slot in ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder"):
-        upstream = () if (slot == "talker" and detach) else UPSTREAM.get(slot, ())
+    for spec in SLOT_SPECS:
+        if not spec.module:
+            continue
+        slot = spec.name
+        upstream = () if (slot == "talker" and detach) else spec.upstream
         if slot not in frozen or any(u not in frozen for u in upstream):
             out.add(slot)
     return out
 
 
-def sequence_lengths(batch: Batch, dit_frames_per_code: int) -> dict[str, list[int]]:
-    """Real sequence lengths each slot processes in this batch."""
+def sequence_lengths(batch: Batch, talker: Talker, dit_frames_per_code: int) -> dict[str, list[int]]:
+    """Real sequence lengths each slot processes in this batch (the Talker says its own:
+    ``sequence_length``, e.g. the dual-track one also reads the prompt)."""
     thinker: list[int] = []
     for row in batch.doc_ids:  # packed rows hold several documents; 0 = padding
         thinker += torch.unique(row[row > 0], return_counts=True)[1].tolist()
     audio = [(int(n) - 1) // 2 + 1 for n in batch.audio_lengths] if batch.audio_lengths.numel() else []
     vision = [int(g.prod()) for g in batch.vision_grids] if batch.vision_grids.numel() else []
-    talker, dit = [], []
+    talker_lengths, dit = [], []
     if batch.speech_rows.numel():
         codes = batch.codec_mask.sum(1)
-        talker = [int(r + c + 1) for r, c in zip(batch.reply_mask.sum(1), codes)]
+        per_reply = zip(batch.prompt_lengths().tolist(), batch.reply_mask.sum(1).tolist(), codes.tolist())
+        talker_lengths = [talker.sequence_length(p, r, c) for p, r, c in per_reply]
         dit = [int(c) * dit_frames_per_code for c in codes]
     return {"thinker": thinker, "audio_encoder": audio, "vision_encoder": vision,
-            "talker": talker, "dit": dit}
+            "talker": talker_lengths, "dit": dit}
 
 
 def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: DictConfig) -> float:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig
 from torch import nn
 
-from omnitrain.model.omni_model import MODEL_SLOTS
 from omnitrain.nn.attention import Attention
+from omnitrain.slots import MODEL_SLOTS
 from omnitrain.training.module import frozen_slots
 
 

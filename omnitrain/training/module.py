@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
-from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import Strategy, strategy_for
-from omnitrain.slots import SpeechCondition
+from omnitrain.slots import MODEL_SLOTS, SpeechCondition
 from omnitrain.training.init_from import load_matching
 
 log = logging.getLogger("omnitrain")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from omnitrain.data.pipeline import make_pipeline
-from omnitrain.model.omni_model import MODEL_SLOTS, OmniModel
+from omnitrain.model.omni_model import OmniModel
+from omnitrain.slots import MODEL_SLOTS
 
 
 @pytest.fixture

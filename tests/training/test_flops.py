@@ -55,7 +55,12 @@ def test_frozen_slots_cost_only_the_passes_that_run():
 def test_sequence_lengths_are_the_real_unpadded_tokens(demo_dir, tmp_path):
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path))
     batch = next(iter(make_pipeline(cfg, "train", 256)))
-    lengths = sequence_lengths(batch, 2)
+    lengths = sequence_lengths(batch, meta_model(cfg).talker, 2)
     assert sum(lengths["thinker"]) == batch.num_tokens < batch.input_ids.numel()
     assert len(lengths["thinker"]) == batch.input_ids.shape[0]  # one document per row here
     assert len(lengths["talker"]) == len(lengths["dit"]) == batch.speech_rows.numel()
+    replies, codes = batch.reply_mask.sum(1), batch.codec_mask.sum(1)
+    assert lengths["talker"] == (replies + codes + 1).tolist()  # the prefix Talker: reply, then bos + codes
+    dual = compose_config(smoke_overrides(demo_dir, tmp_path, "talker=dual_track"))
+    with_prompt = sequence_lengths(batch, meta_model(dual).talker, 2)["talker"]
+    assert with_prompt == (batch.prompt_lengths() + codes + 2).tolist()  # it also reads the prompt
