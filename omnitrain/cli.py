@@ -270,6 +270,16 @@ def _generate_manifest(gen, manifest: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_losses(run_dir: Path) -> str:
+    """The losses of the run's task (its config.yaml), as train/<loss>."""
+    from omegaconf import OmegaConf
+
+    from omnitrain.training.tasks import TASKS
+
+    task = OmegaConf.load(run_dir / "config.yaml").get("task", "omni") if (run_dir / "config.yaml").exists() else "omni"
+    return ",".join(f"train/{loss}" for loss in TASKS[task].losses)
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from omnitrain.run_summary import summarise
 
@@ -280,14 +290,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     failed = []
     if args.require_drop is not None:
         by_name = {r.name: r for r in rows}
-        for name in args.metrics.split(","):
+        metrics = args.metrics or _task_losses(Path(args.run_dir))
+        for name in metrics.split(","):
             r = by_name.get(name)
             if r is None or not r.ratio <= args.require_drop:
                 failed.append(name)
         if failed:
             print(f"did not fall to <= {args.require_drop} of the first value: {failed}", file=sys.stderr)
             return 1
-        print(f"ok: {args.metrics} each fell to <= {args.require_drop} of its first logged value")
+        print(f"ok: {metrics} each fell to <= {args.require_drop} of its first logged value")
     return 0
 
 
@@ -349,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="first/last/best of each logged metric of a run")
     s.add_argument("run_dir")
-    s.add_argument("--metrics", default="train/text,train/codec,train/flow")
+    s.add_argument("--metrics", help="comma-separated metrics for --require-drop (default: the losses of the run's task)")
     s.add_argument("--require-drop", type=float, help="exit 1 unless each metric's last/first <= this")
     s.set_defaults(func=cmd_summary)
 

@@ -14,8 +14,9 @@ from omnitrain.config.compose import compose_run
 from omnitrain.model.flow_matching import check_sampler
 from omnitrain.parallel.base import check_strategy
 from omnitrain.parallel.global_batch import static_batch_problems
+from omnitrain.training.tasks import check_task
 
-OWNER_CHECKS = (check_strategy, static_batch_problems, check_sampler)
+OWNER_CHECKS = (check_strategy, static_batch_problems, check_sampler, check_task)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:

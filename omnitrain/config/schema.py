@@ -147,4 +147,3 @@ SECTION_SCHEMAS: dict[str, type] = {
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),
                "init_from": (str, type(None)), "task": str, "size": str,
                "model": (str, type(None))}
-TASKS = ("omni", "vocoder")  # what `omnitrain train` trains: the model, or its vocoder alone

@@ -1,5 +1,5 @@
 """Config checks of the speech side that tie sections together: sampler names,
-speakers, the training task, a pretrained codec's path. Each problem says what to set."""
+speakers, a pretrained codec's path. Each problem says what to set."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from omnitrain.config.schema import TASKS
 from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.registry import plugin_config, registry
-from omnitrain.slots import PretrainedCodec, TrainableVocoder
+from omnitrain.slots import PretrainedCodec
 
 STREAM_MODES = ("exact", "window")
 
 
 def check_speech(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
-    task = cfg.get("task", "omni")
-    if task not in TASKS:
-        problems.append(f"task={task!r}: use one of {list(TASKS)}")
     speakers = list(cfg.get("speech", {}).get("speakers", ["default"]) or [])
     if not speakers or len(set(speakers)) != len(speakers):
         problems.append(f"speech.speakers={speakers} must name at least one voice, each once")
@@ -44,13 +40,4 @@ def check_speech(cfg: DictConfig) -> list[str]:
                 problems += check(plugin_config("vocoder", vocoder), SpeechConfig(**cfg.speech))
             except Exception as exc:  # a malformed plugin config is reported elsewhere
                 problems.append(str(exc))
-    if task == "vocoder" and (cfg.get("trainer") or {}).get("gradient_clip_val") is not None:
-        problems.append("task=vocoder optimises manually (two optimizers): set "
-                        "trainer.gradient_clip_val=null and use vocoder_train.grad_clip")
-    if task == "vocoder" and vocoder is not None and vocoder.get("name") in registry("vocoder"):
-        cls = registry("vocoder").get(vocoder.name).cls
-        if not issubclass(cls, TrainableVocoder):
-            trainable = [e.name for e in registry("vocoder").entries() if issubclass(e.cls, TrainableVocoder)]
-            problems.append(f"task=vocoder trains the vocoder, but vocoder={vocoder.name} has no weights; "
-                            f"choose one of {trainable}")
     return problems

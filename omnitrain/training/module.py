@@ -1,26 +1,21 @@
-"""The LightningModule: three weighted losses, per-slot freezing and learning rates.
-
-The model is built in ``configure_model`` so sharded strategies (ZeRO-3, FSDP) can
-construct it already partitioned.
+"""The omni task's LightningModule: three weighted losses, per-slot freezing and
+learning rates. The model is built in ``configure_model`` (``StageModule``) so sharded
+strategies (ZeRO-3, FSDP) can construct it already partitioned.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 
-import lightning as L
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.parallel import Strategy, strategy_for
 from omnitrain.slots import MODEL_SLOTS, SpeechCondition
-from omnitrain.training.init_from import load_matching
+from omnitrain.training.stage_module import StageModule
 
 log = logging.getLogger("omnitrain")
 
@@ -35,55 +30,15 @@ def frozen_slots(cfg: DictConfig) -> list[str]:
     return frozen
 
 
-def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    """A 63-bit seed from the run seed and the position in training."""
-    return int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(2, np.uint64)[0] >> 1)
+class OmniModule(StageModule):
+    """The omni task: the Thinker's text loss, the Talker's codec loss and the DiT's flow
+    loss, weighted, with per-slot freezing and learning rates."""
 
-
-class OmniModule(L.LightningModule):
-    def __init__(self, config: DictConfig | dict) -> None:
-        super().__init__()
-        cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
-        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True)})
-        self.cfg = cfg
-        self.model: OmniModel | None = None
-        self._strategy: Strategy | None = None
-        self.skipped: Counter[str] = Counter()
-        self._micro = (-1, 0)  # (global step, micro-batch within it) of the last batch
-
-    @property
-    def strategy(self) -> Strategy:
-        if self._strategy is None:
-            self._strategy = strategy_for(self.cfg)
-        return self._strategy
-
-    def configure_model(self) -> None:
-        """Runs inside the strategy's sharded context (under ZeRO-3, ``zero.Init``: each
-        module's parameters are partitioned as it is built, so no rank ever holds the
-        whole model), and inside the strategy's own construction context."""
-        if self.model is not None:
-            return
-        with self.strategy.construction():
-            self.model = OmniModel(self.cfg)
-        if self.cfg.get("init_from"):
-            with self.strategy.loading(self.model):
-                load_matching(self.model, self.cfg.init_from)
+    def after_build(self, model: OmniModel) -> None:
         for slot in frozen_slots(self.cfg):
-            getattr(self.model, slot).requires_grad_(False)
+            getattr(model, slot).requires_grad_(False)
 
     # ---- steps -----------------------------------------------------------------
-    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
-        """Reseed the RNG (flow-matching noise and times, condition dropout) from the step.
-
-        The draws of step k then depend on (seed, k, micro-batch, rank) only, never on
-        how many steps this process has run, so a resumed run continues the same loss
-        curve (Lightning checkpoints do not carry RNG state), and ranks draw differently.
-        """
-        step = int(self.trainer.global_step)
-        micro = self._micro[1] + 1 if self._micro[0] == step else 0
-        self._micro = (step, micro)
-        torch.manual_seed(step_seed(int(self.cfg.seed), step, micro, int(self.global_rank)))
-
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.model(batch)
         bs = int(batch.input_ids.shape[0])
@@ -127,24 +82,7 @@ class OmniModule(L.LightningModule):
                                              gen.ode_method, gen.guidance, g, cond, gen.ode_sway)
         return wave[0]
 
-    def _full_parameters(self):
-        """Calling a submodule outside the root's forward (the strategy decides what that
-        needs: FSDP gathers full parameters, every rank entering)."""
-        return self.strategy.full_parameters(self.trainer if self._trainer is not None else None)
-
-    def _log_skips(self, batch: Batch) -> None:
-        self.skipped.update(batch.skipped)
-        if self.skipped:
-            total = float(sum(self.skipped.values()))
-            self.log("data/skipped", total, prog_bar=True, reduce_fx="sum", sync_dist=True)
-            for reason, n in self.skipped.items():
-                self.log(f"data/skipped_{reason}", float(n), reduce_fx="sum", sync_dist=True)
-
     # ---- optimisation ----------------------------------------------------------
-    def on_before_optimizer_step(self, optimizer) -> None:
-        """Strategies that clip gradients themselves do it here (FSDP: by the global norm)."""
-        self.strategy.before_optimizer_step(self.trainer, self.cfg.trainer.get("gradient_clip_val"))
-
     def param_groups(self) -> list[dict]:
         opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
         groups = []

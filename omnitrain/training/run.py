@@ -14,11 +14,10 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.parallel import strategy_for, world_size_of
 from omnitrain.parallel.global_batch import resolve_batch_size
-from omnitrain.training.module import OmniModule
 from omnitrain.training.resume_check import check_resume_shapes
+from omnitrain.training.tasks import task_spec
 from omnitrain.training.trainer_factory import build_trainer
 
 log = logging.getLogger("omnitrain")
@@ -38,7 +37,7 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
     """The checks before any expensive work; returns the run config (per-rank batch
     size resolved from ``data.global_batch_size``) and the checkpoint to resume from."""
     cfg = resolve_batch_size(cfg, world_size_of(cfg))
-    _data_module(cfg).check()
+    task_spec(cfg).data(cfg).check()
     if cfg.get("init_from") and not Path(cfg.init_from).exists():
         raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
     ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
@@ -65,20 +64,8 @@ def warn_if_too_big(cfg: DictConfig) -> None:
                     torch.cuda.get_device_properties(0).total_memory / GiB)
 
 
-def _vocoder_stage(cfg: DictConfig) -> bool:
-    return cfg.get("task", "omni") == "vocoder"
-
-
-def _data_module(cfg: DictConfig) -> L.LightningDataModule:
-    if _vocoder_stage(cfg):
-        from omnitrain.data.vocoder_data import VocoderDataModule
-
-        return VocoderDataModule(cfg)
-    return OmniDataModule(cfg)
-
-
 def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
-    """``task=vocoder`` trains the vocoder alone (GAN stage); otherwise the whole model."""
+    """Train the configured task (``omnitrain.training.tasks``)."""
     cfg, ckpt_path = prepare(cfg)
     warn_if_too_big(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -88,13 +75,9 @@ def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         strategy_for(cfg).write_files(run_dir)
-    if _vocoder_stage(cfg):
-        from omnitrain.training.vocoder_module import VocoderModule
-
-        module = VocoderModule(cfg)
-    else:
-        module = OmniModule(cfg)
-    trainer.fit(module, datamodule=_data_module(cfg), ckpt_path=ckpt_path)
+    spec = task_spec(cfg)
+    module = spec.module(cfg)
+    trainer.fit(module, datamodule=spec.data(cfg), ckpt_path=ckpt_path)
     return trainer, module
 
 

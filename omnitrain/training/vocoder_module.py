@@ -17,26 +17,20 @@ from torch import Tensor
 from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.training.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
-from omnitrain.training.init_from import load_matching
-from omnitrain.training.module import OmniModule
+from omnitrain.training.stage_module import StageModule
 
 
-class VocoderModule(OmniModule):
+class VocoderModule(StageModule):
     def __init__(self, config: DictConfig | dict) -> None:
         super().__init__(config)
         self.automatic_optimization = False
         self.discriminator: torch.nn.Module | None = None
 
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
-        self.model = OmniModel(self.cfg)
-        if self.cfg.get("init_from"):
-            load_matching(self.model, self.cfg.init_from)
-        self.model.requires_grad_(False)
-        self.model.vocoder.requires_grad_(True)
-        self.discriminator = self.model.vocoder.build_discriminator()
-        self.mel = SpeechMel(self.model.speech_cfg)
+    def after_build(self, model: OmniModel) -> None:
+        model.requires_grad_(False)
+        model.vocoder.requires_grad_(True)
+        self.discriminator = model.vocoder.build_discriminator()
+        self.mel = SpeechMel(model.speech_cfg)
 
     def _mel_of(self, wave: Tensor, frames: int) -> Tensor:
         return self.mel(wave)[:, :frames]
