@@ -28,7 +28,8 @@ from omnitrain.nn import (
     segment_mask,
     sinusoidal_embedding,
 )
-from omnitrain.nn.decoder import DecoderLayer, KVCache
+from omnitrain.nn.decoder import DecoderLayer
+from omnitrain.nn.kv_cache import KVCache
 from omnitrain.nn.precision import param_dtype
 from omnitrain.nn.rotary import inverse_frequencies
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from omnitrain.nn.kv_cache import KVCache
 from omnitrain.positions.layout import Segment, VideoSeg
 from omnitrain.tokens import SPECIAL_TOKENS
 
@@ -167,6 +168,13 @@ class Thinker(SlotModule, ABC):
     @abstractmethod
     def logits(self, hidden: Tensor) -> Tensor: ...
 
+    @abstractmethod
+    def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
+        """Incremental decoding of one sequence: (B, n, D) new embeddings at (rows, B, n)
+        position ids, attending causally to themselves and to everything in ``cache``
+        (which this call extends) -> final hidden (B, n, D). The first call, on an empty
+        cache, is the prefill; generation then costs one token's forward per token."""
+
 
 @dataclass
 class TalkerContext:
@@ -276,6 +284,13 @@ class SpeechCondition:
     speaker: Tensor  # (S,) int64 index into ``speech.speakers``
     reference: Tensor  # (S, T_ref, n_mels) normalised mel frames, right-padded
     reference_lengths: Tensor  # (S,) int64
+
+    def to(self, device: torch.device | str) -> SpeechCondition:
+        return SpeechCondition(self.speaker.to(device), self.reference.to(device), self.reference_lengths.to(device))
+
+    def first(self) -> SpeechCondition:
+        """The first item's condition alone."""
+        return SpeechCondition(self.speaker[:1], self.reference[:1], self.reference_lengths[:1])
 
     @staticmethod
     def none(n: int, n_mels: int, device: torch.device | None = None) -> SpeechCondition:

@@ -29,12 +29,14 @@ def model_outputs(model, batch) -> dict:
     """Text logits, talker (codec) logits and DiT velocity of ``model`` on fixed inputs."""
     import torch
 
+    from omnitrain.model.speech_path import talker_inputs
+
     torch.manual_seed(1)
     with torch.no_grad():
         hidden, embeds = model.thinker_forward(batch)
         text = model.thinker.logits(hidden)
         items = model.speech_items(batch, hidden, embeds)
-        codec_in, in_mask, _ = model.talker_inputs(items.codes, items.code_mask)
+        codec_in, in_mask, _ = talker_inputs(model.talker, items.codes, items.code_mask)
         codec = model.talker(items.ctx, codec_in, in_mask)
         x = torch.randn_like(items.mel)
         t = torch.linspace(0.1, 0.9, x.shape[0])

@@ -21,8 +21,8 @@ from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
+from omnitrain.inference.thinker_decode import ThinkerDecoder
 from omnitrain.model.flow_matching import sample_mel
-from omnitrain.positions.layout import TextSeg
 from omnitrain.slots import SpeechCondition, TalkerContext
 
 
@@ -103,43 +103,24 @@ class Generator:
                 "repetition": s.repetition_penalty, "min_tokens": s.min_codec_tokens}
 
     # ---- Thinker -------------------------------------------------------------------
+    def decoder(self, example: Example) -> ThinkerDecoder:
+        """The Thinker with its prompt prefilled."""
+        return ThinkerDecoder(self.model, collate([example], self.pad), example.layout)
+
+    def next_token(self, dec: ThinkerDecoder) -> int:
+        s = self.settings
+        return int(sample_next(self.model.thinker.logits(dec.last), s.temperature, s.top_k, s.top_p)[0])
+
     @torch.no_grad()
-    def reply_text(self, example: Example, max_new_tokens: int | None = None) -> tuple[list[int], Tensor, Tensor, int]:
-        """Decode until eos. Returns (new ids, final hidden, embeddings, prompt length)."""
-        s, m = self.settings, self.model
-        batch = collate([example], self.pad)
-        prompt_embeds = m.embed_inputs(batch)
-        layout = list(example.layout)
-        new: list[int] = []
-        for _ in range(max_new_tokens or s.max_new_tokens):
-            hidden, embeds = self._forward(prompt_embeds, new, layout)
-            nxt = int(sample_next(m.thinker.logits(hidden[:, -1]), s.temperature, s.top_k, s.top_p)[0])
-            new.append(nxt)
-            if nxt == self.eos:
+    def reply_text(self, example: Example, max_new_tokens: int | None = None) -> ThinkerDecoder:
+        """Decode until eos (fed back too: the Talker reads the closing eos's vector)."""
+        dec = self.decoder(example)
+        for _ in range(max_new_tokens or self.settings.max_new_tokens):
+            token = self.next_token(dec)
+            dec.feed(token)
+            if token == self.eos:
                 break
-        hidden, embeds = self._forward(prompt_embeds, new, layout)
-        return new, hidden, embeds, prompt_embeds.shape[1]
-
-    def _forward(self, prompt_embeds: Tensor, new: list[int], layout) -> tuple[Tensor, Tensor]:
-        m = self.model
-        ids = torch.tensor([new], dtype=torch.long)
-        embeds = torch.cat([prompt_embeds, m.thinker.embed(ids)], dim=1)
-        full_layout = layout + ([TextSeg(len(new))] if new else [])
-        positions = m.position.position_ids(full_layout)[:, None]
-        doc_ids = torch.ones(1, embeds.shape[1], dtype=torch.long)
-        return m.thinker(embeds, positions, doc_ids), embeds
-
-    def context(self, example: Example, hidden: Tensor, embeds: Tensor, reply: list[int],
-                cond: SpeechCondition) -> TalkerContext:
-        """The Talker's view: prompt vectors (media placeholders' embeddings zeroed) and the
-        vectors of the reply positions ``reply``."""
-        m, P = self.model, len(example)
-        flat = embeds[0, :P].masked_fill(m.media_mask(example.input_ids)[:, None], 0.0)
-        prompt = (hidden[0, :P] + flat)[None]
-        rows = (hidden[0, reply] + embeds[0, reply])[None]
-        return TalkerContext(rows, torch.ones(rows.shape[:2], dtype=torch.bool), prompt,
-                             torch.ones(1, P, dtype=torch.bool),
-                             m.position.position_ids(example.layout)[:, None], cond.speaker)
+        return dec
 
     # ---- whole reply -----------------------------------------------------------------
     @torch.no_grad()
@@ -158,12 +139,10 @@ class Generator:
     def __call__(self, conversation: dict, speaker: str | None = None,
                  reference: str | None = None) -> Reply:
         cond = self.condition(speaker, reference)
-        example = self.prompt(conversation)
-        new, hidden, embeds, start = self.reply_text(example)
-        ctx = self.context(example, hidden, embeds, list(range(start, start + len(new))), cond)
-        codes, wave, mel = self.speak(ctx, cond)
-        text = self.model.tokenizer.decode([t for t in new if t != self.eos])
-        return Reply(text, new, codes, wave, self.model.speech_cfg.sample_rate, mel)
+        dec = self.reply_text(self.prompt(conversation))
+        codes, wave, mel = self.speak(dec.talker_context(cond), cond)
+        text = self.model.tokenizer.decode([t for t in dec.new if t != self.eos])
+        return Reply(text, list(dec.new), codes, wave, self.model.speech_cfg.sample_rate, mel)
 
     # ---- streaming ---------------------------------------------------------------------
     @torch.no_grad()
@@ -172,12 +151,9 @@ class Generator:
         """Text pieces and audio chunks as they are ready, then the whole ``Reply``."""
         s, m = self.settings, self.model
         cond = self.condition(speaker, reference)
-        example = self.prompt(conversation)
-        prompt_embeds = m.embed_inputs(collate([example], self.pad))
-        layout = list(example.layout)
-        hidden, embeds = self._forward(prompt_embeds, [], layout)
-        ctx = self.context(example, hidden, embeds, [], cond)
-        new: list[int] = []
+        dec = self.decoder(self.prompt(conversation))
+        ctx = dec.talker_context(cond)  # the prompt alone: reply vectors come as they are made
+        new = dec.new
         pending: list[TextPiece] = []
         shown = [""]  # text already yielded
 
@@ -189,22 +165,15 @@ class Generator:
                 pending.append(TextPiece(text[len(shown[0]):]))
                 shown[0] = text
 
-        def next_token(hidden: Tensor) -> None:
-            tok = int(sample_next(m.thinker.logits(hidden[:, -1]), s.temperature, s.top_k, s.top_p)[0])
-            new.append(tok)
-            show(final=tok == self.eos)
-
         def reply_rows() -> Iterator[Tensor]:
             """Vector of each reply token, computed when it is fed back to the Thinker."""
-            next_token(hidden)
             while True:
-                h, e = self._forward(prompt_embeds, new, layout)
-                row = h[0, -1] + e[0, -1]
-                if new[-1] == self.eos or len(new) >= s.max_new_tokens:
-                    yield row
-                    return
-                next_token(h)
+                token = self.next_token(dec)
+                row = dec.feed(token)
+                show(final=token == self.eos)
                 yield row
+                if token == self.eos or len(new) >= s.max_new_tokens:
+                    return
 
         rows = reply_rows()
         speech = SpeechStream(m, s, cond, self.noise())

@@ -19,6 +19,7 @@ from omnitrain.data.batch import Batch
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
+from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
@@ -36,6 +37,19 @@ class SpeechItems:
     code_mask: Tensor
     mel: Tensor
     real: bool
+
+
+@dataclass
+class StepOutputs:
+    """What one forward computes; losses and evaluation metrics are read off it."""
+
+    hidden: Tensor
+    embeds: Tensor
+    items: SpeechItems
+    codec_in: Tensor | None = None
+    codec_mask: Tensor | None = None
+    codec_targets: Tensor | None = None
+    talker_logits: Tensor | None = None
 
 
 class OmniModel(nn.Module):
@@ -128,84 +142,47 @@ class OmniModel(nn.Module):
         )
 
     def speech_items(self, batch: Batch, hidden: Tensor, embeds: Tensor) -> SpeechItems:
-        rows, pos = batch.speech_rows, batch.reply_positions
-        real = rows.numel() > 0
-        device = hidden.device
-        if not real:  # one dummy item so the talker and DiT stay in the graph
-            rows = torch.zeros(1, dtype=torch.long, device=device)
-            pos = torch.zeros(1, 1, dtype=torch.long, device=device)
+        """The speech side's inputs for every spoken reply of the batch (``speech_path``),
+        or one dummy item so the Talker and DiT stay in the graph when it has none."""
         states = hidden
         if self.loss_cfg.talker_detach_thinker:
             states, embeds = hidden.detach(), embeds.detach()
-        reply = states[rows[:, None], pos] + embeds[rows[:, None], pos]
         n_mels = self.speech_cfg.n_mels
-        if not real:
+        if batch.speech_rows.numel() == 0:
+            device = hidden.device
+            reply = states[:1, :1] + embeds[:1, :1]
             ones = torch.ones(1, 1, dtype=torch.bool, device=device)
             ctx = TalkerContext(reply, ones, reply, ones,
                                 torch.zeros(self.position.rows, 1, 1, dtype=torch.long, device=device),
                                 torch.zeros(1, dtype=torch.long, device=device))
-            k = self.dit.mel_frames_per_code
             codes = torch.zeros(1, 1, dtype=torch.long, device=device)
-            mel = torch.zeros(1, k, n_mels, device=device, dtype=hidden.dtype)
+            mel = torch.zeros(1, self.dit.mel_frames_per_code, n_mels, device=device, dtype=hidden.dtype)
             return SpeechItems(ctx, SpeechCondition.none(1, n_mels, device), codes, ones, mel, False)
-        prompt, prompt_mask, prompt_pos = self._prompts(batch, states, embeds)
-        cond = self._condition(batch, hidden.dtype)
-        ctx = TalkerContext(reply, batch.reply_mask, prompt, prompt_mask, prompt_pos, cond.speaker)
+        cond = speech_condition(batch, n_mels, hidden.dtype)
+        ctx = talker_context(batch, states, embeds, self.media_mask(batch.input_ids), cond.speaker)
         return SpeechItems(ctx, cond, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True)
 
-    def _condition(self, batch: Batch, dtype: torch.dtype) -> SpeechCondition:
-        """Speaker and reference of each spoken reply (a batch without them: speaker 0, none)."""
-        S, device = batch.speech_rows.numel(), batch.codec_tokens.device
-        cond = SpeechCondition.none(S, self.speech_cfg.n_mels, device)
-        if batch.speaker_ids.numel() == S:
-            cond.speaker = batch.speaker_ids.to(device)
-        if batch.reference_lengths.numel() == S:
-            cond.reference = batch.reference_mel.to(device, dtype)
-            cond.reference_lengths = batch.reference_lengths.to(device)
-        return cond
-
-    def _prompts(self, batch: Batch, states: Tensor, embeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Each spoken reply's prompt: its sample's tokens before the reply (rows may hold
-        several samples), left-padded; vectors are hidden + embedding with media
-        placeholders' embeddings zeroed (as Qwen2.5-Omni), ids as the Thinker's."""
-        rows, start = batch.speech_rows, batch.reply_positions[:, 0]
-        L = states.shape[1]
-        doc = batch.doc_ids[rows, start]
-        same = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(L, device=states.device) < start[:, None])
-        n = same.sum(1)
-        P = int(n.max())
-        j = torch.arange(P, device=states.device)[None]
-        mask = j >= (P - n)[:, None]
-        idx = (start[:, None] - P + j).clamp(0, L - 1)
-        flat = embeds.masked_fill(self.media_mask(batch.input_ids)[..., None], 0.0)
-        vectors = (states[rows[:, None], idx] + flat[rows[:, None], idx]) * mask[..., None]
-        positions = batch.position_ids[:, rows[:, None], idx] * mask
-        return vectors, mask, positions
-
-    def talker_inputs(self, codes: Tensor, code_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """[bos, c_0..c_{m-1}] inputs, their mask, and [c_0..c_{m-1}, eos] targets."""
-        t = self.talker
-        S = codes.shape[0]
-        lengths = code_mask.sum(1)
-        bos = torch.full((S, 1), t.bos_id, dtype=torch.long, device=codes.device)
-        codec_in = torch.cat([bos, codes.masked_fill(~code_mask, t.pad_id)], 1)
-        in_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), code_mask], 1)
-        targets = torch.cat([codes, torch.zeros_like(bos)], 1).masked_fill(~in_mask, IGNORE_INDEX)
-        targets[torch.arange(S, device=codes.device), lengths] = t.eos_id
-        return codec_in, in_mask, targets
-
-    # ---- losses ----------------------------------------------------------------
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        w = self.loss_cfg
+    # ---- one forward: losses and metrics come from it ------------------------------
+    def run(self, batch: Batch, talker: bool = True) -> StepOutputs:
+        """The Thinker, the speech inputs and (``talker``) the teacher-forced Talker."""
         hidden, embeds = self.thinker_forward(batch)
-        # the head only at the reply tokens, chunk by chunk: the full logits never exist
-        losses = {"text": target_rows_loss(self.thinker.logits, hidden[:, :-1], next_token_targets(batch))}
         items = self.speech_items(batch, hidden, embeds)
+        out = StepOutputs(hidden, embeds, items)
+        if talker:
+            out.codec_in, out.codec_mask, out.codec_targets = talker_inputs(self.talker, items.codes, items.code_mask)
+            out.talker_logits = self.talker(items.ctx, out.codec_in, out.codec_mask)
+        return out
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        return self.losses(batch, self.run(batch, talker=self.loss_cfg.codec > 0))
+
+    def losses(self, batch: Batch, out: StepOutputs) -> dict[str, Tensor]:
+        w, items = self.loss_cfg, out.items
+        # the head only at the reply tokens, chunk by chunk: the full logits never exist
+        losses = {"text": target_rows_loss(self.thinker.logits, out.hidden[:, :-1], next_token_targets(batch))}
         scale = 1.0 if items.real else 0.0
-        if w.codec > 0:
-            codec_in, in_mask, targets = self.talker_inputs(items.codes, items.code_mask)
-            talker_logits = self.talker(items.ctx, codec_in, in_mask)
-            losses["codec"] = scale * _masked_ce(talker_logits, targets)
+        if out.talker_logits is not None:
+            losses["codec"] = scale * _masked_ce(out.talker_logits, out.codec_targets)
         if w.flow > 0:
             losses["flow"] = scale * flow_matching_loss(
                 self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop, items.cond,
@@ -220,41 +197,41 @@ class OmniModel(nn.Module):
 
     # ---- evaluation and inference -------------------------------------------
     @torch.no_grad()
-    def speech_eval(self, batch: Batch, ode_steps: int = 4, ode_method: str = "euler",
+    def speech_eval(self, batch: Batch, out: StepOutputs, ode_steps: int = 4, ode_method: str = "euler",
                     seed: int = 0) -> dict[str, Tensor]:
-        """Held-out speech quality: Talker token accuracy with teacher forcing
-        (``codec_acc``) and free-running greedy (``codec_gen_acc``, position by position,
-        eos included), and the L1 distance of the DiT's mel, sampled from the true codes
-        with fixed noise, to the target mel (``mel_l1``)."""
-        if batch.speech_rows.numel() == 0:
+        """Held-out speech quality from a forward's outputs: Talker token accuracy with
+        teacher forcing (``codec_acc``) and free-running greedy (``codec_gen_acc``, position
+        by position, eos included), and the L1 distance of the DiT's mel, sampled from the
+        true codes with fixed noise, to the target mel (``mel_l1``)."""
+        items = out.items
+        if not items.real:
             return {}
-        hidden, embeds = self.thinker_forward(batch)
-        items = self.speech_items(batch, hidden, embeds)
-        codec_in, in_mask, targets = self.talker_inputs(items.codes, items.code_mask)
-        logits = self.talker(items.ctx, codec_in, in_mask)
+        if out.talker_logits is None:
+            out = self.run(batch)
+        targets = out.codec_targets
         valid = targets != IGNORE_INDEX
-        out = {"codec_acc": (logits.argmax(-1) == targets)[valid].float().mean()}
+        metrics = {"codec_acc": (out.talker_logits.argmax(-1) == targets)[valid].float().mean()}
         t = self.talker
-        made = t.generate(items.ctx, codec_in.shape[1])
-        made = F.pad(made, (0, codec_in.shape[1] - made.shape[1]), value=t.pad_id)
+        made = t.generate(items.ctx, out.codec_in.shape[1])
+        made = F.pad(made, (0, out.codec_in.shape[1] - made.shape[1]), value=t.pad_id)
         made = made.masked_fill(made == t.eos_id, t.pad_id)
         want = targets.masked_fill(targets == t.eos_id, t.pad_id)
-        out["codec_gen_acc"] = (made == want)[valid].float().mean()
+        metrics["codec_gen_acc"] = (made == want)[valid].float().mean()
         g = torch.Generator(device=items.mel.device).manual_seed(seed)
         mel = sample_mel(self.dit, items.codes, items.code_mask, self.speech_cfg.n_mels, ode_steps,
                          ode_method, 0.0, g, items.cond)
         frames = items.code_mask.repeat_interleave(self.dit.mel_frames_per_code, dim=1)[..., None]
-        out["mel_l1"] = ((mel - items.mel).abs() * frames).sum() / (frames.sum() * mel.shape[-1])
-        return out
+        metrics["mel_l1"] = ((mel - items.mel).abs() * frames).sum() / (frames.sum() * mel.shape[-1])
+        return metrics
 
     @torch.no_grad()
     def per_sample_losses(self, batch: Batch) -> dict[str, Tensor]:
         """Mean text CE of each sample (in ``batch.keys`` order) and codec CE of each
         spoken reply (in ``speech_rows`` order): for evaluation and packing checks."""
-        hidden, embeds = self.thinker_forward(batch)
+        out = self.run(batch)
         targets = next_token_targets(batch)
         token_ce = F.cross_entropy(
-            self.thinker.logits(hidden)[:, :-1].flatten(0, 1).float(), targets.clamp_min(0).flatten(),
+            self.thinker.logits(out.hidden)[:, :-1].flatten(0, 1).float(), targets.clamp_min(0).flatten(),
             reduction="none",
         ).view_as(targets) * (targets != IGNORE_INDEX)
         docs = batch.doc_ids[:, :-1]
@@ -262,18 +239,16 @@ class OmniModel(nn.Module):
         slot = batch.doc_ids.amax(1).cumsum(0) - batch.doc_ids.amax(1)
         index = (slot[:, None] + docs - 1).clamp_min(0)
         n = int(batch.doc_ids.amax(1).sum())
-        total = torch.zeros(n, device=hidden.device).index_add_(0, index.flatten(), token_ce.flatten())
-        count = torch.zeros(n, device=hidden.device).index_add_(0, index.flatten(), (targets != IGNORE_INDEX).float().flatten())
-        out = {"text": total / count.clamp_min(1)}
-        items = self.speech_items(batch, hidden, embeds)
-        if items.real:
-            codec_in, in_mask, codec_targets = self.talker_inputs(items.codes, items.code_mask)
-            logits = self.talker(items.ctx, codec_in, in_mask)
-            valid = codec_targets != IGNORE_INDEX
-            ce = F.cross_entropy(logits.flatten(0, 1).float(), codec_targets.clamp_min(0).flatten(),
-                                 reduction="none").view_as(codec_targets)
-            out["codec"] = (ce * valid).sum(1) / valid.sum(1).clamp_min(1)
-        return out
+        total = torch.zeros(n, device=out.hidden.device).index_add_(0, index.flatten(), token_ce.flatten())
+        count = torch.zeros(n, device=out.hidden.device).index_add_(
+            0, index.flatten(), (targets != IGNORE_INDEX).float().flatten())
+        result = {"text": total / count.clamp_min(1)}
+        if out.items.real:
+            valid = out.codec_targets != IGNORE_INDEX
+            ce = F.cross_entropy(out.talker_logits.flatten(0, 1).float(), out.codec_targets.clamp_min(0).flatten(),
+                                 reduction="none").view_as(out.codec_targets)
+            result["codec"] = (ce * valid).sum(1) / valid.sum(1).clamp_min(1)
+        return result
 
     @torch.no_grad()
     def speech_to_wave(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omnitrain.nn.kv_cache import KVCache
 from omnitrain.nn.rotary import apply_rotary
 from omnitrain.nn.varlen import varlen_attention
 
@@ -35,15 +36,20 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=out_bias)
 
     def forward(
-        self, x: Tensor, mask, rotary: tuple[Tensor, Tensor] | None = None
+        self, x: Tensor, mask, rotary: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None, layer: int = 0,
     ) -> Tensor:
-        """``mask``: a boolean mask (True = may attend), None, or a ``DocAttention`` plan."""
+        """``mask``: a boolean mask (True = may attend; with a ``cache``, over cached + new
+        keys), None, or a ``DocAttention`` plan. ``cache``: attend also to the keys and
+        values cached under ``layer``, and append this call's."""
         B, L, _ = x.shape
         q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             q, k = apply_rotary(q, k, *rotary)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
         if self.num_kv_heads != self.num_heads:
             rep = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(rep, dim=1)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitrain.nn.attention import Attention
+from omnitrain.nn.kv_cache import KVCache
 from omnitrain.nn.norms import RMSNorm
 
 
@@ -33,13 +34,15 @@ class TransformerBlock(nn.Module):
         num_kv_heads: int | None = None,
         qkv_bias: bool = False,
         eps: float = 1e-6,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(dim, eps)
-        self.self_attn = Attention(dim, num_heads, num_kv_heads, qkv_bias=qkv_bias)
+        self.self_attn = Attention(dim, num_heads, num_kv_heads, head_dim=head_dim, qkv_bias=qkv_bias)
         self.post_attention_layernorm = RMSNorm(dim, eps)
         self.mlp = SwiGLU(dim, ffn_dim)
 
-    def forward(self, x: Tensor, mask: Tensor | None, rotary=None) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), mask, rotary)
+    def forward(self, x: Tensor, mask: Tensor | None, rotary=None, cache: KVCache | None = None,
+                layer: int = 0) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), mask, rotary, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))

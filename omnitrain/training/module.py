@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omnitrain.config.schema import OptimConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.model.speech_path import speech_condition
 from omnitrain.slots import MODEL_SLOTS, SpeechCondition
 from omnitrain.training.stage_module import StageModule
 
@@ -48,12 +49,13 @@ class OmniModule(StageModule):
         return losses["loss"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        losses = self.model(batch)
+        out = self.model.run(batch)  # one forward: the losses and the speech metrics read it
+        losses = self.model.losses(batch, out)
         bs = int(batch.input_ids.shape[0])
         for name, value in losses.items():
             self.log(f"val/{name}", value, prog_bar=name == "loss", batch_size=bs, sync_dist=True)
         gen = self.cfg.generate
-        speech = self.model.speech_eval(batch, gen.ode_steps, gen.ode_method, seed=batch_idx)
+        speech = self.model.speech_eval(batch, out, gen.ode_steps, gen.ode_method, seed=batch_idx)
         n = int(batch.speech_rows.numel())
         # not synced: a rank whose batch has no speech logs nothing, and must not be waited for
         for name, value in speech.items():
@@ -63,18 +65,14 @@ class OmniModule(StageModule):
     def audio_sample(self, batch: Batch) -> torch.Tensor | None:
         """The DiT + vocoder on the first validation reply's true codes (on a rank whose
         batch has no spoken reply: one silent code, so every rank runs the same modules)."""
-        if batch.speech_rows.numel() == 0:
-            codes = torch.zeros(1, 1, dtype=torch.long, device=self.device)
+        n_mels = self.model.speech_cfg.n_mels
+        if batch.speech_rows.numel() == 0:  # speaker 0, no reference: the same modules run as elsewhere
+            codes = torch.zeros(1, 1, dtype=torch.long)
+            cond = SpeechCondition.none(1, n_mels)
         else:
-            n = int(batch.codec_mask[0].sum())
-            codes = batch.codec_tokens[:1, :n].to(self.device)
-        if batch.speech_rows.numel() and batch.reference_lengths.numel():
-            cond = SpeechCondition(batch.speaker_ids[:1], batch.reference_mel[:1], batch.reference_lengths[:1])
-        else:  # speaker 0, no reference: the same conditioning modules run as on other ranks
-            n_mels = self.model.speech_cfg.n_mels
-            cond = SpeechCondition(torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, n_mels),
-                                   torch.zeros(1, dtype=torch.long))
-        cond = SpeechCondition(*(x.to(self.device) for x in (cond.speaker, cond.reference, cond.reference_lengths)))
+            codes = batch.codec_tokens[:1, : int(batch.codec_mask[0].sum())]
+            cond = speech_condition(batch, n_mels).first()
+        codes, cond = codes.to(self.device), cond.to(self.device)
         gen = self.cfg.generate
         g = torch.Generator(device=self.device).manual_seed(0)
         with self._full_parameters():

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
-from omnitrain.api import PositionScheme, RMSNorm, Thinker, TransformerBlock, register
+from omnitrain.api import KVCache, PositionScheme, RMSNorm, Thinker, TransformerBlock, register
 from omnitrain.nn.varlen import DocAttention
 
 
@@ -70,3 +71,14 @@ class Qwen2Thinker(Thinker):
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.lm_head(hidden)
+
+    def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
+        rotary = self.position.rotary(position_ids, self.head_dim)
+        n, past = inputs_embeds.shape[1], cache.length
+        # causal over the new tokens, everything cached visible; one token needs no mask
+        mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool,
+                                              device=inputs_embeds.device).tril(past)[None, None]
+        x = inputs_embeds
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, rotary, cache, i)
+        return self.norm(x)

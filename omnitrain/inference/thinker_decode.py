@@ -1,0 +1,77 @@
+"""The Thinker decoding one reply with a key/value cache: the prompt is prefilled once,
+then each new token costs one token's forward (``Thinker.step``). It keeps every
+position's hidden state and embedding, and gives the Talker its view through the same
+``talker_context`` as training, over a ``Batch`` of the prompt and the reply so far."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from omnitrain.data.batch import Batch
+from omnitrain.model.omni_model import OmniModel
+from omnitrain.model.speech_path import talker_context
+from omnitrain.nn.kv_cache import KVCache
+from omnitrain.positions.layout import Segment, TextSeg
+from omnitrain.slots import SpeechCondition, TalkerContext
+
+
+class ThinkerDecoder:
+    def __init__(self, model: OmniModel, prompt: Batch, layout: list[Segment]) -> None:
+        """``prompt``: the collated prompt (one sample), ``layout`` its segments."""
+        self.model, self.prompt, self.layout = model, prompt, list(layout)
+        self.cache = KVCache()
+        embeds = model.embed_inputs(prompt)
+        hidden = model.thinker.step(embeds, prompt.position_ids, self.cache)
+        self.hiddens, self.embeds = [hidden], [embeds]
+        self.new: list[int] = []
+
+    @property
+    def prompt_length(self) -> int:
+        return int(self.prompt.input_ids.shape[1])
+
+    @property
+    def last(self) -> Tensor:
+        """(1, D) the final hidden state of the last position fed."""
+        return self.hiddens[-1][:, -1]
+
+    def feed(self, token: int) -> Tensor:
+        """Append ``token`` (a text token after the prompt); returns its reply vector
+        (hidden + embedding), what the Talker reads for it."""
+        m = self.model
+        self.new.append(token)
+        ids = torch.tensor([[token]], device=self.prompt.input_ids.device)
+        embeds = m.thinker.embed(ids)
+        positions = self.positions()[:, :, -1:]
+        hidden = m.thinker.step(embeds, positions, self.cache)
+        self.hiddens.append(hidden)
+        self.embeds.append(embeds)
+        return (hidden + embeds)[0, -1]
+
+    def positions(self) -> Tensor:
+        """(rows, 1, L) the Thinker's ids of the prompt and the tokens fed, from the layout."""
+        layout = self.layout + ([TextSeg(len(self.new))] if self.new else [])
+        return self.model.position.position_ids(layout)[:, None].to(self.prompt.input_ids.device)
+
+    def batch(self, cond: SpeechCondition) -> Batch:
+        """The prompt and the reply so far as a one-sample ``Batch`` with one spoken reply
+        (the tokens fed), spoken by ``cond``: the Talker's inputs come from it as in training."""
+        p = self.prompt
+        device, L = p.input_ids.device, self.prompt_length + len(self.new)
+        new = torch.tensor([self.new], dtype=torch.long, device=device).reshape(1, -1)
+        return dataclasses.replace(
+            p, input_ids=torch.cat([p.input_ids, new], 1), doc_ids=torch.ones(1, L, dtype=torch.long, device=device),
+            position_ids=self.positions(), speech_rows=torch.zeros(1, dtype=torch.long, device=device),
+            reply_positions=torch.arange(self.prompt_length, L, device=device)[None],
+            reply_mask=torch.ones(1, len(self.new), dtype=torch.bool, device=device),
+            speaker_ids=cond.speaker, reference_mel=cond.reference, reference_lengths=cond.reference_lengths,
+        )
+
+    def talker_context(self, cond: SpeechCondition) -> TalkerContext:
+        """The Talker's view of the reply fed so far (none yet: the prompt alone, for streaming)."""
+        batch = self.batch(cond)
+        hidden, embeds = torch.cat(self.hiddens, 1), torch.cat(self.embeds, 1)
+        start = torch.tensor([self.prompt_length], device=hidden.device)
+        return talker_context(batch, hidden, embeds, self.model.media_mask(batch.input_ids), cond.speaker, start)

@@ -1,0 +1,67 @@
+"""Generation reads the Talker's inputs through the same path as training: the Thinker
+decodes with a KV cache (``Thinker.step``) and ``talker_context`` builds the Talker's view
+from a ``Batch`` of the prompt and the reply, so there is no train/inference skew."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import webdataset as wds
+
+from omnitrain.data.collate import collate
+from omnitrain.data.sample_builder import SampleBuilder
+from omnitrain.data.shards import resolve_shards
+from omnitrain.inference.thinker_decode import ThinkerDecoder
+from omnitrain.model.omni_model import OmniModel
+from omnitrain.model.speech_path import speech_condition
+from omnitrain.nn.kv_cache import KVCache
+from omnitrain.run_config import compose_config
+from tests.helpers import speech_overrides
+
+
+def spoken_sample(cfg):
+    urls = resolve_shards(cfg.data.train_shards, "data.train_shards")
+    for sample in wds.tarfile_to_samples()({"url": u} for u in urls):
+        turns = json.loads(sample["json"])["turns"]
+        if any("speech" in t for t in turns) and any("audio" in c for t in turns for c in t.get("content", [])):
+            return sample, turns
+    raise AssertionError("no spoken reply with audio in the demo shards")
+
+
+def test_generation_gives_the_talker_what_training_gives_it(demo_dir, tmp_path):
+    cfg = compose_config(speech_overrides(demo_dir, tmp_path))
+    torch.manual_seed(0)
+    model = OmniModel(cfg).eval()
+    builder = SampleBuilder.from_config(cfg)
+    sample, turns = spoken_sample(cfg)
+    media = sample.__getitem__
+    pad = builder.special["pad"]
+    train = collate([builder.build({"turns": turns}, media, "s")], pad)
+    prompt = builder.build({"turns": [t for t in turns if t["role"] == "user"]}, media, "p", for_generation=True)
+    with torch.no_grad():
+        hidden, embeds = model.thinker_forward(train)
+        trained = model.speech_items(train, hidden, embeds)
+        dec = ThinkerDecoder(model, collate([prompt], pad), prompt.layout)
+        for token in train.input_ids[0, train.reply_positions[0]].tolist():  # teacher-forced reply
+            dec.feed(token)
+        served = dec.talker_context(speech_condition(train, cfg.speech.n_mels))
+    a, b = trained.ctx, served
+    assert torch.equal(a.prompt_mask, b.prompt_mask) and torch.equal(a.prompt_positions, b.prompt_positions)
+    assert torch.allclose(a.prompt, b.prompt, atol=1e-5) and torch.allclose(a.reply, b.reply, atol=1e-5)
+    assert torch.equal(a.speaker, b.speaker)
+
+
+def test_thinker_step_with_a_cache_equals_the_full_forward(demo_dir, tmp_path):
+    cfg = compose_config(speech_overrides(demo_dir, tmp_path))
+    torch.manual_seed(0)
+    thinker = OmniModel(cfg).eval().thinker
+    L = 24
+    embeds = torch.randn(1, L, thinker.hidden_size)
+    positions = torch.arange(L)[None, None].expand(3, 1, L)
+    with torch.no_grad():
+        full = thinker(embeds, positions, torch.ones(1, L, dtype=torch.long))
+        cache = KVCache()
+        parts = [thinker.step(embeds[:, :10], positions[:, :, :10], cache)]  # prefill, then one at a time
+        parts += [thinker.step(embeds[:, i:i + 1], positions[:, :, i:i + 1], cache) for i in range(10, L)]
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5) and cache.length == L
