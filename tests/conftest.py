@@ -32,3 +32,13 @@ def demo_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def smoke_cfg(demo_dir, tmp_path):
     return compose_config(smoke_overrides(demo_dir, tmp_path / "run"))
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Training in-process sets MASTER_ADDR/MASTER_PORT/... (Lightning, DeepSpeed): each
+    test leaves os.environ as it found it, so later subprocesses start clean."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
