@@ -20,6 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.config.schema import register_schemas
 from omnitrain.config.sizes import register_sizes, report_unsized
 from omnitrain.config.validate import ConfigError, validate
 from omnitrain.plugin_loading import load_plugins
@@ -77,6 +78,7 @@ def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     except HydraException as exc:
         raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from exc
     _register_recipes()
+    register_schemas()
     try:
         register_sizes(config_dir())
     except (OSError, ValueError) as exc:

@@ -131,6 +131,17 @@ class PlanConfig:
     gpu_memory_gib: float = 80.0  # the GPU the plan checks against (H100/A100 80GB)
 
 
+def register_schemas() -> None:
+    """Each section's dataclass, stored as Hydra's ``schema/<section>`` node:
+    ``configs/train.yaml`` starts every section from it, so defaults live here only and
+    YAML groups hold overrides (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for section, schema in SECTION_SCHEMAS.items():
+        store.store(group="schema", name=section, node=schema)
+
+
 SECTION_SCHEMAS: dict[str, type] = {
     "data": DataConfig,
     "optim": OptimConfig,
