@@ -18,6 +18,7 @@ before that many codes), where chunked decoding has room to pay off.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -43,7 +44,7 @@ def time_whole(gen: Generator, conversation: dict) -> tuple[float, float, int]:
 
 
 def time_stream(gen: Generator, conversation: dict, mode: str) -> tuple[float, float, int]:
-    gen.settings.stream_mode = mode
+    gen.settings = dataclasses.replace(gen.settings, stream_mode=mode)
     t0, first = time.perf_counter(), None
     reply = None
     for piece in gen.stream(conversation):

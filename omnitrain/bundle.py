@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from safetensors.torch import load_model
 
 import omnitrain
@@ -25,10 +25,11 @@ from omnitrain.checkpoints import CheckpointError, CheckpointReader, TensorSpec,
 from omnitrain.checkpoints.base import export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
 from omnitrain.checksums import sha256_file
+from omnitrain.config.typed import RunConfig
 from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.plugin_loading import load_plugins
 from omnitrain.registry import SLOTS, build, registry
+from omnitrain.run_config import load_config
 from omnitrain.slots import PretrainedCodec
 
 FORMAT = "omnitrain-bundle"
@@ -46,7 +47,7 @@ def _open(path: Path) -> CheckpointReader:
         raise BundleError(str(exc)) from exc
 
 
-def check_tensors(cfg: DictConfig, found: dict[str, TensorSpec], source: str) -> dict[str, TensorSpec]:
+def check_tensors(cfg: RunConfig, found: dict[str, TensorSpec], source: str) -> dict[str, TensorSpec]:
     """The model's tensors for ``cfg`` (built on the meta device), checked against a
     checkpoint's; raises ``BundleError`` naming the first differences."""
     expected = {n: TensorSpec(tuple(t.shape), export_dtype(t.dtype))
@@ -63,10 +64,10 @@ def check_tensors(cfg: DictConfig, found: dict[str, TensorSpec], source: str) ->
     return expected
 
 
-def _bundle_plugins(cfg: DictConfig, out: Path) -> list[str]:
+def _bundle_plugins(cfg: RunConfig, out: Path) -> list[str]:
     """Copy .py plugins into the bundle and point the config at the copies."""
     specs = []
-    for spec in list(cfg.get("plugins") or []):
+    for spec in cfg.plugins:
         spec = str(spec)
         if spec.endswith(".py"):
             (out / "plugins").mkdir(exist_ok=True)
@@ -77,7 +78,7 @@ def _bundle_plugins(cfg: DictConfig, out: Path) -> list[str]:
     return specs
 
 
-def _bundle_codec(cfg: DictConfig, out: Path) -> str | None:
+def _bundle_codec(cfg: RunConfig, out: Path) -> str | None:
     """Copy a pretrained codec's local files into the bundle (``codec/``)."""
     if not issubclass(registry("codec").get(cfg.codec.name).cls, PretrainedCodec):
         return None
@@ -94,8 +95,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     """Checkpoint (a file, or a DeepSpeed/FSDP sharded folder) -> bundle, streaming the
     weights into ``model.safetensors`` so host memory stays near one shard."""
     reader = _open(checkpoint)
-    cfg = reader.config()
-    load_plugins(list(cfg.get("plugins") or []))
+    cfg = load_config(reader.config())
     found = reader.tensors()
     specs = check_tensors(cfg, found, str(checkpoint))
     parameters = sum(p.numel() for p in meta_model(cfg).parameters())  # before paths turn bundle-relative
@@ -106,12 +106,12 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
             reader.stream(writer.write)
     except CheckpointError as exc:
         raise BundleError(f"checkpoint '{checkpoint}': {exc}") from exc
-    bundled = _bundle_plugins(cfg, out)
-    cfg = OmegaConf.merge(cfg, {"plugins": bundled})
+    stored = cfg.to_dict()
+    stored["plugins"] = _bundle_plugins(cfg, out)
     codec_path = _bundle_codec(cfg, out)
     if codec_path is not None:
-        cfg = OmegaConf.merge(cfg, {"codec": {"path": codec_path}})
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        stored["codec"]["path"] = codec_path
+    OmegaConf.save(OmegaConf.create(stored), out / "config.yaml")
     (out / "tokenizer").mkdir(exist_ok=True)
     build("tokenizer", cfg.tokenizer).save(out / "tokenizer")
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -122,7 +122,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
         "source_checkpoint": str(Path(checkpoint).resolve()),
         "versions": {"omnitrain": omnitrain.__version__, "torch": torch.__version__},
         "plugins": {
-            slot: {"name": cfg[slot].name, "origin": registry(slot).get(cfg[slot].name).origin}
+            slot: {"name": cfg.slot(slot).name, "origin": registry(slot).get(cfg.slot(slot).name).origin}
             for slot in SLOTS
         },
         "parameters": parameters,
@@ -132,7 +132,7 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, DictConfig]:
+def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, RunConfig]:
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
@@ -145,11 +145,12 @@ def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, DictCo
             path = directory / name
             if not path.exists() or sha256_file(path) != digest:
                 raise BundleError(f"bundle file '{path}' is missing or its checksum does not match the manifest")
-    cfg = OmegaConf.load(directory / "config.yaml")
-    specs = [str(directory / s) if str(s).startswith("plugins/") else str(s) for s in cfg.get("plugins") or []]
-    load_plugins(specs)
-    if str(cfg.codec.get("path", "")).startswith("codec"):  # a codec copied into the bundle
-        cfg.codec.path = str(directory / cfg.codec.path)
+    stored = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"), resolve=True)
+    stored["plugins"] = [str(directory / s) if str(s).startswith("plugins/") else str(s)
+                         for s in stored.get("plugins") or []]
+    if str(stored["codec"].get("path", "")).startswith("codec"):  # a codec copied into the bundle
+        stored["codec"]["path"] = str(directory / stored["codec"]["path"])
+    cfg = load_config(stored)
     model = OmniModel(cfg)
     load_model(model, str(directory / "model.safetensors"), strict=True)
     return model.eval(), cfg

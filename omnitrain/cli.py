@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import faulthandler
 import json
 import logging
@@ -58,7 +59,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     from omnitrain.run_config import compose_config
 
-    print(OmegaConf.to_yaml(compose_config(args.overrides), resolve=True))
+    print(OmegaConf.to_yaml(OmegaConf.create(compose_config(args.overrides).to_dict())))
     return 0
 
 
@@ -175,7 +176,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("give either --text (one prompt) or --manifest (a JSONL of prompts)")
     gen = Generator(Path(args.bundle))
     if args.max_new_tokens:
-        gen.settings.max_new_tokens = args.max_new_tokens
+        gen.settings = dataclasses.replace(gen.settings, max_new_tokens=args.max_new_tokens)
     if args.manifest:
         return _generate_manifest(gen, Path(args.manifest), args)
     reply = _reply(gen, {"text": args.text, "audio": args.audio, "image": args.image,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,8 +125,45 @@ def register(
     return deco
 
 
-def plugin_config(slot: str, node: DictConfig | dict) -> Any:
+class PluginChoice:
+    """The plugin filling a slot: ``name`` and its validated ``config``, whose fields read
+    through (``cfg.thinker.hidden_size``). It pickles as plain values and re-validates when
+    first read, so data workers need only have loaded the plugin (a file plugin too)."""
+
+    def __init__(self, slot: str, name: str, values: Mapping[str, Any], config: Any = None) -> None:
+        self.slot, self.name, self._values, self._config = slot, name, dict(values), config
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            self._config = plugin_config(self.slot, {"name": self.name, **self._values})
+        return self._config
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return getattr(self.config, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self._values}
+
+    def __getstate__(self) -> dict:
+        return {"slot": self.slot, "name": self.name, "values": self._values}
+
+    def __setstate__(self, state: dict) -> None:
+        self.slot, self.name, self._values, self._config = state["slot"], state["name"], state["values"], None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PluginChoice) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"PluginChoice({self.slot}={self.name}, {self._values})"
+
+
+def plugin_config(slot: str, node: DictConfig | dict | PluginChoice) -> Any:
     """Validate a config node against its plugin's dataclass and return an instance."""
+    if isinstance(node, PluginChoice):
+        return node.config
     data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     if "name" not in data:
         raise RegistryError(f"config '{slot}' has no 'name': choose one of {registry(slot).names()}")
@@ -139,7 +176,8 @@ def plugin_config(slot: str, node: DictConfig | dict) -> Any:
     return OmegaConf.to_object(merged)
 
 
-def build(slot: str, node: DictConfig | dict, **kwargs: Any) -> Any:
+def build(slot: str, node: DictConfig | dict | PluginChoice, **kwargs: Any) -> Any:
     """Construct the plugin named by ``node.name`` with its validated config."""
     cfg = plugin_config(slot, node)  # raises when 'name' is missing or unknown
-    return registry(slot).get(node["name"]).cls(cfg, **kwargs)
+    name = node.name if isinstance(node, PluginChoice) else node["name"]
+    return registry(slot).get(name).cls(cfg, **kwargs)

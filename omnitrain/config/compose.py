@@ -10,7 +10,6 @@ Plugins a run needs (from ``plugins=[...]`` or a recipe's ``plugins:``) are impo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from importlib.resources import files
 from pathlib import Path
 
@@ -67,11 +66,10 @@ def _plugins_named(overrides: list[str]) -> list[str]:
     return specs
 
 
-def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train",
-                owner_checks: Iterable[Callable[[DictConfig], list[str]]] = ()) -> DictConfig:
-    """The composed config, validated against every schema and by ``owner_checks``.
+def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+    """The composed config, validated against every schema (keys, types, plugins).
     Raises ``ConfigError`` with a message that says what to change. Callers use
-    ``omnitrain.run_config.compose_config``, which brings every owner's checks."""
+    ``omnitrain.run_config.compose_config``: the typed config, with every owner's checks."""
     overrides = list(overrides)
     try:
         load_plugins(_plugins_named(overrides))
@@ -99,7 +97,7 @@ def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
         cfg.size = size
         report_unsized(config_dir(), size, cfg)
     load_plugins(list(cfg.get("plugins") or []))
-    validate(cfg, owner_checks)
+    validate(cfg)
     return cfg
 
 

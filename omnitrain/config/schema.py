@@ -11,7 +11,7 @@ from typing import Any
 from omnitrain.features.speech_mel import SpeechConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
     text: float = 1.0
     codec: float = 1.0
@@ -21,7 +21,7 @@ class LossConfig:
     talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     train_shards: Any = None  # path, glob, brace pattern, directory, or a list of them
     val_shards: Any = None
@@ -39,7 +39,7 @@ class DataConfig:
     budget_buffer: int = 64  # batching=tokens: samples held back to fill rows
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -52,14 +52,14 @@ class OptimConfig:
     slot_lr: dict[str, float] = field(default_factory=dict)  # per-slot learning rates
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointConfig:
     every_n_steps: int = 200
     save_last: bool = True
     keep: int = -1  # how many step checkpoints to keep; -1 = all
 
 
-@dataclass
+@dataclass(frozen=True)
 class WandbConfig:
     enabled: bool = True
     mode: str = "offline"  # offline | online | disabled
@@ -68,18 +68,18 @@ class WandbConfig:
     tags: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CsvLoggerConfig:
     enabled: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     csv: CsvLoggerConfig = field(default_factory=CsvLoggerConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateConfig:
     max_new_tokens: int = 64
     max_codec_tokens: int = 250
@@ -104,7 +104,7 @@ class GenerateConfig:
     stream_mode: str = "exact"
 
 
-@dataclass
+@dataclass(frozen=True)
 class VocoderTrainConfig:
     """The vocoder stage (task=vocoder): HiFi-GAN/BigVGAN losses and optimizer."""
 
@@ -116,12 +116,12 @@ class VocoderTrainConfig:
     grad_clip: float = 100.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class PerfConfig:
     peak_tflops: float | None = None  # one device's peak, for MFU; None = GPU data sheet if known
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlanConfig:
     """The GPU layout a config is sized for: what ``omnitrain plan`` assumes unless told
     (``--gpus``/``--nodes``); a launch sets the real one (``trainer.devices/num_nodes``)."""
@@ -131,15 +131,32 @@ class PlanConfig:
     gpu_memory_gib: float = 80.0  # the GPU the plan checks against (H100/A100 80GB)
 
 
+def schema_node(schema: type) -> Any:
+    """``OmegaConf.structured(schema)`` open for merging: the schemas are frozen (consumers
+    get read-only values) but composing overrides them, nested sections included."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.structured(schema)
+
+    def unfreeze(n: DictConfig) -> None:
+        OmegaConf.set_readonly(n, False)
+        for key in n:
+            child = n._get_node(key)
+            if isinstance(child, DictConfig):
+                unfreeze(child)
+
+    unfreeze(node)
+    return node
+
+
 def register_schemas() -> None:
     """Each section's dataclass, stored as Hydra's ``schema/<section>`` node:
     ``configs/train.yaml`` starts every section from it, so defaults live here only and
     YAML groups hold overrides (idempotent)."""
     from hydra.core.config_store import ConfigStore
-
     store = ConfigStore.instance()
     for section, schema in SECTION_SCHEMAS.items():
-        store.store(group="schema", name=section, node=schema)
+        store.store(group="schema", name=section, node=schema_node(schema))
 
 
 SECTION_SCHEMAS: dict[str, type] = {

@@ -1,6 +1,5 @@
 """Check a composed config before any expensive work: keys, types, plugin names, and the
-constraints that tie slots together; then the checks the owners of other settings bring
-(strategies, the global batch, the ODE sampler). All problems are reported at once.
+constraints that tie slots together. All problems are reported at once.
 """
 
 from __future__ import annotations
@@ -8,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from collections.abc import Callable, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS
+from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
 from omnitrain.registry import SLOTS, build, plugin_config
 from omnitrain.slots import MODEL_SLOTS
 
@@ -78,10 +76,10 @@ def _check_speech_rates(cfg: DictConfig) -> list[str]:
     return []
 
 
-def validate(cfg: DictConfig, owner_checks: Iterable[Callable[[DictConfig], list[str]]] = ()) -> None:
-    """Raise ``ConfigError`` listing every problem: the config's own (keys, types, slot
-    plugins, ranges, how sections tie together) and those found by ``owner_checks``, the
-    checks each part of omnitrain brings for its settings (``omnitrain.run_config``)."""
+def validate(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem of the config's own: keys, types, slot
+    plugins, ranges, how sections tie together. The checks each part of omnitrain brings
+    for the settings it owns run on the typed config (``omnitrain.run_config``)."""
     problems: list[str] = []
     known = set(SLOTS) | set(SECTION_SCHEMAS) | set(SCALAR_KEYS) | {"trainer", "strategy"}
     for key in cfg:
@@ -102,7 +100,7 @@ def validate(cfg: DictConfig, owner_checks: Iterable[Callable[[DictConfig], list
         problems += unknown
         if not unknown:
             try:
-                OmegaConf.merge(OmegaConf.structured(schema), cfg[section])
+                OmegaConf.merge(schema_node(schema), cfg[section])
             except Exception as exc:
                 problems.append(f"{section}: {exc}".splitlines()[0])
     if "trainer" in cfg:
@@ -136,8 +134,5 @@ def validate(cfg: DictConfig, owner_checks: Iterable[Callable[[DictConfig], list
             problems += _check_speech_rates(cfg)
         except Exception as exc:
             problems.append(f"codec/dit/speech: {exc}")
-    if not problems:  # owners read typed values: only once the schema holds
-        for check in owner_checks:
-            problems += check(cfg)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

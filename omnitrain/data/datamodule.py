@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import lightning as L
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.data.shards import resolve_shards
 from omnitrain.registry import build
@@ -24,7 +24,7 @@ class StepPositionedLoader(DataLoader):
 
 
 class OmniDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.pad_id = build("tokenizer", cfg.tokenizer).special_id("pad")

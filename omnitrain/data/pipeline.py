@@ -17,9 +17,9 @@ import os
 from collections.abc import Iterator
 
 import webdataset as wds
-from omegaconf import DictConfig
 from torch.utils.data import IterableDataset
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.data.budget import TokenBudgetBatches
 from omnitrain.data.collate import collate
@@ -45,7 +45,7 @@ class _Members:
 class BuildExamples:
     """Stage: raw tar samples -> Examples; a sample that fails is skipped and counted."""
 
-    def __init__(self, cfg: DictConfig, max_failures: int = 1000) -> None:
+    def __init__(self, cfg: RunConfig, max_failures: int = 1000) -> None:
         self.cfg = cfg
         self.max_failures = max_failures
         self._builder: SampleBuilder | None = None
@@ -53,7 +53,7 @@ class BuildExamples:
     @property
     def builder(self) -> SampleBuilder:
         if self._builder is None:  # built in the worker process, after its plugins load
-            load_plugins(list(self.cfg.get("plugins") or []))
+            load_plugins(list(self.cfg.plugins))
             self._builder = SampleBuilder.from_config(self.cfg)
         return self._builder
 
@@ -90,10 +90,10 @@ class Collate:
         return collate(examples, self.pad_id, skipped=SKIPS.drain(), pack_length=self.pack_length, rows=rows)
 
 
-def _train_batches(cfg: DictConfig, pad_id: int):
+def _train_batches(cfg: RunConfig, pad_id: int):
     data = cfg.data
-    collate_fn = Collate(pad_id, data.get("pack_length"))
-    if data.get("batching", "samples") == "tokens":
+    collate_fn = Collate(pad_id, data.pack_length)
+    if data.batching == "tokens":
         return TokenBudgetBatches(data.rows_per_batch, data.pack_length, data.budget_buffer, collate_fn)
     return wds.batched(data.batch_size, collation_fn=collate_fn, partial=False)
 
@@ -151,7 +151,7 @@ def role_seed(rank: int, role: int) -> int:
     return rank * 1000 + role
 
 
-def train_epoch(cfg: DictConfig, *stages) -> tuple[wds.DataPipeline, int]:
+def train_epoch(cfg: RunConfig, *stages) -> tuple[wds.DataPipeline, int]:
     """Endless, seeded, shuffled samples of ``data.train_shards`` through ``stages``
     (which batch them), cut into epochs of ``data.epoch_batches`` shared by the loader
     workers. Returns the pipeline and the batches one epoch yields over all workers."""
@@ -168,7 +168,7 @@ def train_epoch(cfg: DictConfig, *stages) -> tuple[wds.DataPipeline, int]:
     return pipeline, per_worker * workers
 
 
-def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
+def make_pipeline(cfg: RunConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:
     """The ``split`` stream; for training, ``start_batch`` is the number of batches per
     rank already trained on (resume), see ``TrainEpochs``."""
     data = cfg.data
@@ -184,7 +184,7 @@ def make_pipeline(cfg: DictConfig, split: str, pad_id: int, start_batch: int = 0
     stages = [
         CyclicShare(urls, total),
         BuildExamples(cfg, max_failures=2 * total + 10),
-        wds.batched(data.batch_size, collation_fn=Collate(pad_id, data.get("pack_length")), partial=False),
+        wds.batched(data.batch_size, collation_fn=Collate(pad_id, data.pack_length), partial=False),
     ]
     return SizedPipeline(wds.DataPipeline(*stages).with_epoch(per_worker), per_worker * workers)
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
@@ -108,7 +108,7 @@ class SampleBuilder:
         self.max_tokens = max_tokens
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> SampleBuilder:
+    def from_config(cls, cfg: RunConfig) -> SampleBuilder:
         audio_cls = registry("audio_encoder").get(cfg.audio_encoder.name).cls
         vision_cls = registry("vision_encoder").get(cfg.vision_encoder.name).cls
         dit_cfg = plugin_config("dit", cfg.dit)
@@ -117,7 +117,7 @@ class SampleBuilder:
             audio_features=audio_cls.feature_extractor(plugin_config("audio_encoder", cfg.audio_encoder)),
             vision=vision_cls.processor(plugin_config("vision_encoder", cfg.vision_encoder)),
             position=build("position", cfg.position),
-            speech=SpeechConfig(**cfg.speech),
+            speech=cfg.speech,
             mel_frames_per_code=dit_cfg.mel_frames_per_code,
             codec_vocab_size=build("codec", cfg.codec).vocab_size,
             max_tokens=cfg.data.max_tokens,

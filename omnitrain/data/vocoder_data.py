@@ -15,16 +15,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import webdataset as wds
-from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.media import load_audio
 from omnitrain.data.pipeline import SizedPipeline, train_epoch
 from omnitrain.data.sample_builder import SampleError
 from omnitrain.data.shards import count_samples, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
-from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.features.speech_mel import SpeechMel
 
 
 def _member(sample: dict, key: str, name: str) -> bytes:
@@ -40,7 +40,7 @@ class SpeechSegments:
         self.speech, self.frames, self.random_start, self.seed = speech, frames, random_start, seed
 
     def __call__(self, samples: Iterator[dict]) -> Iterator[tuple[Tensor, Tensor]]:
-        cfg = SpeechConfig(**self.speech)
+        cfg = self.speech
         mel = SpeechMel(cfg)
         rng = random.Random(self.seed)
         length = self.frames * cfg.hop_length
@@ -65,9 +65,9 @@ def collate_segments(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor
     return torch.stack([m for m, _ in items]), torch.stack([w for _, w in items])
 
 
-def make_vocoder_pipeline(cfg: DictConfig, split: str) -> SizedPipeline:
+def make_vocoder_pipeline(cfg: RunConfig, split: str) -> SizedPipeline:
     data, frames = cfg.data, cfg.vocoder_train.segment_frames
-    speech = dict(cfg.speech)
+    speech = cfg.speech
     if split == "train":
         return SizedPipeline(*train_epoch(
             cfg,
@@ -87,7 +87,7 @@ def make_vocoder_pipeline(cfg: DictConfig, split: str) -> SizedPipeline:
 
 
 class VocoderDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.cfg = cfg
 

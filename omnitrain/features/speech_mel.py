@@ -14,7 +14,7 @@ import torchaudio
 from torch import Tensor
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpeechConfig:
     sample_rate: int = 16000
     n_fft: int = 1024

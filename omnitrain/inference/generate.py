@@ -64,7 +64,7 @@ def _read_file(name: str) -> bytes:
 class Generator:
     def __init__(self, bundle: Path, settings: GenerateConfig | None = None) -> None:
         self.model, self.cfg = load_bundle(bundle)
-        self.settings = settings or GenerateConfig(**self.cfg.get("generate", {}))
+        self.settings = settings or self.cfg.generate
         self.builder = SampleBuilder.from_config(self.cfg)
         self.eos = self.builder.special["eos"]
         self.pad = self.builder.special["pad"]

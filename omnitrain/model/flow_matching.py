@@ -40,7 +40,7 @@ TABLEAUS: dict[str, Tableau] = {
 
 def check_sampler(cfg) -> list[str]:
     """Config check: ``generate.ode_method`` names a tableau."""
-    method = (cfg.get("generate") or {}).get("ode_method", "euler")
+    method = cfg.generate.ode_method
     return [] if method in TABLEAUS else [f"generate.ode_method={method!r}: use one of {sorted(TABLEAUS)}"]
 
 

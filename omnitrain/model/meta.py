@@ -8,14 +8,14 @@ nothing.
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.plugin_loading import load_plugins
 
 
-def meta_model(cfg: DictConfig) -> OmniModel:
-    load_plugins(list(cfg.get("plugins") or []))
+def meta_model(cfg: RunConfig) -> OmniModel:
+    load_plugins(list(cfg.plugins))
     with torch.device("meta"):
         return OmniModel(cfg)
 

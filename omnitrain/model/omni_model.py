@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from omnitrain.config.schema import LossConfig
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
@@ -53,10 +53,10 @@ class StepOutputs:
 
 
 class OmniModel(nn.Module):
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
-        self.speech_cfg = SpeechConfig(**cfg.speech)
-        self.loss_cfg = LossConfig(**cfg.loss)
+        self.speech_cfg: SpeechConfig = cfg.speech
+        self.loss_cfg: LossConfig = cfg.loss
         with fp32_cpu_data():  # not modules: their tables stay fp32 on the CPU
             self.tokenizer = build("tokenizer", cfg.tokenizer)
             self.codec = build("codec", cfg.codec)
@@ -70,7 +70,7 @@ class OmniModel(nn.Module):
         self.audio_id = special["audio"]
         self.vision_ids = (special["image"], special["video"])
 
-    def _build_slots(self, cfg: DictConfig) -> None:
+    def _build_slots(self, cfg: RunConfig) -> None:
         self.position = build("position", cfg.position)
         self.thinker = build(
             "thinker", cfg.thinker, vocab_size=self.tokenizer.vocab_size, position=self.position

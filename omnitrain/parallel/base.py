@@ -41,13 +41,14 @@ class Strategy:
     Options: ClassVar[type]  # a dataclass; its fields are the strategy's settings
     checkpoint_kind: ClassVar[str] = "file"  # which readers' checkpoints it resumes
 
-    def __init__(self, options: Any, cfg: DictConfig) -> None:
+    def __init__(self, options: Any, cfg: Any) -> None:
+        """``cfg``: the run's ``RunConfig``."""
         self.options, self.cfg = options, cfg
 
     # ---- configuration ------------------------------------------------------------
     def check(self) -> list[str]:
         """Problems with this strategy under this config, as messages saying what to set."""
-        precision = str(self.cfg.trainer.get("precision", "32-true"))
+        precision = str(self.cfg.trainer.precision)
         if precision in FP16 and self.on_cpu:
             return [f"trainer.precision={precision} (fp16) cannot run on the CPU; use trainer.precision=32-true "
                     "or bf16-mixed on CPU, or trainer=gpu for fp16"]
@@ -55,7 +56,7 @@ class Strategy:
 
     @property
     def on_cpu(self) -> bool:
-        return self.cfg.trainer.get("accelerator") == "cpu"
+        return self.cfg.trainer.accelerator == "cpu"
 
     def process_group_backend(self) -> str | None:
         backend = getattr(self.options, "process_group_backend", None)
@@ -97,7 +98,7 @@ class Strategy:
 
     def compute_kind(self) -> str:
         """How the step computes (``precision_kind``), for the memory model."""
-        return precision_kind(str(self.cfg.trainer.get("precision", "32-true")))
+        return precision_kind(str(self.cfg.trainer.precision))
 
     # ---- memory model -------------------------------------------------------------
     plan_row: ClassVar[str] = "ddp"  # the row of ``omnitrain plan`` this config runs
@@ -154,13 +155,12 @@ def strategy_options(node: DictConfig | dict) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Options), data))
 
 
-def strategy_for(cfg: DictConfig) -> Strategy:
-    """The configured strategy, built from the run config."""
+def strategy_for(cfg: Any) -> Strategy:
+    """The configured strategy of a run config (``RunConfig``)."""
     from omnitrain.plugin_loading import load_plugins
 
     load_plugins()  # built-in strategies come through the entry points, as plugins do
-    node = cfg.strategy
-    return strategy_class(node.get("name"))(strategy_options(node), cfg)
+    return strategy_class(cfg.strategy.name)(cfg.strategy.options, cfg)
 
 
 def registered_strategies() -> dict[str, type[Strategy]]:
@@ -171,10 +171,7 @@ def registered_strategies() -> dict[str, type[Strategy]]:
     return dict(STRATEGIES)
 
 
-def check_strategy(cfg: DictConfig) -> list[str]:
-    """Config check: the strategy exists, its options are its own, and its checks pass."""
-    try:
-        strategy = strategy_for(cfg)
-    except KeyError as exc:
-        return [str(exc.args[0])]
-    return strategy.check()
+def check_strategy(cfg: Any) -> list[str]:
+    """Config check: the strategy's own checks pass (its name and options were checked
+    when the typed config was made)."""
+    return strategy_for(cfg).check()

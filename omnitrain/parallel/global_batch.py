@@ -9,8 +9,9 @@ whole number, or ranks would train on different batch sizes. Without
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import dataclasses
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.config.validate import ConfigError
 
 
@@ -30,27 +31,25 @@ def per_rank_batch(global_batch: int, world: int, accumulate: int) -> int:
     return global_batch // share
 
 
-def resolve_batch_size(cfg: DictConfig, world: int) -> DictConfig:
+def resolve_batch_size(cfg: RunConfig, world: int) -> RunConfig:
     """The config with ``data.batch_size`` set from ``data.global_batch_size`` (if given)."""
-    global_batch = cfg.data.get("global_batch_size")
+    global_batch = cfg.data.global_batch_size
     if global_batch is None:
         return cfg
-    accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
+    accumulate = int(cfg.trainer.accumulate_grad_batches or 1)
     batch = per_rank_batch(int(global_batch), world, accumulate)
-    cfg = cfg.copy()
-    cfg.data.batch_size = batch
-    return cfg
+    return cfg.replace(data=dataclasses.replace(cfg.data, batch_size=batch))
 
 
-def static_batch_problems(cfg: DictConfig) -> list[str]:
+def static_batch_problems(cfg: RunConfig) -> list[str]:
     """The same check at compose time, when the world size is fixed by the config."""
-    global_batch = cfg.get("data", {}).get("global_batch_size")
-    devices = cfg.get("trainer", {}).get("devices")
+    global_batch = cfg.data.global_batch_size
+    devices = cfg.trainer.devices
     if global_batch is None or not isinstance(devices, int) or devices <= 0:
         return []
     try:
-        world = devices * int(cfg.trainer.get("num_nodes", 1) or 1)
-        per_rank_batch(int(global_batch), world, int(cfg.trainer.get("accumulate_grad_batches", 1) or 1))
+        world = devices * int(cfg.trainer.num_nodes or 1)
+        per_rank_batch(int(global_batch), world, int(cfg.trainer.accumulate_grad_batches or 1))
     except ConfigError as exc:
         return [str(exc)]
     return []

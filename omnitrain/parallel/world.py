@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 
-
-def world_size_of(cfg: DictConfig) -> int:
+def world_size_of(cfg: Any) -> int:
     """Processes this run will have: from torchrun/SLURM when launched by them, else
     ``trainer.devices x trainer.num_nodes`` (``auto`` = every visible GPU, 1 on CPU)."""
     for var in ("WORLD_SIZE", "SLURM_NTASKS"):
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
-    devices = cfg.trainer.get("devices", 1)
-    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    devices = cfg.trainer.devices
+    nodes = int(cfg.trainer.num_nodes or 1)
     if isinstance(devices, int) and devices > 0:
         return devices * nodes
-    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+    if isinstance(devices, list | tuple):
         return len(devices) * nodes
-    if str(cfg.trainer.get("accelerator")) == "cpu":
+    if str(cfg.trainer.accelerator) == "cpu":
         return nodes
     import torch
 

@@ -24,12 +24,13 @@ kernels (FlashAttention, memory-efficient SDPA, or CPU flash), so no L x L score
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import nn
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.lm_loss import CHUNK_ROWS
 
@@ -129,10 +130,10 @@ def _input_width(block: nn.Module) -> int:
     return first.in_features if first is not None else 0
 
 
-def batch_shape(cfg: DictConfig, model: nn.Module, draws: int = 8) -> BatchShape:
+def batch_shape(cfg: RunConfig, model: nn.Module, draws: int = 8) -> BatchShape:
     """Positions of the largest of ``draws`` real batches, else the budget's upper bound."""
     data = cfg.data
-    tokens_mode = data.get("batching", "samples") == "tokens"
+    tokens_mode = data.batching == "tokens"
     budget = int(data.rows_per_batch) * int(data.pack_length) if tokens_mode else None
     try:
         batches = draw_batches(cfg, model, draws)
@@ -162,12 +163,11 @@ def batch_shape(cfg: DictConfig, model: nn.Module, draws: int = 8) -> BatchShape
     return BatchShape(source, positions)
 
 
-def draw_batches(cfg: DictConfig, model: nn.Module, n: int) -> list[Batch]:
+def draw_batches(cfg: RunConfig, model: nn.Module, n: int) -> list[Batch]:
     """The first ``n`` training batches of rank 0, drawn in this process."""
     from omnitrain.data.pipeline import make_pipeline
 
     pad = model.tokenizer.special_id("pad")
-    local = cfg.copy()
-    local.data.num_workers = 0
+    local = cfg.replace(data=dataclasses.replace(cfg.data, num_workers=0))
     stream = iter(make_pipeline(local, "train", pad, 0))
     return [next(stream) for _ in range(n)]

@@ -33,7 +33,7 @@ class Throughput(L.Callback):
         meta = meta_model(cfg)  # shapes only: works under any sharding
         self._stats, self._talker = model_stats(meta, cfg), meta.talker
         self._peak = device_peak_flops(cfg)
-        self._frames_per_code = int(cfg.dit.get("mel_frames_per_code", 1))
+        self._frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))
 
     def on_train_batch_start(self, trainer, pl_module, batch: Batch, batch_idx: int) -> None:
         if self._last is None:

@@ -19,8 +19,8 @@ reply + codec tokens + bos per spoken reply, DiT = mel frames per reply.
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.slots import SLOT_SPECS, Talker
 from omnitrain.training.model_stats import ModelStats
@@ -31,11 +31,11 @@ PEAK_FLOPS = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100":
               "L40S": 362.1e12, "A10G": 70.0e12, "L4": 121.0e12}
 
 
-def gradient_slots(cfg: DictConfig) -> set[str]:
+def gradient_slots(cfg: RunConfig) -> set[str]:
     """Slots whose activations backward must run through: the slot trains, or a slot
     upstream of it does (autograd keeps activations only there)."""
     frozen = set(frozen_slots(cfg))
-    detach = bool(cfg.loss.get("talker_detach_thinker", False))
+    detach = cfg.loss.talker_detach_thinker
     out = set()
     for spec in SLOT_SPECS:
         if not spec.module:
@@ -65,7 +65,7 @@ def sequence_lengths(batch: Batch, talker: Talker, dit_frames_per_code: int) -> 
             "talker": talker_lengths, "dit": dit}
 
 
-def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: DictConfig) -> float:
+def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig) -> float:
     frozen = set(frozen_slots(cfg))
     grads = gradient_slots(cfg)
     total = 0.0
@@ -83,9 +83,9 @@ def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: DictConfig
     return total
 
 
-def device_peak_flops(cfg: DictConfig) -> float | None:
+def device_peak_flops(cfg: RunConfig) -> float | None:
     """Peak FLOP/s of one device: ``perf.peak_tflops`` if set, else the GPU's data sheet."""
-    peak = (cfg.get("perf") or {}).get("peak_tflops")
+    peak = cfg.perf.peak_tflops
     if peak:
         return float(peak) * 1e12
     if not torch.cuda.is_available():

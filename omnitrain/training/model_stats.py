@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig
 from torch import nn
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.nn.attention import Attention
 from omnitrain.slots import MODEL_SLOTS
 from omnitrain.training.module import frozen_slots
@@ -48,7 +48,7 @@ def _numel(p: nn.Parameter) -> int:
     return int(getattr(p, "ds_numel", 0) or p.numel())  # ZeRO-3 leaves an empty placeholder
 
 
-def model_stats(model: nn.Module, cfg: DictConfig) -> ModelStats:
+def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
     frozen = set(frozen_slots(cfg))
     seen: set[int] = set()
     slots: dict[str, SlotStats] = {}

@@ -9,9 +9,8 @@ import logging
 import math
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from omnitrain.config.schema import OptimConfig
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.model.speech_path import speech_condition
@@ -21,7 +20,7 @@ from omnitrain.training.stage_module import StageModule
 log = logging.getLogger("omnitrain")
 
 
-def frozen_slots(cfg: DictConfig) -> list[str]:
+def frozen_slots(cfg: RunConfig) -> list[str]:
     """Slots frozen by ``optim.freeze``, plus the talker/DiT when their loss weight is 0."""
     frozen = list(cfg.optim.freeze)
     if cfg.loss.codec == 0 and "talker" not in frozen:
@@ -82,7 +81,7 @@ class OmniModule(StageModule):
 
     # ---- optimisation ----------------------------------------------------------
     def param_groups(self) -> list[dict]:
-        opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
+        opt = self.cfg.optim
         groups = []
         for slot in MODEL_SLOTS:
             params = [(n, p) for n, p in getattr(self.model, slot).named_parameters() if p.requires_grad]
@@ -98,7 +97,7 @@ class OmniModule(StageModule):
         return groups
 
     def configure_optimizers(self):
-        opt = OptimConfig(**OmegaConf.to_container(self.cfg.optim, resolve=True))
+        opt = self.cfg.optim
         groups = self.param_groups()
         optimizer = self.strategy.optimizer(groups, opt.lr, tuple(opt.betas), opt.eps)  # e.g. ZeRO-Offload's
         if optimizer is None:

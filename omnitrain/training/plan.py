@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
-
+from omnitrain.config.typed import RunConfig
 from omnitrain.model.meta import meta_model
 from omnitrain.parallel import registered_strategies, strategy_for
 from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape
@@ -39,7 +38,7 @@ class Plan:
     compute: str  # how the step computes: 32 | bf16-mixed | bf16
 
 
-def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: DictConfig
+def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: RunConfig
                       ) -> tuple[dict[str, float], dict[str, float]]:
     """Every registered strategy's rows (its own memory model); the configured strategy's
     rows use its options (bucket sizes), the others their defaults."""
@@ -54,7 +53,7 @@ def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: DictConf
     return states, host
 
 
-def make_plan(cfg: DictConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None) -> Plan:
+def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None) -> Plan:
     model = meta_model(cfg)
     stats = model_stats(model, cfg)
     states, host = model_state_bytes(stats, gpus, per_node or gpus, cfg)
@@ -73,19 +72,18 @@ def per_gpu_total(plan: Plan, strategy: str) -> float:
     return plan.states[strategy] + (plan.activations_recomputed if plan.recompute else plan.activations)
 
 
-def layout(cfg: DictConfig, gpus: int | None = None, nodes: int | None = None) -> tuple[int, int]:
+def layout(cfg: RunConfig, gpus: int | None = None, nodes: int | None = None) -> tuple[int, int]:
     """(GPUs per node, nodes) to plan for: the arguments, else an int ``trainer.devices``
     with ``trainer.num_nodes`` (a launch's own layout), else the config's ``plan`` section."""
-    devices = cfg.trainer.get("devices")
-    plan = cfg.get("plan") or {}
+    devices = cfg.trainer.devices
     if isinstance(devices, int) and devices > 0:
-        per_node, n = devices, int(cfg.trainer.get("num_nodes", 1) or 1)
+        per_node, n = devices, int(cfg.trainer.num_nodes or 1)
     else:
-        per_node, n = int(plan.get("gpus_per_node", 8)), int(plan.get("nodes", 1))
+        per_node, n = cfg.plan.gpus_per_node, cfg.plan.nodes
     return gpus or per_node, nodes or n
 
 
-def chosen(cfg: DictConfig) -> str:
+def chosen(cfg: RunConfig) -> str:
     """The plan row of the configured strategy."""
     return strategy_for(cfg).plan_row
 
@@ -100,7 +98,7 @@ def deepspeed_zero3_estimate(stats: ModelStats, gpus_per_node: int, nodes: int) 
     return float(gpu)
 
 
-def format_plan(plan: Plan, cfg: DictConfig, gpu_memory: float) -> tuple[str, list[str]]:
+def format_plan(plan: Plan, cfg: RunConfig, gpu_memory: float) -> tuple[str, list[str]]:
     """The printed plan and its warnings (empty when the configured strategy fits)."""
     lines = [f"{'slot':<16}{'parameters':>16}{'trainable':>16}"]
     for slot, s in plan.stats.slots.items():

@@ -8,11 +8,13 @@ from the checkpoint, the model's from a meta-device build of this config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from omnitrain.checkpoints import CheckpointError, open_checkpoint
+from omnitrain.config.typed import RunConfig
 from omnitrain.config.validate import ConfigError
 from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.parallel import strategy_for
@@ -28,14 +30,14 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
-def config_differences(old: DictConfig, new: DictConfig, sections=SLOTS) -> list[str]:
-    """``thinker.ffn_dim: 64 -> 128`` for every model setting that differs."""
-    a = _flat({s: OmegaConf.to_container(old[s], resolve=True) for s in sections if s in old})
-    b = _flat({s: OmegaConf.to_container(new[s], resolve=True) for s in sections if s in new})
+def config_differences(old: Mapping, new: Mapping, sections=SLOTS) -> list[str]:
+    """``thinker.ffn_dim: 64 -> 128`` for every model setting that differs (plain dicts)."""
+    a = _flat({s: old[s] for s in sections if s in old})
+    b = _flat({s: new[s] for s in sections if s in new})
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def check_resume_shapes(cfg: DictConfig, path: Path) -> None:
+def check_resume_shapes(cfg: RunConfig, path: Path) -> None:
     try:
         reader = open_checkpoint(path)
         found = reader.tensors()
@@ -52,7 +54,7 @@ def check_resume_shapes(cfg: DictConfig, path: Path) -> None:
     unexpected = [n for n in found if n not in expected]
     if not (shapes or missing or unexpected):
         return
-    changed = config_differences(old_cfg, cfg)
+    changed = config_differences(OmegaConf.to_container(old_cfg, resolve=True), cfg.to_dict())
     raise ConfigError(
         f"resume={cfg.resume}: the checkpoint '{path}' holds a model of a different shape than this "
         f"config builds ({len(shapes)} tensors differ in shape, {len(missing)} missing, "

@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.parallel import strategy_for, world_size_of
 from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.training.resume_check import check_resume_shapes
@@ -33,12 +34,12 @@ def resume_path(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
+def prepare(cfg: RunConfig) -> tuple[RunConfig, str | None]:
     """The checks before any expensive work; returns the run config (per-rank batch
     size resolved from ``data.global_batch_size``) and the checkpoint to resume from."""
     cfg = resolve_batch_size(cfg, world_size_of(cfg))
     task_spec(cfg).data(cfg).check()
-    if cfg.get("init_from") and not Path(cfg.init_from).exists():
+    if cfg.init_from and not Path(cfg.init_from).exists():
         raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
     ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
     if ckpt_path:
@@ -46,17 +47,17 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, str | None]:
     return cfg, ckpt_path
 
 
-def warn_if_too_big(cfg: DictConfig) -> None:
+def warn_if_too_big(cfg: RunConfig) -> None:
     """On GPUs, the memory plan of this config against the device's memory: a warning
     before the launch instead of an out-of-memory error minutes into it."""
     import torch
 
-    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda", "auto") or not torch.cuda.is_available():
+    if str(cfg.trainer.accelerator) not in ("gpu", "cuda", "auto") or not torch.cuda.is_available():
         return
     from omnitrain.training.plan import GiB, format_plan, make_plan
 
     world = world_size_of(cfg)
-    per_node = cfg.trainer.get("devices") if isinstance(cfg.trainer.get("devices"), int) else world
+    per_node = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else world
     _, warnings = format_plan(make_plan(cfg, world, per_node), cfg,
                               torch.cuda.get_device_properties(0).total_memory)
     for line in warnings:
@@ -64,7 +65,7 @@ def warn_if_too_big(cfg: DictConfig) -> None:
                     torch.cuda.get_device_properties(0).total_memory / GiB)
 
 
-def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
+def train(cfg: RunConfig) -> tuple[L.Trainer, L.LightningModule]:
     """Train the configured task (``omnitrain.training.tasks``)."""
     cfg, ckpt_path = prepare(cfg)
     warn_if_too_big(cfg)
@@ -73,7 +74,7 @@ def train(cfg: DictConfig) -> tuple[L.Trainer, L.LightningModule]:
     run_dir = Path(cfg.run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        OmegaConf.save(OmegaConf.create(cfg.to_dict()), run_dir / "config.yaml")
         strategy_for(cfg).write_files(run_dir)
     spec = task_spec(cfg)
     module = spec.module(cfg)

@@ -13,8 +13,8 @@ from collections import Counter
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import Strategy, strategy_for
@@ -27,10 +27,9 @@ def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
 
 
 class StageModule(L.LightningModule):
-    def __init__(self, config: DictConfig | dict) -> None:
+    def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
-        cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
-        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True)})
+        self.save_hyperparameters({"config": cfg.to_dict()})
         self.cfg = cfg
         self.model: OmniModel | None = None
         self._strategy: Strategy | None = None
@@ -51,7 +50,7 @@ class StageModule(L.LightningModule):
             return
         with self.strategy.construction():
             self.model = OmniModel(self.cfg)
-        if self.cfg.get("init_from"):
+        if self.cfg.init_from:
             with self.strategy.loading(self.model):
                 load_matching(self.model, self.cfg.init_from)
         self.after_build(self.model)
@@ -86,4 +85,4 @@ class StageModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Strategies that clip gradients themselves do it here (FSDP: by the global norm)."""
-        self.strategy.before_optimizer_step(self.trainer, self.cfg.trainer.get("gradient_clip_val"))
+        self.strategy.before_optimizer_step(self.trainer, self.cfg.trainer.gradient_clip_val)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import lightning as L
-from omegaconf import DictConfig
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.vocoder_data import VocoderDataModule
 from omnitrain.registry import registry
@@ -35,21 +35,21 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-def task_spec(cfg: DictConfig) -> TaskSpec:
-    return TASKS[cfg.get("task", "omni")]
+def task_spec(cfg: RunConfig) -> TaskSpec:
+    return TASKS[cfg.task]
 
 
-def check_task(cfg: DictConfig) -> list[str]:
+def check_task(cfg: RunConfig) -> list[str]:
     """Config check: a known task, and what the vocoder stage needs."""
-    task = cfg.get("task", "omni")
+    task = cfg.task
     if task not in TASKS:
         return [f"task={task!r}: use one of {list(TASKS)}"]
     problems = []
     if task == "vocoder":
-        if (cfg.get("trainer") or {}).get("gradient_clip_val") is not None:
+        if cfg.trainer.gradient_clip_val is not None:
             problems.append("task=vocoder optimises manually (two optimizers): set "
                             "trainer.gradient_clip_val=null and use vocoder_train.grad_clip")
-        name = cfg.vocoder.get("name")
+        name = cfg.vocoder.name
         if name in registry("vocoder") and not issubclass(registry("vocoder").get(name).cls, TrainableVocoder):
             trainable = [e.name for e in registry("vocoder").entries() if issubclass(e.cls, TrainableVocoder)]
             problems.append(f"task=vocoder trains the vocoder, but vocoder={name} has no weights; "

@@ -8,15 +8,15 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
-from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.parallel import strategy_for
 from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
 from omnitrain.training.checkpoint_callback import StepCheckpoints
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
+def build_loggers(cfg: RunConfig) -> list[Logger]:
     run_dir = Path(cfg.run_dir)
     loggers: list[Logger] = []
     if cfg.logger.csv.enabled:
@@ -35,17 +35,17 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             )
         )
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(cfg.to_dict())
     return loggers
 
 
-def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+def build_callbacks(cfg: RunConfig) -> list[L.Callback]:
     ck = cfg.checkpoint
     callbacks: list[L.Callback] = [
         StepCheckpoints(str(Path(cfg.run_dir) / "checkpoints"), int(ck.every_n_steps), int(ck.keep),
                         bool(ck.save_last)),
         Throughput(),
-        TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps", 10)) // 2)),
+        TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
     ]
     if cfg.logger.csv.enabled or cfg.logger.wandb.enabled:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -53,9 +53,9 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
+def build_trainer(cfg: RunConfig) -> L.Trainer:
     strategy = strategy_for(cfg)
-    trainer_args = strategy.trainer_args(OmegaConf.to_container(cfg.trainer, resolve=True))
+    trainer_args = strategy.trainer_args(cfg.trainer.lightning())
     loggers = build_loggers(cfg)
     return L.Trainer(
         **trainer_args,

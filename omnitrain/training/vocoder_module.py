@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from omnitrain.config.typed import RunConfig
 from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.training.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
@@ -21,8 +21,8 @@ from omnitrain.training.stage_module import StageModule
 
 
 class VocoderModule(StageModule):
-    def __init__(self, config: DictConfig | dict) -> None:
-        super().__init__(config)
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__(cfg)
         self.automatic_optimization = False
         self.discriminator: torch.nn.Module | None = None
 
@@ -74,8 +74,8 @@ class VocoderModule(StageModule):
         return self.model.vocoder(batch[0][:1])[0]
 
     def configure_optimizers(self):
-        t = OmegaConf.to_container(self.cfg.vocoder_train, resolve=True)
-        betas = tuple(t["betas"])
-        opt_g = torch.optim.AdamW(self.model.vocoder.parameters(), lr=t["lr"], betas=betas)
-        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=t["lr"], betas=betas)
+        t = self.cfg.vocoder_train
+        betas = tuple(t.betas)
+        opt_g = torch.optim.AdamW(self.model.vocoder.parameters(), lr=t.lr, betas=betas)
+        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=t.lr, betas=betas)
         return [opt_g, opt_d]

@@ -4,6 +4,7 @@ travels inside the exported bundle."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -84,7 +85,7 @@ def test_local_codec_builds_shards_whose_tokens_are_used_as_they_are(codec_dir, 
                 sample["reply.codec.npy"] = buf.getvalue()
             w.write(sample)
     shutil.copy(tmp_path / "train-000000.tar", tmp_path / "val-000000.tar")
-    cfg.data.batch_size = 6
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, batch_size=6))
     batch = next(iter(make_pipeline(cfg, "val", 256)))
     first = batch.keys.index(next(k for k in batch.keys if k.endswith("s000")))
     row = (batch.speech_rows == first).nonzero()[0, 0]

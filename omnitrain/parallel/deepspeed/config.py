@@ -17,8 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 NEVER_PRINT = 2**31 - 1  # DeepSpeed's own step logging duplicates ours
 
 
@@ -54,20 +52,20 @@ def zero_section(o: Any, pin_memory: bool = True) -> dict[str, Any]:
     return zero
 
 
-def deepspeed_config(options: Any, cfg: DictConfig) -> dict[str, Any]:
-    """The DeepSpeed JSON for this run (a plain dict)."""
+def deepspeed_config(options: Any, cfg: Any) -> dict[str, Any]:
+    """The DeepSpeed JSON for this run (a plain dict) from its ``RunConfig``."""
     trainer, data = cfg.trainer, cfg.data
-    tokens = data.get("batching", "samples") == "tokens"
+    tokens = data.batching == "tokens"
     ds: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": int(data.rows_per_batch if tokens else data.batch_size),
-        "gradient_clipping": float(trainer.get("gradient_clip_val") or 0.0),
+        "gradient_clipping": float(trainer.gradient_clip_val or 0.0),
         "zero_allow_untested_optimizer": True,  # our AdamW with per-slot groups
         # pinned host buffers speed up GPU <-> CPU copies; there are none on a CPU run
-        "zero_optimization": zero_section(options, pin_memory=trainer.get("accelerator") != "cpu"),
+        "zero_optimization": zero_section(options, pin_memory=trainer.accelerator != "cpu"),
         "steps_per_print": NEVER_PRINT,
         "wall_clock_breakdown": False,
     }
-    ds.update(precision_section(str(trainer.get("precision", "32-true"))))
+    ds.update(precision_section(str(trainer.precision)))
     return ds
 
 

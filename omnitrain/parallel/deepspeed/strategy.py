@@ -50,7 +50,7 @@ class DeepSpeedStrategy(Strategy):
 
     def check(self) -> list[str]:
         o, trainer = self.options, self.cfg.trainer
-        precision = str(trainer.get("precision", "32-true"))
+        precision = str(trainer.precision)
         problems = super().check()
         if o.stage not in (1, 2, 3):
             problems.append(f"strategy.stage must be 1, 2 or 3 (ZeRO stage), got {o.stage!r}")
@@ -59,7 +59,7 @@ class DeepSpeedStrategy(Strategy):
                             "strategy=deepspeed_zero3_offload, or offload only the optimizer")
         if precision not in PRECISIONS:
             problems.append(f"DeepSpeed does not support trainer.precision={precision}; use one of {sorted(PRECISIONS)}")
-        if trainer.get("gradient_clip_algorithm") == "value":
+        if trainer.gradient_clip_algorithm == "value":
             problems.append("DeepSpeed clips gradients by norm only: remove trainer.gradient_clip_algorithm=value")
         return problems or check_deepspeed_config(deepspeed_config(o, self.cfg))
 

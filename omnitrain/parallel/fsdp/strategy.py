@@ -33,8 +33,8 @@ def block_types(cfg: Any) -> set[type]:
 
     found: set[type] = set()
     for spec in SLOT_SPECS:
-        if spec.module and spec.name in cfg:
-            found.update(getattr(registry(spec.name).get(cfg[spec.name].name).cls, "block_types", ()))
+        if spec.module:
+            found.update(getattr(registry(spec.name).get(cfg.slot(spec.name).name).cls, "block_types", ()))
     return found
 
 
