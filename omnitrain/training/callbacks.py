@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from omnitrain.data.batch import Batch
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.training.flops import device_peak_flops, sequence_lengths, step_flops
 from omnitrain.training.model_stats import ModelStats, model_stats
 
@@ -19,7 +20,9 @@ class Throughput(L.Callback):
     ``perf.peak_tflops``). Rates use the wall time between consecutive steps (data
     loading included) and are smoothed over recent steps (exponential, 0.9)."""
 
-    def __init__(self, smoothing: float = 0.9) -> None:
+    def __init__(self, meta: OmniModel | None = None, smoothing: float = 0.9) -> None:
+        """``meta``: the run's model on the meta device (built here if not given)."""
+        self._meta = meta
         self.smoothing = smoothing
         self._last: float | None = None
         self._rates: dict[str, float] = {}
@@ -30,7 +33,7 @@ class Throughput(L.Callback):
         from omnitrain.model.meta import meta_model
 
         cfg = pl_module.cfg
-        meta = meta_model(cfg)  # shapes only: works under any sharding
+        meta = self._meta or meta_model(cfg)  # shapes only: works under any sharding
         self._stats, self._talker = model_stats(meta, cfg), meta.talker
         self._peak = device_peak_flops(cfg)
         self._frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))

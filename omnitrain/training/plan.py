@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.meta import meta_model
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import registered_strategies, strategy_for
 from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape
 from omnitrain.training.flops import gradient_slots
@@ -53,8 +54,10 @@ def model_state_bytes(stats: ModelStats, gpus: int, per_node: int, cfg: RunConfi
     return states, host
 
 
-def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None) -> Plan:
-    model = meta_model(cfg)
+def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: BatchShape | None = None,
+              model: OmniModel | None = None) -> Plan:
+    """``model``: this config's model on the meta device, if already built."""
+    model = model or meta_model(cfg)
     stats = model_stats(model, cfg)
     states, host = model_state_bytes(stats, gpus, per_node or gpus, cfg)
     shape = shape or batch_shape(cfg, model)

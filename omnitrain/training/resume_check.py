@@ -17,6 +17,7 @@ from omnitrain.checkpoints import CheckpointError, open_checkpoint
 from omnitrain.config.typed import RunConfig
 from omnitrain.config.validate import ConfigError
 from omnitrain.model.meta import meta_model, unique_tensors
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for
 from omnitrain.registry import SLOTS
 
@@ -37,7 +38,7 @@ def config_differences(old: Mapping, new: Mapping, sections=SLOTS) -> list[str]:
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def check_resume_shapes(cfg: RunConfig, path: Path) -> None:
+def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = None) -> None:
     try:
         reader = open_checkpoint(path)
         found = reader.tensors()
@@ -47,7 +48,7 @@ def check_resume_shapes(cfg: RunConfig, path: Path) -> None:
     problems = strategy_for(cfg).resume_problems(reader)
     if problems:
         raise ConfigError(f"resume={cfg.resume}: " + "; ".join(problems))
-    expected = {n: tuple(t.shape) for n, t in unique_tensors(meta_model(cfg)).items()}
+    expected = {n: tuple(t.shape) for n, t in unique_tensors(meta or meta_model(cfg)).items()}
     shapes = [f"{n} is {tuple(found[n].shape)} in the checkpoint but {s} in this config"
               for n, s in expected.items() if n in found and tuple(found[n].shape) != s]
     missing = [n for n in expected if n not in found]

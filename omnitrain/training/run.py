@@ -9,12 +9,15 @@ model shape) fails here before a model is built or a batch is read.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 from omegaconf import OmegaConf
 
 from omnitrain.config.typed import RunConfig
+from omnitrain.model.meta import meta_model
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for, world_size_of
 from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.training.resume_check import check_resume_shapes
@@ -34,20 +37,33 @@ def resume_path(resume: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
-def prepare(cfg: RunConfig) -> tuple[RunConfig, str | None]:
-    """The checks before any expensive work; returns the run config (per-rank batch
-    size resolved from ``data.global_batch_size``) and the checkpoint to resume from."""
+@dataclass
+class Prepared:
+    """What the checks before a run produce, each made once: the run config (per-rank
+    batch size resolved from ``data.global_batch_size``), its data module, the model's
+    shapes (built on the meta device) and the checkpoint to resume from."""
+
+    cfg: RunConfig
+    data: L.LightningDataModule
+    meta: OmniModel
+    ckpt_path: str | None
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """The checks before any expensive work."""
     cfg = resolve_batch_size(cfg, world_size_of(cfg))
-    task_spec(cfg).data(cfg).check()
+    data = task_spec(cfg).data(cfg)
+    data.check()
     if cfg.init_from and not Path(cfg.init_from).exists():
         raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
+    meta = meta_model(cfg)
     ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
     if ckpt_path:
-        check_resume_shapes(cfg, Path(ckpt_path))
-    return cfg, ckpt_path
+        check_resume_shapes(cfg, Path(ckpt_path), meta)
+    return Prepared(cfg, data, meta, ckpt_path)
 
 
-def warn_if_too_big(cfg: RunConfig) -> None:
+def warn_if_too_big(cfg: RunConfig, meta: OmniModel) -> None:
     """On GPUs, the memory plan of this config against the device's memory: a warning
     before the launch instead of an out-of-memory error minutes into it."""
     import torch
@@ -58,7 +74,7 @@ def warn_if_too_big(cfg: RunConfig) -> None:
 
     world = world_size_of(cfg)
     per_node = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else world
-    _, warnings = format_plan(make_plan(cfg, world, per_node), cfg,
+    _, warnings = format_plan(make_plan(cfg, world, per_node, model=meta), cfg,
                               torch.cuda.get_device_properties(0).total_memory)
     for line in warnings:
         log.warning("%s (omnitrain plan gives the details; %.0f GiB GPUs)", line,
@@ -67,18 +83,18 @@ def warn_if_too_big(cfg: RunConfig) -> None:
 
 def train(cfg: RunConfig) -> tuple[L.Trainer, L.LightningModule]:
     """Train the configured task (``omnitrain.training.tasks``)."""
-    cfg, ckpt_path = prepare(cfg)
-    warn_if_too_big(cfg)
+    run = prepare(cfg)
+    cfg = run.cfg
+    warn_if_too_big(cfg, run.meta)
     L.seed_everything(cfg.seed, workers=True)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, run.meta)
     run_dir = Path(cfg.run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(cfg.to_dict()), run_dir / "config.yaml")
         strategy_for(cfg).write_files(run_dir)
-    spec = task_spec(cfg)
-    module = spec.module(cfg)
-    trainer.fit(module, datamodule=spec.data(cfg), ckpt_path=ckpt_path)
+    module = task_spec(cfg).module(cfg)
+    trainer.fit(module, datamodule=run.data, ckpt_path=run.ckpt_path)
     return trainer, module
 
 

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from omnitrain.config.typed import RunConfig
+from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for
 from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
@@ -39,12 +40,12 @@ def build_loggers(cfg: RunConfig) -> list[Logger]:
     return loggers
 
 
-def build_callbacks(cfg: RunConfig) -> list[L.Callback]:
+def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Callback]:
     ck = cfg.checkpoint
     callbacks: list[L.Callback] = [
         StepCheckpoints(str(Path(cfg.run_dir) / "checkpoints"), int(ck.every_n_steps), int(ck.keep),
                         bool(ck.save_last)),
-        Throughput(),
+        Throughput(meta),
         TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
     ]
     if cfg.logger.csv.enabled or cfg.logger.wandb.enabled:
@@ -53,7 +54,8 @@ def build_callbacks(cfg: RunConfig) -> list[L.Callback]:
     return callbacks
 
 
-def build_trainer(cfg: RunConfig) -> L.Trainer:
+def build_trainer(cfg: RunConfig, meta: OmniModel | None = None) -> L.Trainer:
+    """``meta``: the model on the meta device, if the caller built it already."""
     strategy = strategy_for(cfg)
     trainer_args = strategy.trainer_args(cfg.trainer.lightning())
     loggers = build_loggers(cfg)
@@ -61,6 +63,6 @@ def build_trainer(cfg: RunConfig) -> L.Trainer:
         **trainer_args,
         strategy=strategy.lightning(),
         logger=loggers or False,
-        callbacks=build_callbacks(cfg),
+        callbacks=build_callbacks(cfg, meta),
         default_root_dir=str(cfg.run_dir),
     )

@@ -69,7 +69,7 @@ def test_global_batch_sets_the_per_process_batch():
 def test_world_size_from_the_launcher_must_divide_the_global_batch(demo_dir, tmp_path, monkeypatch):
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path, "data.global_batch_size=8"))
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert prepare(cfg)[0].data.batch_size == 2
+    assert prepare(cfg).cfg.data.batch_size == 2
     monkeypatch.setenv("WORLD_SIZE", "3")  # e.g. torchrun --nproc_per_node 3
     with pytest.raises(ConfigError, match="does not divide over 3 processes"):
         prepare(cfg)
