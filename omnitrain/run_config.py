@@ -18,7 +18,6 @@ from omnitrain.config.compose import compose_run
 from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
 from omnitrain.config.typed import RunConfig, StrategyChoice, TrainerArgs
 from omnitrain.config.validate import ConfigError
-from omnitrain.model.flow_matching import check_sampler
 from omnitrain.parallel.base import check_strategy, strategy_options
 from omnitrain.parallel.global_batch import static_batch_problems
 from omnitrain.plugin_loading import load_plugins
@@ -26,7 +25,7 @@ from omnitrain.registry import PluginChoice, plugin_config
 from omnitrain.slots import SLOTS
 from omnitrain.training.tasks import check_task
 
-OWNER_CHECKS = (check_strategy, static_batch_problems, check_sampler, check_task)
+OWNER_CHECKS = (check_strategy, static_batch_problems, check_task)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> RunConfig:

@@ -10,6 +10,7 @@ Plugins a run needs (from ``plugins=[...]`` or a recipe's ``plugins:``) are impo
 from __future__ import annotations
 
 import os
+import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import register_schemas
 from omnitrain.config.sizes import register_sizes, report_unsized
+from omnitrain.config.suggest import suggest
 from omnitrain.config.validate import ConfigError, validate
 from omnitrain.plugin_loading import load_plugins
 
@@ -105,6 +107,30 @@ def _explain(message: str) -> str:
     if "Could not find 'recipe/" in message:
         names = ", ".join(sorted(recipe_files()))
         return f"{message}\nRecipes: {names} (add folders with ${RECIPE_PATH_ENV})."
-    if "Could not override" in message and "To append" in message:
-        return message + "\n(The key does not exist: check its spelling; `omnitrain config` prints the full config.)"
+    missing = re.search(r"Could not override '([\w.]+)'", message)
+    if missing and "To append" in message:
+        section, _, key = missing.group(1).rpartition(".")
+        hint = suggest(key, _known_keys(section)) if section else ""
+        return (f"unknown key '{missing.group(1)}'{hint}: check its spelling (`omnitrain config` prints "
+                f"the full config)\n({message.splitlines()[0]})")
     return message
+
+
+def _known_keys(section: str) -> list[str]:
+    """The keys a config section may hold, for a 'did you mean'."""
+    import dataclasses
+    import inspect
+
+    from omnitrain.config.schema import SECTION_SCHEMAS
+    from omnitrain.registry import SLOTS, registry
+
+    head, _, rest = section.partition(".")
+    if head in SECTION_SCHEMAS and not rest:
+        return [f.name for f in dataclasses.fields(SECTION_SCHEMAS[head])]
+    if head == "trainer":
+        from lightning.pytorch import Trainer
+
+        return list(inspect.signature(Trainer.__init__).parameters)
+    if head in SLOTS:  # any plugin of the slot: the chosen one is not known when composing fails
+        return sorted({f.name for e in registry(head).entries() for f in dataclasses.fields(e.config_cls)})
+    return []

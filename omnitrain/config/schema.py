@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnitrain.features.speech_mel import SpeechConfig
+from omnitrain.ranges import bounded, one_of
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    text: float = 1.0
-    codec: float = 1.0
-    flow: float = 1.0
-    flow_cond_drop: float = 0.1  # condition dropout, enables classifier-free guidance
-    flow_ref_drop: float = 0.2  # reference-only dropout: the DiT also speaks without one
+    text: float = bounded(1.0, ge=0)
+    codec: float = bounded(1.0, ge=0)
+    flow: float = bounded(1.0, ge=0)
+    flow_cond_drop: float = bounded(0.1, ge=0, le=1)  # condition dropout, enables classifier-free guidance
+    flow_ref_drop: float = bounded(0.2, ge=0, le=1)  # reference-only dropout: the DiT also speaks without one
     talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
 
 
@@ -25,44 +26,44 @@ class LossConfig:
 class DataConfig:
     train_shards: Any = None  # path, glob, brace pattern, directory, or a list of them
     val_shards: Any = None
-    batch_size: int = 16  # per process (per GPU)
-    global_batch_size: int | None = None  # samples per optimizer step over all processes; sets batch_size
-    num_workers: int = 1
-    val_num_workers: int = 0
-    prefetch_factor: int = 4
-    shuffle_buffer: int = 256
-    epoch_batches: int = 100  # batches per rank per epoch (the same on every rank)
-    max_tokens: int = 2048  # longer samples are skipped and counted
-    pack_length: int | None = None  # pack several samples per row up to this many tokens
-    batching: str = "samples"  # samples: batch_size samples per step; tokens: a token budget
-    rows_per_batch: int = 4  # batching=tokens: rows of pack_length tokens per step
-    budget_buffer: int = 64  # batching=tokens: samples held back to fill rows
+    batch_size: int = bounded(16, ge=1)  # per process (per GPU)
+    global_batch_size: int | None = bounded(None, ge=1)  # samples per optimizer step over all processes; sets batch_size
+    num_workers: int = bounded(1, ge=0)
+    val_num_workers: int = bounded(0, ge=0)
+    prefetch_factor: int = bounded(4, ge=1)
+    shuffle_buffer: int = bounded(256, ge=1)
+    epoch_batches: int = bounded(100, ge=1)  # batches per rank per epoch (the same on every rank)
+    max_tokens: int = bounded(2048, ge=1)  # longer samples are skipped and counted
+    pack_length: int | None = bounded(None, ge=1)  # pack several samples per row up to this many tokens
+    batching: str = one_of("samples", "samples", "tokens")  # samples: batch_size samples per step; tokens: a token budget
+    rows_per_batch: int = bounded(4, ge=1)  # batching=tokens: rows of pack_length tokens per step
+    budget_buffer: int = bounded(64, ge=1)  # batching=tokens: samples held back to fill rows
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.01
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.01, ge=0)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-8
-    warmup_steps: int = 50
-    schedule: str = "cosine"  # cosine | constant
-    min_lr_ratio: float = 0.1
+    eps: float = bounded(1e-8, gt=0)
+    warmup_steps: int = bounded(50, ge=0)
+    schedule: str = one_of("cosine", "cosine", "constant")  # cosine | constant
+    min_lr_ratio: float = bounded(0.1, ge=0, le=1)
     freeze: list[str] = field(default_factory=list)  # slots whose weights stay fixed
     slot_lr: dict[str, float] = field(default_factory=dict)  # per-slot learning rates
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_n_steps: int = 200
+    every_n_steps: int = bounded(200, ge=1)
     save_last: bool = True
-    keep: int = -1  # how many step checkpoints to keep; -1 = all
+    keep: int = bounded(-1, ge=-1)  # how many step checkpoints to keep; -1 = all
 
 
 @dataclass(frozen=True)
 class WandbConfig:
     enabled: bool = True
-    mode: str = "offline"  # offline | online | disabled
+    mode: str = one_of("offline", "offline", "online", "disabled")  # offline | online | disabled
     project: str = "omnitrain"
     entity: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -81,44 +82,44 @@ class LoggerConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    max_new_tokens: int = 64
-    max_codec_tokens: int = 250
-    min_codec_tokens: int = 0  # no codec eos before this many tokens
-    temperature: float = 0.0  # Thinker; 0 = greedy
-    top_k: int = 0
-    top_p: float = 1.0
+    max_new_tokens: int = bounded(64, ge=1)
+    max_codec_tokens: int = bounded(250, ge=1)
+    min_codec_tokens: int = bounded(0, ge=0)  # no codec eos before this many tokens
+    temperature: float = bounded(0.0, ge=0)  # Thinker; 0 = greedy
+    top_k: int = bounded(0, ge=0)
+    top_p: float = bounded(1.0, gt=0, le=1)
     # Talker sampling (Qwen2.5-Omni's defaults: 0.9, 40, 0.8, 1.05)
-    talker_temperature: float = 0.0
-    talker_top_k: int = 0
-    talker_top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    ode_steps: int = 16  # intervals of the flow ODE (transformers' num_steps counts points: +1)
-    ode_method: str = "euler"  # euler | rk4 | rk4_38 (Qwen2.5-Omni)
-    ode_sway: float = 0.0  # sway sampling (Qwen2.5-Omni: -1.0)
-    guidance: float = 0.0  # classifier-free guidance (Qwen2.5-Omni: 0.5)
-    seed: int = 0  # of the DiT's starting noise, so a reply is reproducible
+    talker_temperature: float = bounded(0.0, ge=0)
+    talker_top_k: int = bounded(0, ge=0)
+    talker_top_p: float = bounded(1.0, gt=0, le=1)
+    repetition_penalty: float = bounded(1.0, gt=0)
+    ode_steps: int = bounded(16, ge=1)  # intervals of the flow ODE (transformers' num_steps counts points: +1)
+    ode_method: str = one_of("euler", "euler", "rk4", "rk4_38")  # euler | rk4 | rk4_38 (Qwen2.5-Omni)
+    ode_sway: float = bounded(0.0, ge=-1, le=1)  # sway sampling (Qwen2.5-Omni: -1.0)
+    guidance: float = bounded(0.0, ge=0)  # classifier-free guidance (Qwen2.5-Omni: 0.5)
+    seed: int = bounded(0, ge=0)  # of the DiT's starting noise, so a reply is reproducible
     speaker: str | None = None  # a name from speech.speakers; None = the first
     # streaming: "exact" decodes each stage of the ODE block by block (the same mel as
     # the full decode); "window" solves each block on its own window (Qwen's streaming,
     # lower latency, approximate)
-    stream_mode: str = "exact"
+    stream_mode: str = one_of("exact", "exact", "window")
 
 
 @dataclass(frozen=True)
 class VocoderTrainConfig:
     """The vocoder stage (task=vocoder): HiFi-GAN/BigVGAN losses and optimizer."""
 
-    segment_frames: int = 32  # mel frames per training segment (x hop samples)
-    lr: float = 2.0e-4
+    segment_frames: int = bounded(32, ge=1)  # mel frames per training segment (x hop samples)
+    lr: float = bounded(2.0e-4, gt=0)
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
-    mel_weight: float = 45.0
-    fm_weight: float = 2.0
-    grad_clip: float = 100.0
+    mel_weight: float = bounded(45.0, ge=0)
+    fm_weight: float = bounded(2.0, ge=0)
+    grad_clip: float = bounded(100.0, gt=0)
 
 
 @dataclass(frozen=True)
 class PerfConfig:
-    peak_tflops: float | None = None  # one device's peak, for MFU; None = GPU data sheet if known
+    peak_tflops: float | None = bounded(None, gt=0)  # one device's peak, for MFU; None = GPU data sheet if known
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,9 @@ class PlanConfig:
     """The GPU layout a config is sized for: what ``omnitrain plan`` assumes unless told
     (``--gpus``/``--nodes``); a launch sets the real one (``trainer.devices/num_nodes``)."""
 
-    gpus_per_node: int = 8
-    nodes: int = 1
-    gpu_memory_gib: float = 80.0  # the GPU the plan checks against (H100/A100 80GB)
+    gpus_per_node: int = bounded(8, ge=1)
+    nodes: int = bounded(1, ge=1)
+    gpu_memory_gib: float = bounded(80.0, gt=0)  # the GPU the plan checks against (H100/A100 80GB)
 
 
 def schema_node(schema: type) -> Any:

@@ -5,31 +5,19 @@ constraints that tie slots together. All problems are reported at once.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
 
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
+from omnitrain.config.suggest import suggest
+from omnitrain.config.trainer_checks import trainer_problems
+from omnitrain.ranges import problems_of
 from omnitrain.registry import SLOTS, build, plugin_config
 from omnitrain.slots import MODEL_SLOTS
-
-TRAINER_OWNED = {
-    "logger": "the logger section",
-    "callbacks": "omnitrain's callbacks (checkpoint.*)",
-    "strategy": "the strategy group (strategy=ddp)",
-    "default_root_dir": "run_dir",
-    "enable_checkpointing": "checkpoint.every_n_steps",
-}
 
 
 class ConfigError(ValueError):
     """An invalid config; the message lists every problem and what to change."""
-
-
-def _suggest(key: str, options) -> str:
-    match = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
@@ -37,7 +25,7 @@ def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
     problems = []
     for key in node:
         if key not in fields:
-            problems.append(f"unknown key '{path}.{key}'{_suggest(key, fields)}")
+            problems.append(f"unknown key '{path}.{key}'{suggest(key, fields)}")
         else:
             sub = fields[key].type
             sub_cls = sub if isinstance(sub, type) else None
@@ -46,19 +34,6 @@ def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
                 sub_cls = type(default())
             if sub_cls is not None and dataclasses.is_dataclass(sub_cls) and isinstance(node[key], DictConfig):
                 problems += _unknown_keys(node[key], sub_cls, f"{path}.{key}")
-    return problems
-
-
-def _check_trainer(node: DictConfig) -> list[str]:
-    from lightning.pytorch import Trainer
-
-    params = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
-    problems = []
-    for key in node:
-        if key in TRAINER_OWNED:
-            problems.append(f"trainer.{key} is set by omnitrain; use {TRAINER_OWNED[key]} instead")
-        elif key not in params:
-            problems.append(f"unknown Lightning Trainer argument 'trainer.{key}'{_suggest(key, params)}")
     return problems
 
 
@@ -84,7 +59,7 @@ def validate(cfg: DictConfig) -> None:
     known = set(SLOTS) | set(SECTION_SCHEMAS) | set(SCALAR_KEYS) | {"trainer", "strategy"}
     for key in cfg:
         if key not in known:
-            problems.append(f"unknown top-level key '{key}'{_suggest(key, known)}")
+            problems.append(f"unknown top-level key '{key}'{suggest(key, known)}")
     for slot in SLOTS:
         if slot not in cfg:
             problems.append(f"missing slot '{slot}': choose a plugin, e.g. {slot}=<name> (see `omnitrain list`)")
@@ -103,29 +78,22 @@ def validate(cfg: DictConfig) -> None:
                 OmegaConf.merge(schema_node(schema), cfg[section])
             except Exception as exc:
                 problems.append(f"{section}: {exc}".splitlines()[0])
+            else:
+                problems += problems_of(schema, cfg[section], section)
     if "trainer" in cfg:
-        problems += _check_trainer(cfg.trainer)
+        problems += trainer_problems(OmegaConf.to_container(cfg.trainer, resolve=True))
     optim = cfg.get("optim")
     if optim is not None:
         for slot in list(optim.get("freeze") or []) + list(optim.get("slot_lr") or {}):
             if slot not in MODEL_SLOTS:
                 problems.append(f"optim: '{slot}' is not a trainable slot; use one of {list(MODEL_SLOTS)}")
-        if optim.get("schedule") not in ("cosine", "constant"):
-            problems.append(f"optim.schedule must be 'cosine' or 'constant', got {optim.get('schedule')!r}")
     data = cfg.get("data")
-    if data is not None and data.get("batching", "samples") != "samples":
-        if data.get("batching") != "tokens":
-            problems.append(f"data.batching must be 'samples' or 'tokens', got {data.get('batching')!r}")
-        elif not data.get("pack_length"):
+    if data is not None and data.get("batching", "samples") == "tokens":
+        if not data.get("pack_length"):
             problems.append("data.batching=tokens needs data.pack_length (tokens per row)")
         elif data.get("max_tokens", 0) > data.pack_length:
             problems.append(f"data.max_tokens={data.max_tokens} exceeds data.pack_length={data.pack_length}; "
                             "a sample must fit in one row")
-    loss = cfg.get("loss")
-    if loss is not None:
-        for name in ("text", "codec", "flow"):
-            if float(loss.get(name, 0)) < 0:
-                problems.append(f"loss.{name} must be >= 0")
     from omnitrain.config.speech_checks import check_speech
 
     problems += check_speech(cfg)

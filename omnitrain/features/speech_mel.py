@@ -13,22 +13,24 @@ import torch
 import torchaudio
 from torch import Tensor
 
+from omnitrain.ranges import bounded
+
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 320  # 20 ms: two mel frames per 40 ms codec token
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_floor: float = 1e-5
+    sample_rate: int = bounded(16000, ge=1)
+    n_fft: int = bounded(1024, ge=2)
+    hop_length: int = bounded(320, ge=1)  # 20 ms: two mel frames per 40 ms codec token
+    n_mels: int = bounded(80, ge=1)
+    f_min: float = bounded(0.0, ge=0)
+    f_max: float = bounded(8000.0, gt=0)
+    log_floor: float = bounded(1e-5, gt=0)
     norm_mean: float = -8.5  # of natural-log mel magnitudes; rough constants that keep
-    norm_std: float = 3.5  # frames near zero mean, unit variance
+    norm_std: float = bounded(3.5, gt=0)  # frames near zero mean, unit variance
     # voices the Talker and DiT know by name; a spoken reply names one ("speaker"), or
     # speaks with the first
     speakers: list[str] = field(default_factory=lambda: ["default"])
-    max_reference_frames: int = 300  # a reference utterance is cut to this many frames
+    max_reference_frames: int = bounded(300, ge=1)  # a reference utterance is cut to this many frames
 
     @property
     def frames_per_second(self) -> float:

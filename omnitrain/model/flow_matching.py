@@ -38,12 +38,6 @@ TABLEAUS: dict[str, Tableau] = {
 }
 
 
-def check_sampler(cfg) -> list[str]:
-    """Config check: ``generate.ode_method`` names a tableau."""
-    method = cfg.generate.ode_method
-    return [] if method in TABLEAUS else [f"generate.ode_method={method!r}: use one of {sorted(TABLEAUS)}"]
-
-
 def tableau(method: str) -> Tableau:
     if method not in TABLEAUS:
         raise ValueError(f"unknown ODE method '{method}': use one of {sorted(TABLEAUS)}")

@@ -61,7 +61,7 @@ def test_every_registered_plugin_is_one_override_away(slot, name):
         ("strategy.name=zero9", "unknown strategy"),
         ("+typo_top=1", "unknown top-level key"),
         ("speech.hop_length=160", "mel frames/s"),
-        ("loss.codec=-1", "loss.codec must be >= 0"),
+        ("loss.codec=-1", "loss.codec=-1.0: must be a number >= 0"),
         ("thinker.layers=two", "thinker"),
     ],
 )
