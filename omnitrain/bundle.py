@@ -132,7 +132,10 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, RunConfig]:
+def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = False) -> tuple[OmniModel, RunConfig]:
+    """The bundle's model and config. A bundle that carries plugin code (``plugins/*.py``,
+    copied from a run's ``plugins=[file.py]``) is refused unless ``trust_plugins``:
+    importing it runs that code."""
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
@@ -146,6 +149,12 @@ def load_bundle(directory: Path, verify: bool = True) -> tuple[OmniModel, RunCon
             if not path.exists() or sha256_file(path) != digest:
                 raise BundleError(f"bundle file '{path}' is missing or its checksum does not match the manifest")
     stored = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"), resolve=True)
+    carried = [str(s) for s in stored.get("plugins") or [] if str(s).startswith("plugins/")]
+    if carried and not trust_plugins:
+        raise BundleError(
+            f"bundle '{directory}' carries plugin code ({', '.join(carried)}); loading it would run that "
+            "code. Read it first, then pass --trust-plugins (generate) or trust_plugins=True if you trust "
+            "where the bundle came from")
     stored["plugins"] = [str(directory / s) if str(s).startswith("plugins/") else str(s)
                          for s in stored.get("plugins") or []]
     if str(stored["codec"].get("path", "")).startswith("codec"):  # a codec copied into the bundle

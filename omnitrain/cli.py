@@ -174,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if (args.text is None) == (args.manifest is None):
         raise UsageError("give either --text (one prompt) or --manifest (a JSONL of prompts)")
-    gen = Generator(Path(args.bundle))
+    gen = Generator(Path(args.bundle), trust_plugins=args.trust_plugins)
     if args.max_new_tokens:
         gen.settings = dataclasses.replace(gen.settings, max_new_tokens=args.max_new_tokens)
     if args.manifest:
@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream: text as it is generated, audio chunks written as they are ready")
     s.add_argument("--speaker", help="a voice from the model's speech.speakers (default: the first)")
     s.add_argument("--reference", help="a wav of the voice to condition the DiT on")
+    s.add_argument("--trust-plugins", action="store_true",
+                   help="load a bundle that carries plugin code (plugins/*.py): it runs that code")
     s.set_defaults(func=cmd_generate)
     return p
 

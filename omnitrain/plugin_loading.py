@@ -53,8 +53,12 @@ def load_plugin(spec: str) -> None:
             raise PluginLoadError(
                 f"plugin file '{spec}' (from plugins=[...]) does not exist (looked at {path})."
             )
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+        # named by content: the same file copied elsewhere (into a bundle) is the same plugin
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:12]
         mod_name = f"omnitrain_user_plugin_{path.stem}_{digest}"
+        if mod_name in sys.modules:
+            _loaded.add(key)
+            return
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module

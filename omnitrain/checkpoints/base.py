@@ -41,6 +41,10 @@ class CheckpointReader(Protocol):
     path: Path
     kind: str  # the strategy family that wrote it and can resume it (``Strategy.checkpoint_kind``)
 
+    def verify(self) -> None:
+        """Read every file as data: raises ``CheckpointError`` on a corrupt, truncated or
+        code-carrying checkpoint before anything else loads it."""
+
     def config(self) -> DictConfig:
         """The run config stored with the checkpoint."""
 

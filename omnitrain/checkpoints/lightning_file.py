@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from omnitrain.checkpoints.base import Sink, TensorSpec, config_from, export_dtype, model_name
+from omnitrain.checkpoints.safe_load import load_file
 
 
 class LightningFileReader:
@@ -25,7 +26,10 @@ class LightningFileReader:
 
     @cached_property
     def _ckpt(self) -> dict:
-        return torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+        return load_file(self.path)
+
+    def verify(self) -> None:
+        self._ckpt  # noqa: B018  (reading it is the check)
 
     def config(self) -> DictConfig:
         return config_from(self._ckpt, self.path)

@@ -62,8 +62,8 @@ def _read_file(name: str) -> bytes:
 
 
 class Generator:
-    def __init__(self, bundle: Path, settings: GenerateConfig | None = None) -> None:
-        self.model, self.cfg = load_bundle(bundle)
+    def __init__(self, bundle: Path, settings: GenerateConfig | None = None, trust_plugins: bool = False) -> None:
+        self.model, self.cfg = load_bundle(bundle, trust_plugins=trust_plugins)
         self.settings = settings or self.cfg.generate
         self.builder = SampleBuilder.from_config(self.cfg)
         self.eos = self.builder.special["eos"]

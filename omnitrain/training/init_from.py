@@ -28,7 +28,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"init_from={path}: a folder must be a bundle (model.safetensors)")
         return load_file(str(path / "model.safetensors"))
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = load_file(path)["state_dict"]
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 
 

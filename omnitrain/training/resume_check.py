@@ -41,6 +41,7 @@ def config_differences(old: Mapping, new: Mapping, sections=SLOTS) -> list[str]:
 def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = None) -> None:
     try:
         reader = open_checkpoint(path)
+        reader.verify()
         found = reader.tensors()
         old_cfg = reader.config()
     except CheckpointError as exc:

@@ -37,6 +37,7 @@ from omnitrain.checkpoints.base import (
     export_dtype,
     model_name,
 )
+from omnitrain.checkpoints.safe_load import load_file
 
 PREFIX = "model."  # the LightningModule's attribute holding the OmniModel
 
@@ -46,9 +47,17 @@ def _rank_of(path: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
+def allowed_types() -> list[type]:
+    """The non-tensor objects DeepSpeed's checkpoint files hold (loaded as data, nothing else)."""
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
 def _load(path: Path) -> dict:
-    # DeepSpeed's files hold non-tensor objects (its config, loss scaler), hence weights_only=False
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return load_file(path, allowed_types())
 
 
 def _pieces(flat: list[torch.Tensor], start: int, length: int) -> Iterator[tuple[int, torch.Tensor]]:
@@ -96,6 +105,11 @@ class DeepSpeedZeroReader:
     @cached_property
     def stage(self) -> int:
         return int(self._main["ds_config"]["zero_optimization"]["stage"])
+
+    def verify(self) -> None:
+        """Read every rank's files as data (memory-mapped: headers, not the tensors)."""
+        for file in self.model_files + self.optim_files:
+            _load(file)
 
     def config(self) -> DictConfig:
         return config_from(self._main, self.path)

@@ -15,15 +15,25 @@ pyproject.toml because of these overrides; re-check them when bumping it.
    index ``None`` -> skip that check only.
 3. ``deepspeed.initialize(args=Namespace(device_rank=root_device.index))`` gets ``None``
    on CPU and fails comparing ``None >= 0`` -> pass the local rank.
+
+And on every device: DeepSpeed's checkpoint engine reads its files with
+``torch.load(weights_only=False)``; ``load_checkpoint`` makes those reads data-only
+(the types DeepSpeed's files hold allowed, nothing else), so resuming a checkpoint from
+someone else cannot run code planted in it.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from torch.nn import Module
+
+from omnitrain.parallel.deepspeed.checkpoint import allowed_types
 
 
 class OmniDeepSpeedStrategy(DeepSpeedStrategy):
@@ -60,3 +70,24 @@ class OmniDeepSpeedStrategy(DeepSpeedStrategy):
             dist_init_required=False,
         )
         return engine, ds_optimizer
+
+    def load_checkpoint(self, checkpoint_path, weights_only=None):
+        with data_only_torch_load(allowed_types()):
+            return super().load_checkpoint(checkpoint_path, weights_only)
+
+
+@contextmanager
+def data_only_torch_load(allowed: list[type]) -> Iterator[None]:
+    """Every ``torch.load`` inside reads tensors, containers and ``allowed`` types only."""
+    original = torch.load
+
+    def load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        with torch.serialization.safe_globals(allowed):
+            return original(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original

@@ -26,7 +26,16 @@ from omnitrain.checkpoints.base import (
     export_dtype,
     model_name,
 )
+from omnitrain.checkpoints.safe_load import load_file, load_pickle
 
+METADATA_CLASSES = {
+    ("torch.distributed.checkpoint.metadata", "*"), ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch", "Size"), ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"),
+    ("collections", "OrderedDict"),
+    *(("torch", str(d).removeprefix("torch.")) for d in (
+        torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
+        torch.int8, torch.uint8, torch.bool, torch.complex64)),
+}
 PREFIX = "model.model."  # Lightning's "model" state-dict key, then the LightningModule attribute
 META_FILE = "meta.pt"
 
@@ -43,19 +52,24 @@ class FSDPShardedReader:
 
     @cached_property
     def _metadata(self):
-        from torch.distributed.checkpoint import FileSystemReader
-
-        return FileSystemReader(str(self.path)).read_metadata()
+        """torch.distributed.checkpoint's ``.metadata`` pickle, read with only its own
+        classes allowed (torch's reader unpickles anything)."""
+        return load_pickle(self.path / ".metadata", METADATA_CLASSES)
 
     @property
     def world(self) -> int:
         return len(list(self.path.glob("*.distcp")))
 
+    def verify(self) -> None:
+        """Read the metadata and Lightning's meta file as data."""
+        self._metadata  # noqa: B018
+        self.config()
+
     def config(self) -> DictConfig:
         meta = self.path / META_FILE
         if not meta.exists():
             raise CheckpointError(f"'{self.path}' has no {META_FILE} (not a Lightning FSDP checkpoint)")
-        return config_from(torch.load(meta, map_location="cpu", weights_only=False), self.path)
+        return config_from(load_file(meta), self.path)
 
     def _model_entries(self):
         from torch.distributed.checkpoint.metadata import TensorStorageMetadata
@@ -87,7 +101,11 @@ class FSDPShardedReader:
                 with open(self.path / info.relative_path, "rb") as f:
                     f.seek(info.offset)
                     data = io.BytesIO(f.read(info.length))
-                tensor = torch.load(data, map_location="cpu", weights_only=True)
+                try:
+                    tensor = torch.load(data, map_location="cpu", weights_only=True)
+                except Exception as exc:
+                    raise CheckpointError(f"'{self.path / info.relative_path}' is corrupt, truncated or "
+                                          f"holds more than tensors ({exc})") from exc
                 tensor = tensor.to(export_dtype(tensor.dtype))
                 for offset, run in _runs(full, tuple(chunk.offsets), tensor):
                     sink(name, offset, run)
