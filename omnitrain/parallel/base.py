@@ -70,6 +70,12 @@ class Strategy:
         """The object (or name) given to ``lightning.Trainer(strategy=...)``."""
         return "auto"
 
+    def checkpoint_io(self) -> Any:
+        """The writer of this strategy's single-file checkpoints (None: it writes its own)."""
+        from omnitrain.checkpoints.direct_io import DirectCheckpointIO
+
+        return DirectCheckpointIO()
+
     def trainer_args(self, args: dict) -> dict:
         """Lightning Trainer arguments as this strategy needs them."""
         return args

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from omnitrain.checkpoints.safe_load import load_file
+
 log = logging.getLogger("omnitrain")
 
 
@@ -23,11 +25,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"init_from={path}: no such checkpoint or bundle")
     if path.is_dir():
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file as load_safetensors
 
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"init_from={path}: a folder must be a bundle (model.safetensors)")
-        return load_file(str(path / "model.safetensors"))
+        return load_safetensors(str(path / "model.safetensors"))
     state = load_file(path)["state_dict"]
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 

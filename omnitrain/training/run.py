@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import OmegaConf
 
+from omnitrain.checkpoints.atomic import newest_complete
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
@@ -28,10 +29,24 @@ log = logging.getLogger("omnitrain")
 
 
 def resume_path(resume: str | None, run_dir: Path) -> str | None:
-    """``resume=last`` or a path -> an existing checkpoint (file or sharded folder)."""
+    """``resume=last`` (the newest complete checkpoint of ``run_dir``) or a path -> an
+    existing checkpoint (file or sharded folder)."""
     if not resume:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if resume == "last":
+        folder = run_dir / "checkpoints"
+        path = newest_complete(folder) if folder.is_dir() else None
+        if path is None:
+            raise FileNotFoundError(f"resume=last: no complete checkpoint in '{folder}' (start the run "
+                                    "without resume, or give resume=PATH)")
+        pointed = (folder / "last.ckpt").resolve() if (folder / "last.ckpt").exists() else None
+        if pointed != path.resolve():
+            log.warning("resume=last: last.ckpt is missing or incomplete (a save was interrupted); "
+                        "resuming from the newest complete checkpoint %s", path.name)
+        else:
+            log.warning("resume=last: resuming from %s", path.name)
+        return str(path)
+    path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
     return str(path)

@@ -59,9 +59,11 @@ def build_trainer(cfg: RunConfig, meta: OmniModel | None = None) -> L.Trainer:
     strategy = strategy_for(cfg)
     trainer_args = strategy.trainer_args(cfg.trainer.lightning())
     loggers = build_loggers(cfg)
+    writer = strategy.checkpoint_io()
     return L.Trainer(
         **trainer_args,
         strategy=strategy.lightning(),
+        plugins=[writer] if writer is not None else None,
         logger=loggers or False,
         callbacks=build_callbacks(cfg, meta),
         default_root_dir=str(cfg.run_dir),

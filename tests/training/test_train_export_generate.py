@@ -99,4 +99,4 @@ def test_cli_train_with_workers_export_generate_resume(demo_dir, tmp_path, capsy
 
 def test_resume_from_missing_checkpoint_fails_early(demo_dir, tmp_path, capsys):
     code = main(["train", *smoke_overrides(demo_dir, tmp_path, "resume=last")])
-    assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert code == 2 and "no complete checkpoint" in capsys.readouterr().err

@@ -69,6 +69,9 @@ class DeepSpeedStrategy(Strategy):
         return OmniDeepSpeedStrategy(config=deepspeed_config(self.options, self.cfg),
                                      process_group_backend=self.process_group_backend(), timeout=self.timeout())
 
+    def checkpoint_io(self) -> Any:
+        return None  # the engine writes its folder itself
+
     def compute_kind(self) -> str:
         kind = super().compute_kind()
         return "bf16" if kind == "bf16-mixed" else kind  # DeepSpeed casts the model itself

@@ -96,6 +96,9 @@ class FSDPStrategy(Strategy):
             stack.enter_context(torch.autocast(device, dtype=mixed.param_dtype))
         return stack
 
+    def checkpoint_io(self) -> Any:
+        return None  # torch.distributed.checkpoint writes the sharded folder
+
     def compute_kind(self) -> str:
         kind = super().compute_kind()
         return "bf16" if kind == "bf16-mixed" else kind  # FSDP's mixed precision computes in bf16 weights
