@@ -45,6 +45,10 @@ class CheckpointReader(Protocol):
         """Read every file as data: raises ``CheckpointError`` on a corrupt, truncated or
         code-carrying checkpoint before anything else loads it."""
 
+    @property
+    def step(self) -> int | None:
+        """The global step the checkpoint was saved at."""
+
     def config(self) -> DictConfig:
         """The run config stored with the checkpoint."""
 

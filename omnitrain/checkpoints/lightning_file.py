@@ -31,6 +31,10 @@ class LightningFileReader:
     def verify(self) -> None:
         self._ckpt  # noqa: B018  (reading it is the check)
 
+    @property
+    def step(self) -> int | None:
+        return self._ckpt.get("global_step")
+
     def config(self) -> DictConfig:
         return config_from(self._ckpt, self.path)
 

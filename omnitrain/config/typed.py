@@ -90,6 +90,7 @@ class RunConfig:
     resume: str | None
     init_from: str | None
     task: str
+    overwrite: bool
     size: str | None
     model: str | None
     tokenizer: PluginChoice

@@ -38,7 +38,8 @@ def config_differences(old: Mapping, new: Mapping, sections=SLOTS) -> list[str]:
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = None) -> None:
+def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = None) -> int | None:
+    """Raises ``ConfigError`` unless this run can continue ``path``; returns its step."""
     try:
         reader = open_checkpoint(path)
         reader.verify()
@@ -55,7 +56,7 @@ def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = Non
     missing = [n for n in expected if n not in found]
     unexpected = [n for n in found if n not in expected]
     if not (shapes or missing or unexpected):
-        return
+        return reader.step
     changed = config_differences(OmegaConf.to_container(old_cfg, resolve=True), cfg.to_dict())
     raise ConfigError(
         f"resume={cfg.resume}: the checkpoint '{path}' holds a model of a different shape than this "

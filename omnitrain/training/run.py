@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from omnitrain.checkpoints.atomic import newest_complete
 from omnitrain.config.typed import RunConfig
+from omnitrain.config.validate import ConfigError
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for, world_size_of
@@ -62,6 +63,7 @@ class Prepared:
     data: L.LightningDataModule
     meta: OmniModel
     ckpt_path: str | None
+    resume_step: int | None = None  # the checkpoint's global step
 
 
 def prepare(cfg: RunConfig) -> Prepared:
@@ -73,9 +75,22 @@ def prepare(cfg: RunConfig) -> Prepared:
         raise FileNotFoundError(f"init_from={cfg.init_from}: no such checkpoint or bundle")
     meta = meta_model(cfg)
     ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
-    if ckpt_path:
-        check_resume_shapes(cfg, Path(ckpt_path), meta)
-    return Prepared(cfg, data, meta, ckpt_path)
+    if ckpt_path is None:
+        refuse_to_clobber(cfg)
+        return Prepared(cfg, data, meta, None)
+    step = check_resume_shapes(cfg, Path(ckpt_path), meta)
+    return Prepared(cfg, data, meta, ckpt_path, step)
+
+
+def refuse_to_clobber(cfg: RunConfig) -> None:
+    """A fresh run into a run_dir with checkpoints would replace them: say how to go on."""
+    folder = Path(cfg.run_dir) / "checkpoints"
+    found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if found and not cfg.overwrite:
+        raise ConfigError(
+            f"run_dir={cfg.run_dir} already holds checkpoints ({', '.join(found[:4])}); a fresh run would "
+            "replace them. Continue that run with resume=last, start over with overwrite=true (removes "
+            "them and the run's metrics), or choose another run_dir")
 
 
 def warn_if_too_big(cfg: RunConfig, meta: OmniModel) -> None:
@@ -102,7 +117,7 @@ def train(cfg: RunConfig) -> tuple[L.Trainer, L.LightningModule]:
     cfg = run.cfg
     warn_if_too_big(cfg, run.meta)
     L.seed_everything(cfg.seed, workers=True)
-    trainer = build_trainer(cfg, run.meta)
+    trainer = build_trainer(cfg, run.meta, run.resume_step)
     run_dir = Path(cfg.run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,7 @@ def test_budget_batch_trains(demo_dir, tmp_path):
 @pytest.mark.parametrize("overrides,needle", [
     (["data.batching=tokens"], "needs data.pack_length"),
     (["data.batching=tokens", "data.pack_length=100"], "exceeds data.pack_length"),
-    (["data.batching=bytes"], "must be 'samples' or 'tokens'"),
+    (["data.batching=bytes"], r"data.batching='bytes': must be one of \['samples', 'tokens'\]"),
 ])
 def test_budget_config_errors(overrides, needle):
     with pytest.raises(ConfigError, match=needle):

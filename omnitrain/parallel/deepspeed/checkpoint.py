@@ -114,6 +114,10 @@ class DeepSpeedZeroReader:
     def config(self) -> DictConfig:
         return config_from(self._main, self.path)
 
+    @property
+    def step(self) -> int | None:
+        return self._main.get("global_step")
+
     # ---- names and shapes ------------------------------------------------------
     def _aliases(self) -> set[str]:
         return set((self._main.get("shared_params") or {}).keys())

@@ -65,6 +65,10 @@ class FSDPShardedReader:
         self._metadata  # noqa: B018
         self.config()
 
+    @property
+    def step(self) -> int | None:
+        return load_file(self.path / META_FILE).get("global_step")
+
     def config(self) -> DictConfig:
         meta = self.path / META_FILE
         if not meta.exists():
