@@ -72,7 +72,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the process group lives until the interpreter exits: a second run in this process
     # (a notebook, the tests) reuses it, and DeepSpeed's cached groups stay valid
     atexit.register(teardown_distributed)
-    trainer, _ = train(cfg)
+    from omnitrain.training.nonfinite import NonFiniteStop
+    from omnitrain.training.preemption import Preempted
+
+    try:
+        trainer, _ = train(cfg)
+    except Preempted as stop:
+        print(f"\nomnitrain: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except NonFiniteStop as stop:
+        print(f"\nerror: {stop}", file=sys.stderr)
+        return 3
     if trainer.is_global_zero:
         run_dir = Path(cfg.run_dir)
         last = run_dir / "checkpoints" / "last.ckpt"

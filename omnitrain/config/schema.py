@@ -51,6 +51,7 @@ class OptimConfig:
     min_lr_ratio: float = bounded(0.1, ge=0, le=1)
     freeze: list[str] = field(default_factory=list)  # slots whose weights stay fixed
     slot_lr: dict[str, float] = field(default_factory=dict)  # per-slot learning rates
+    nonfinite_patience: int = bounded(3, ge=1)  # non-finite steps in a row (each skipped) that stop the run
 
 
 @dataclass(frozen=True)
@@ -174,5 +175,5 @@ SECTION_SCHEMAS: dict[str, type] = {
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),
-               "init_from": (str, type(None)), "task": str, "size": str,
+               "init_from": (str, type(None)), "task": str, "size": str, "overwrite": bool,
                "model": (str, type(None))}

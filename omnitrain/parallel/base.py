@@ -95,6 +95,24 @@ class Strategy:
     def before_optimizer_step(self, trainer: Any, clip: float | None) -> None:
         """Where a strategy clips gradients itself (Lightning otherwise does)."""
 
+    # ---- non-finite steps (``omnitrain.training.nonfinite``) ---------------------------
+    def local_grads_finite(self, trainer: Any) -> bool:
+        """Whether this rank's gradients (its shard, under FSDP) are all finite."""
+        import torch
+
+        grads = [p.grad for p in trainer.lightning_module.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True)))
+
+    def drop_step(self, trainer: Any) -> None:
+        """Make the coming optimizer step a no-op: torch optimizers leave a parameter
+        without a gradient untouched (no update, no weight decay, no moment change)."""
+        for p in trainer.lightning_module.parameters():
+            p.grad = None
+
+    def step_was_skipped(self, trainer: Any, dropped: bool) -> bool:
+        """After the optimizer step: whether it changed nothing."""
+        return dropped
+
     def optimizer(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float) -> Any:
         """The optimizer over ``groups``; None: the default (AdamW)."""
         return None

@@ -17,27 +17,34 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from omnitrain.checkpoints.atomic import (
+    LAST,
     PARTIAL,
     clean_leftovers,
     finish,
     point_last,
+    remove,
     step_checkpoints,
 )
 
 
 class StepCheckpoints(ModelCheckpoint):
-    def __init__(self, dirpath: str, every_n_steps: int, keep: int, save_last: bool) -> None:
+    def __init__(self, dirpath: str, every_n_steps: int, keep: int, save_last: bool, overwrite: bool = False) -> None:
+        """``overwrite``: a fresh run that replaces the run_dir's checkpoints (overwrite=true)."""
         super().__init__(
             dirpath=dirpath, filename="step-{step:06d}", auto_insert_metric_name=False,
             every_n_train_steps=every_n_steps, save_top_k=0 if keep == 0 else -1, save_last=False,
             enable_version_counter=False,
         )
-        self.keep, self.link_last = keep, save_last
+        self.keep, self.link_last, self.overwrite = keep, save_last, overwrite
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        if trainer.is_global_zero and Path(self.dirpath).is_dir():
-            clean_leftovers(Path(self.dirpath))  # what a killed save left behind
+        folder = Path(self.dirpath)
+        if trainer.is_global_zero and folder.is_dir():
+            clean_leftovers(folder)  # what a killed save left behind
+            if self.overwrite:  # the user asked for a fresh start over an old run
+                for old in [*step_checkpoints(folder), folder / LAST]:
+                    remove(old)
         trainer.strategy.barrier("omnitrain_checkpoint_setup")
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:

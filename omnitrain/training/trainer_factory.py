@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.omni_model import OmniModel
@@ -15,13 +15,17 @@ from omnitrain.parallel import strategy_for
 from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
 from omnitrain.training.checkpoint_callback import StepCheckpoints
+from omnitrain.training.csv_metrics import ResumableCSVLogger
+from omnitrain.training.nonfinite import NonFiniteGuard
+from omnitrain.training.preemption import SaveOnSignal
 
 
-def build_loggers(cfg: RunConfig) -> list[Logger]:
+def build_loggers(cfg: RunConfig, resume_step: int | None = None) -> list[Logger]:
+    """CSV (kept up to ``resume_step`` when resuming) and wandb, as configured."""
     run_dir = Path(cfg.run_dir)
     loggers: list[Logger] = []
     if cfg.logger.csv.enabled:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version="", resume_step=resume_step))
     w = cfg.logger.wandb
     if w.enabled and w.mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
@@ -42,9 +46,12 @@ def build_loggers(cfg: RunConfig) -> list[Logger]:
 
 def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Callback]:
     ck = cfg.checkpoint
+    checkpoints = StepCheckpoints(str(Path(cfg.run_dir) / "checkpoints"), int(ck.every_n_steps), int(ck.keep),
+                                  bool(ck.save_last), overwrite=bool(cfg.overwrite) and not cfg.resume)
     callbacks: list[L.Callback] = [
-        StepCheckpoints(str(Path(cfg.run_dir) / "checkpoints"), int(ck.every_n_steps), int(ck.keep),
-                        bool(ck.save_last)),
+        NonFiniteGuard(int(cfg.optim.nonfinite_patience)),
+        SaveOnSignal(checkpoints),
+        checkpoints,
         Throughput(meta),
         TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
     ]
@@ -54,11 +61,12 @@ def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Cal
     return callbacks
 
 
-def build_trainer(cfg: RunConfig, meta: OmniModel | None = None) -> L.Trainer:
-    """``meta``: the model on the meta device, if the caller built it already."""
+def build_trainer(cfg: RunConfig, meta: OmniModel | None = None, resume_step: int | None = None) -> L.Trainer:
+    """``meta``: the model on the meta device, if the caller built it already;
+    ``resume_step``: the step a resumed run continues from."""
     strategy = strategy_for(cfg)
     trainer_args = strategy.trainer_args(cfg.trainer.lightning())
-    loggers = build_loggers(cfg)
+    loggers = build_loggers(cfg, resume_step)
     writer = strategy.checkpoint_io()
     return L.Trainer(
         **trainer_args,

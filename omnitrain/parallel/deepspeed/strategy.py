@@ -90,6 +90,18 @@ class DeepSpeedStrategy(Strategy):
 
         return gathered_for_write(model)
 
+    # ---- non-finite steps: the ZeRO optimizers check their own gradient partitions and
+    # skip a step whose gradient norm is not finite (DeepSpeed's "overflow", for every
+    # precision in 0.19), which a non-finite loss makes them
+    def local_grads_finite(self, trainer: Any) -> bool:
+        return True  # the gradients live in the engine's partitions; it checks them in step()
+
+    def drop_step(self, trainer: Any) -> None:
+        """Nothing to do: the engine skips the step itself."""
+
+    def step_was_skipped(self, trainer: Any, dropped: bool) -> bool:
+        return bool(getattr(trainer.strategy.deepspeed_engine.optimizer, "overflow", False))
+
     def optimizer(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float) -> Any:
         if not self.options.offload_optimizer:
             return None
