@@ -42,6 +42,15 @@ def test_slurm_one_task_per_gpu_from_the_allocation():
                            "recipe=omni7b_full", "trainer.devices=8", "trainer.num_nodes=2"]
 
 
+def test_slurm_job_is_signalled_before_its_end_and_a_requeued_job_resumes():
+    script = (LAUNCH / "slurm.sbatch").read_text()
+    assert "#SBATCH --signal=USR1@120" in script and "#SBATCH --requeue" in script
+    env = {"SLURM_NTASKS_PER_NODE": "8", "SLURM_JOB_NUM_NODES": "1"}
+    assert "resume=last" not in dry_run("slurm.sbatch", "omni3b_full", **env).stdout
+    out = dry_run("slurm.sbatch", "omni3b_full", SLURM_RESTART_COUNT="1", **env).stdout
+    assert out.split()[-1] == "resume=last"
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in LAUNCH.iterdir()))
 def test_every_recipe_header_names_existing_launch_scripts(script):
     headers = "".join(p.read_text().split("defaults:")[0] for p in (ROOT / "recipes").glob("omni*.yaml"))

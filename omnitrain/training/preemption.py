@@ -88,8 +88,8 @@ class SaveOnSignal(L.Callback):
         signum = self._agreed_signal(trainer)
         if not signum:
             return
+        path = self._save(trainer)  # before the requeue: scontrol ends the running job
         requeued = trainer.is_global_zero and signum == signal.SIGUSR1 and requeue_slurm_job()
-        path = self._save(trainer)
         self.stop = Preempted(signum, int(trainer.global_step), path, requeued)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
@@ -125,11 +125,19 @@ class SaveOnSignal(L.Callback):
             return
         if isinstance(exception, KeyboardInterrupt) and self.received:
             return  # the second Ctrl+C: the user wants out now
+        # Lightning counts the logging step of a step after its end; mid-step it is one
+        # ahead of what a save at the step's end records, and a resume would log every
+        # step one later (the weights, data and RNG follow global_step and are right)
+        loop = trainer.fit_loop.epoch_loop
+        counted = loop._batches_that_stepped
+        loop._batches_that_stepped = min(counted, trainer.global_step - 1)
         try:
             path = self._save(trainer)
         except Exception as err:  # the save itself failing must not hide the original error
             log.error("could not save a checkpoint after the error: %s", err)
             return
+        finally:
+            loop._batches_that_stepped = counted
         if path:
             log.warning("training failed at step %d; saved %s (resume=last continues from it)",
                         trainer.global_step, Path(path).name)

@@ -92,3 +92,27 @@ def test_ctrl_c_saves_too(demo_dir, tmp_path):
     assert code == 128 + signal.SIGINT, err[-3000:]
     assert "Ctrl+C again to stop without saving" in err or "SIGINT received" in err
     assert int(newest_complete(run / "checkpoints").stem.split("-")[1]) >= 3
+
+
+def test_an_error_inside_training_saves_the_last_completed_step(demo_dir, tmp_path, monkeypatch, caplog):
+    from omnitrain.training.module import OmniModule
+
+    original = OmniModule.training_step
+
+    def failing(self, batch, batch_idx):
+        if self.trainer.global_step == 5:
+            raise RuntimeError("injected failure")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(OmniModule, "training_step", failing)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="injected failure"):
+        main(["train", *smoke_overrides(demo_dir, run, *EXTRA, "trainer.max_steps=10")])
+    assert newest_complete(run / "checkpoints").name == "step-000005.ckpt"
+    assert "training failed at step 5; saved step-000005.ckpt" in caplog.text
+
+    monkeypatch.setattr(OmniModule, "training_step", original)
+    straight = tmp_path / "straight"
+    assert main(["train", *smoke_overrides(demo_dir, run, *EXTRA, "trainer.max_steps=7", "resume=last")]) == 0
+    assert main(["train", *smoke_overrides(demo_dir, straight, *EXTRA, "trainer.max_steps=7")]) == 0
+    assert losses(run) == losses(straight)
