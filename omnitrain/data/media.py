@@ -31,9 +31,22 @@ def load_audio(data: bytes, sample_rate: int, what: str = "audio") -> torch.Tens
         wave, sr = _decord_audio(data, what)
     if wave.numel() == 0:
         raise MediaError(f"{what}: no audio samples")
+    if sr <= 0:
+        raise MediaError(f"{what}: sample rate {sr} Hz in the header (a corrupt or truncated file)")
+    require_finite(wave, what)
     if sr != sample_rate:
-        wave = AF.resample(wave, sr, sample_rate)
+        try:
+            wave = AF.resample(wave, sr, sample_rate)
+        except Exception as exc:
+            raise MediaError(f"{what}: cannot resample {sr} Hz to {sample_rate} Hz ({exc})") from exc
     return wave
+
+
+def require_finite(values: torch.Tensor | np.ndarray, what: str) -> None:
+    """A float file (wav, TIFF) can hold NaN or inf; one would make the loss NaN."""
+    bad = int((~torch.isfinite(torch.as_tensor(values))).sum())
+    if bad:
+        raise MediaError(f"{what}: {bad} non-finite values (NaN or inf) in the decoded data")
 
 
 def _decord_audio(data: bytes, what: str) -> tuple[torch.Tensor, int]:
@@ -55,8 +68,10 @@ def load_image(data: bytes, what: str = "image") -> np.ndarray:
         img.load()
     except Exception as exc:
         raise MediaError(f"{what}: not a decodable image ({exc})") from exc
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: rescale, don't clip
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit grey: rescale, don't clip
         arr = np.asarray(img, dtype=np.float64)
+        require_finite(arr, what)
+        arr = arr - min(0.0, float(arr.min()))
         peak = arr.max() or 1.0
         img = Image.fromarray((arr / peak * 255).astype(np.uint8))
     return np.asarray(img.convert("RGB"))
@@ -109,4 +124,5 @@ def load_video(
             audio = torch.from_numpy(track[:].asnumpy().reshape(-1).astype(np.float32))
         except Exception as exc:
             raise MediaError(f"{what}: has no readable audio track ({exc})") from exc
+        require_finite(audio, f"{what} audio track")
     return Video(frames, targets, rate, audio)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from omnitrain.config.typed import RunConfig
-from omnitrain.data.media import MediaError, load_audio, load_image, load_video
+from omnitrain.data.media import MediaError, load_audio, load_image, load_video, require_finite
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
 from omnitrain.registry import build, plugin_config, registry
@@ -211,6 +211,7 @@ class SampleBuilder:
 
     def _audio_features(self, wave: Tensor, where: str) -> tuple[Tensor, int]:
         feats = self.audio_fe(wave)
+        require_finite(feats, f"{where} features")  # e.g. a float wav with values near float32's limit
         n = self.audio_fe.num_tokens(feats.shape[-1])
         if n <= 0:
             raise MediaError(f"{where}: audio too short ({wave.numel()} samples) to give one token")
@@ -231,7 +232,10 @@ class SampleBuilder:
                 f"{where}: unknown speaker {name!r}; the model knows {speakers} (add it to "
                 "speech.speakers to train a new voice)"
             )
-        codes = torch.from_numpy(np.load(io.BytesIO(media(turn["codec"])), allow_pickle=False)).long()
+        raw = np.load(io.BytesIO(media(turn["codec"])), allow_pickle=False)
+        if raw.dtype.kind not in "iu":
+            raise SampleError(f"{where}: codec tokens must be integers, got {raw.dtype}; rebuild the shard")
+        codes = torch.from_numpy(raw).long()
         if codes.numel() == 0:
             raise SampleError(f"{where}: codec tokens are empty")
         if codes.min() < 0 or codes.max() >= self.codec_vocab_size:
@@ -244,12 +248,14 @@ class SampleBuilder:
         if wave.numel() < max(k * self.speech.hop_length, self.speech.n_fft // 2 + 1):
             raise SampleError(f"{where}: the speech ({wave.numel()} samples) is shorter than one codec frame")
         mel = self.speech_mel(wave)
+        require_finite(mel, f"{where} mel")
         n = min(codes.numel(), mel.shape[0] // k)
         if "reference" in turn:
             ref = load_audio(media(turn["reference"]), self.speech.sample_rate, f"{where} reference")
             if ref.numel() <= self.speech.n_fft // 2:
                 raise SampleError(f"{where}: the reference ({ref.numel()} samples) is too short for one mel frame")
             ex.reference_mel = self.speech_mel(ref)[: self.speech.max_reference_frames]
+            require_finite(ex.reference_mel, f"{where} reference mel")
         ex.speaker = speakers.index(name)
         ex.codec_tokens = codes[:n]
         ex.speech_mel = mel[: n * k]

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 
 from omnitrain.data.build.media_writers import encode_audio, encode_image, encode_mp4
@@ -83,3 +84,38 @@ def test_video_audio_track_is_read_at_16k():
 def test_corrupt_video_raises_media_error():
     with pytest.raises(MediaError, match="not a decodable video"):
         load_video(b"\x00\x00\x00\x18ftypmp42garbage" * 10, 2.0, 2, 16)
+
+
+def float_wav(values: np.ndarray, sr: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, values, sr, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_audio_is_a_media_error(bad):
+    wave = tone()
+    wave[100] = bad
+    with pytest.raises(MediaError, match=r"clip.wav: 1 non-finite values"):
+        load_audio(float_wav(wave), 16000, "clip.wav")
+
+
+def test_non_finite_float_image_is_a_media_error():
+    arr = np.ones((8, 8), np.float32)
+    arr[2, 3] = np.nan
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="F").save(buf, format="TIFF")
+    with pytest.raises(MediaError, match="non-finite"):
+        load_image(buf.getvalue(), "img.tif")
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_truncated_audio_is_a_media_error_or_shorter(fmt, keep):
+    """A cut-off file either decodes to what survived or is a MediaError, never another error."""
+    data = encode_audio(tone(seconds=2.0, sr=44100), 44100, fmt)
+    try:
+        wave = load_audio(data[: int(len(data) * keep)], 16000, "cut")
+    except MediaError:
+        return
+    assert wave.numel() <= 32000 and bool(torch.isfinite(wave).all())

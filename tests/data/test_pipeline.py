@@ -115,6 +115,38 @@ def test_undecodable_wav_is_skipped_and_counted(demo_dir, tmp_path):
     assert len(unique) == SMALL_DEMO.per_shard - 1
 
 
+@pytest.mark.parametrize("member", ["audio_0", "reply"])
+def test_one_nan_in_a_wav_is_skipped_and_counted(demo_dir, tmp_path, member):
+    """A float wav with a single NaN (input audio, or the spoken reply) never reaches the loss."""
+    import numpy as np
+    import soundfile as sf
+
+    src = sorted(demo_dir.glob("train-*.tar"))[0]
+    bad = tmp_path / "val-000000.tar"
+    broken = []
+
+    def edit(key, members):
+        for name in list(members):
+            if name.startswith(member) and name.endswith(".wav") and not broken:
+                wave, sr = sf.read(io.BytesIO(members[name]), dtype="float32")
+                wave[len(wave) // 2] = np.nan
+                buf = io.BytesIO()
+                sf.write(buf, wave, sr, format="WAV", subtype="FLOAT")
+                members[name] = buf.getvalue()
+                broken.append(key)
+        return members
+
+    rewrite(src, bad, edit)
+    assert broken
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={bad}"))
+    batches, skipped = run_val_pipeline(cfg)
+    unique = {k for b in batches for k in b.keys}
+    assert set(skipped) == {"MediaError"}  # (validation cycles its shards, so it may meet it twice)
+    assert not any(k.endswith(broken[0]) for k in unique) and len(unique) == SMALL_DEMO.per_shard - 1
+    assert all(torch.isfinite(b.speech_mel).all() and all(torch.isfinite(f).all() for f in b.audio_features)
+               for b in batches)
+
+
 def test_sample_without_conversation_is_skipped(demo_dir, tmp_path):
     src = sorted(demo_dir.glob("train-*.tar"))[0]
     bad = tmp_path / "val-000000.tar"
