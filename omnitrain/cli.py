@@ -146,7 +146,10 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
     from omnitrain.run_config import compose_config
 
     cfg = compose_config(args.overrides)
-    options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify)
+    if args.root and not Path(args.root).is_dir():
+        raise UsageError(f"--root {args.root}: not a folder")
+    options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify,
+                          root=str(Path(args.root).resolve()) if args.root else None)
     packer = Packer(Path(args.manifest), Path(args.out), build("codec", cfg.codec), options)
     with tqdm(total=packer.line_count(), desc=f"packing {args.manifest}", unit="line") as bar:
         result = packer.run(progress=bar.update)
@@ -366,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard-size", default="256MB", help="target shard size (default 256MB)")
     s.add_argument("--prefix", default="shard", help="shard file prefix, e.g. train or val")
     s.add_argument("--no-verify", action="store_true", help="skip the decode check of every media file")
+    s.add_argument("--root", help="only read media inside this folder (symlinks resolved): for manifests "
+                                  "from elsewhere")
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_pack)
 

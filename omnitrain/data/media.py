@@ -1,7 +1,8 @@
 """Decode media bytes: audio to 16 kHz mono, images to RGB, video frames by timestamp.
 
-soundfile reads wav/flac/ogg (torchaudio 2.11's loader needs system FFmpeg); decord
-reads video and the audio of any container, from bytes.
+soundfile reads wav/flac/ogg (torchaudio 2.11's loader needs system FFmpeg), PyAV the
+audio of other containers (mp3, m4a); decord reads video frames and video audio tracks,
+from bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ class MediaError(ValueError):
     """Media that cannot be decoded; the message says which and why."""
 
 
+def why(exc: BaseException, data: bytes) -> str:
+    """A decoder's error, fit for logs and reports: one line, short, and never quoting
+    the file (decord's "ERROR opening: <the file's text>" would copy a file that was not
+    media at all, /etc/passwd say, into skipped.jsonl)."""
+    message = " ".join(str(exc).split())[:200]
+    head = data[:1 << 16].decode("latin-1")
+    quotes = any(message[i:i + 12] in head for i in range(max(0, len(message) - 11)))
+    return type(exc).__name__ + ("" if quotes or not message else f": {message}")
+
+
 def load_audio(data: bytes, sample_rate: int, what: str = "audio") -> torch.Tensor:
     """Any-rate, any-channel audio bytes -> mono float32 (T,) at ``sample_rate``."""
     if not data:
@@ -28,7 +39,7 @@ def load_audio(data: bytes, sample_rate: int, what: str = "audio") -> torch.Tens
         wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         wave = torch.from_numpy(wave.mean(axis=1))
     except Exception:
-        wave, sr = _decord_audio(data, what)
+        wave, sr = _container_audio(data, what)
     if wave.numel() == 0:
         raise MediaError(f"{what}: no audio samples")
     if sr <= 0:
@@ -49,16 +60,36 @@ def require_finite(values: torch.Tensor | np.ndarray, what: str) -> None:
         raise MediaError(f"{what}: {bad} non-finite values (NaN or inf) in the decoded data")
 
 
-def _decord_audio(data: bytes, what: str) -> tuple[torch.Tensor, int]:
-    import decord
+def _container_audio(data: bytes, what: str) -> tuple[torch.Tensor, int]:
+    """The first audio stream of any container FFmpeg reads (mp3, m4a, mp4, webm), mono,
+    at its own rate. PyAV, not decord: decord's reader crashes the process on some
+    truncated files instead of raising."""
+    import av
 
     try:
-        reader = decord.AudioReader(io.BytesIO(data), mono=True)
-        return torch.from_numpy(reader[:].asnumpy().reshape(-1).astype(np.float32)), int(
-            reader.sample_rate
-        )
+        with av.open(io.BytesIO(data)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise MediaError(f"{what}: no audio stream in the file")
+            to_mono = av.AudioResampler(format="flt", layout="mono")
+            pieces = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
+                      for out in to_mono.resample(frame)]
+            pieces += [out.to_ndarray().reshape(-1) for out in to_mono.resample(None)]
+            rate = int(stream.codec_context.sample_rate or 0)
+    except MediaError:
+        raise
     except Exception as exc:
-        raise MediaError(f"{what}: not a decodable audio file ({exc})") from exc
+        raise MediaError(f"{what}: not a decodable audio file ({why(exc, data)})") from exc
+    wave = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+    return torch.from_numpy(wave), rate
+
+
+def _decord():
+    """decord, with its own logging off: it prints what it failed to open, file text included."""
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    return decord
 
 
 def load_image(data: bytes, what: str = "image") -> np.ndarray:
@@ -67,7 +98,7 @@ def load_image(data: bytes, what: str = "image") -> np.ndarray:
         img = Image.open(io.BytesIO(data))
         img.load()
     except Exception as exc:
-        raise MediaError(f"{what}: not a decodable image ({exc})") from exc
+        raise MediaError(f"{what}: not a decodable image ({why(exc, data)})") from exc
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit grey: rescale, don't clip
         arr = np.asarray(img, dtype=np.float64)
         require_finite(arr, what)
@@ -94,15 +125,14 @@ def load_video(
     what: str = "video",
 ) -> Video:
     """Sample frames at ``fps`` by their real timestamps (variable frame rate safe)."""
-    import decord
-
+    decord = _decord()
     if fps <= 0:
         raise MediaError(f"{what}: video fps must be > 0, got {fps}")
     try:
         reader = decord.VideoReader(io.BytesIO(data))
         stamps = reader.get_frame_timestamp(range(len(reader)))[:, 0]
     except Exception as exc:
-        raise MediaError(f"{what}: not a decodable video ({exc})") from exc
+        raise MediaError(f"{what}: not a decodable video ({why(exc, data)})") from exc
     if len(stamps) == 0:
         raise MediaError(f"{what}: video has no frames")
     duration = float(stamps[-1]) + (float(stamps[-1] - stamps[-2]) if len(stamps) > 1 else 1 / fps)
@@ -116,13 +146,13 @@ def load_video(
     try:
         frames = reader.get_batch(idx.tolist()).asnumpy()
     except Exception as exc:
-        raise MediaError(f"{what}: frames could not be decoded ({exc})") from exc
+        raise MediaError(f"{what}: frames could not be decoded ({why(exc, data)})") from exc
     audio = None
     if audio_rate is not None:
         try:
             track = decord.AudioReader(io.BytesIO(data), sample_rate=audio_rate, mono=True)
             audio = torch.from_numpy(track[:].asnumpy().reshape(-1).astype(np.float32))
         except Exception as exc:
-            raise MediaError(f"{what}: has no readable audio track ({exc})") from exc
+            raise MediaError(f"{what}: has no readable audio track ({why(exc, data)})") from exc
         require_finite(audio, f"{what} audio track")
     return Video(frames, targets, rate, audio)

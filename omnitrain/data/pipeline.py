@@ -24,7 +24,7 @@ from omnitrain.data.batch import Batch
 from omnitrain.data.budget import TokenBudgetBatches
 from omnitrain.data.collate import collate
 from omnitrain.data.sample_builder import Example, SampleBuilder, SampleError
-from omnitrain.data.shards import count_samples, resolve_shards
+from omnitrain.data.shards import ShardError, count_samples, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
 from omnitrain.plugin_loading import load_plugins
 
@@ -159,13 +159,39 @@ def train_epoch(cfg: RunConfig, *stages) -> tuple[wds.DataPipeline, int]:
     urls = resolve_shards(data.train_shards, "data.train_shards")
     workers = max(1, data.num_workers)
     per_worker = math.ceil(data.epoch_batches / workers)
+    watch = SamplesComeOut(urls)
     pipeline = wds.DataPipeline(
         wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
+        watch.shards,
         wds.tarfile_to_samples(handler=on_shard_error),
+        watch.samples,
         wds.detshuffle(data.shuffle_buffer, initial=min(data.shuffle_buffer, 64), seed=cfg.seed),
         *stages,
     ).with_epoch(per_worker)
     return pipeline, per_worker * workers
+
+
+class SamplesComeOut:
+    """Training resamples shards forever; if they yield no sample at all (member-less or
+    unreadable tars) it would spin at 100% CPU. Raise instead, naming the shards."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls, self.limit, self.since = urls, 2 * len(urls) + 2, 0
+
+    def shards(self, source: Iterator[dict]) -> Iterator[dict]:
+        for shard in source:
+            self.since += 1
+            if self.since > self.limit:
+                shown = ", ".join(self.urls[:5]) + (" ..." if len(self.urls) > 5 else "")
+                raise ShardError(f"data.train_shards: {self.since - 1} shards read in a row gave no sample "
+                                 f"({shown}); they hold no readable samples. Check them with `tar tf`, or "
+                                 "pack them again (`omnitrain data pack`)")
+            yield shard
+
+    def samples(self, source: Iterator[dict]) -> Iterator[dict]:
+        for sample in source:
+            self.since = 0
+            yield sample
 
 
 def make_pipeline(cfg: RunConfig, split: str, pad_id: int, start_batch: int = 0) -> IterableDataset:

@@ -34,12 +34,41 @@ def resolve_shards(spec: str | Sequence[str] | None, field: str) -> list[str]:
             else:
                 missing.append(item)
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ShardError(
-            f"{field}: shard(s) not found: {shown}. Create shards with "
+            f"{field}: shard(s) not found: {_listed(missing)}. Create shards with "
             f"`omnitrain data demo DIR` or `omnitrain data pack MANIFEST DIR`, or fix the path."
         )
+    empty = [f"{u} ({why})" for u in found if (why := empty_reason(u))]
+    if empty:
+        raise ShardError(f"{field}: shard(s) with no samples: {_listed(empty)}. Remove them from {field} "
+                         "or pack them again (`omnitrain data pack`)")
     return found
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def empty_reason(url: str) -> str | None:
+    """Why a local shard can hold no sample (0 bytes, an end-of-archive first block, not a
+    tar), from its first 512 bytes; None if it may hold samples. Training on nothing but
+    such shards would spin forever waiting for a first sample."""
+    import tarfile
+
+    try:
+        with open(url, "rb") as f:
+            block = f.read(tarfile.BLOCKSIZE)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    if not block:
+        return "0 bytes"
+    if block.count(0) == len(block):
+        return "an empty tar: no members"
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return "not a tar file"
+    return None
 
 
 def count_samples(url: str) -> int:

@@ -78,6 +78,41 @@ def test_missing_shard_fails_the_cli_before_training(tmp_path, capsys):
     assert not (tmp_path / "checkpoints").exists()
 
 
+def empty_tar(path):
+    tarfile.open(path, "w").close()  # end-of-archive blocks only
+    return path
+
+
+def dir_only_tar(path):
+    with tarfile.open(path, "w") as tar:  # a member, but not a sample
+        info = tarfile.TarInfo("nothing")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("make,why", [
+    (empty_tar, "an empty tar: no members"),
+    (lambda p: (p.write_bytes(b""), p)[1], "0 bytes"),
+    (lambda p: (p.write_bytes(b"hello, not a tar" * 64), p)[1], "not a tar file"),
+])
+def test_an_empty_shard_fails_the_cli_fast_naming_it(tmp_path, capsys, make, why):
+    from omnitrain.cli import main
+
+    shard = make(tmp_path / "train-000000.tar")
+    code = main(["train", "recipe=smoke", f"data.train_shards={shard}", f"run_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"shard(s) with no samples: {shard} ({why})" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_on_shards_that_yield_no_sample_stops_instead_of_spinning(demo_dir, tmp_path):
+    shard = dir_only_tar(tmp_path / "train-000000.tar")
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.train_shards={shard}"))
+    with pytest.raises(ShardError, match="shards read in a row gave no sample"):
+        next(iter(make_pipeline(cfg, "train", PAD)))
+
+
 def test_truncated_tar_member_is_skipped_and_counted(demo_dir, tmp_path):
     src = sorted(demo_dir.glob("val-*.tar"))[0]
     data = src.read_bytes()

@@ -4,7 +4,11 @@ Each manifest line is a conversation (README "Packing your own data"); media pat
 relative to the manifest's folder. Media bytes are stored as they are (after a decode
 check), spoken replies get codec tokens from the configured codec, and shards are cut
 at a target size. A line that cannot be used (missing or undecodable file, bad JSON,
-non-UTF-8 bytes) is skipped and reported in ``<prefix>.skipped.jsonl``, never fatal.
+non-UTF-8 bytes) is skipped and reported in ``<prefix>.skipped.jsonl``, never fatal;
+the reasons name files, never quote them. A pack that keeps no sample is an error.
+
+A manifest from elsewhere can name any file (``../``, absolute paths, symlinks):
+``root`` (``--root DIR``) confines every media path, symlinks resolved, to one folder.
 
 Re-running resumes: finished shards and the manifest lines they cover are recorded in
 ``<prefix>.pack_state.json``; only the remaining lines are packed.
@@ -23,7 +27,7 @@ import numpy as np
 
 from omnitrain.checksums import sha256_file
 from omnitrain.data.build.shard_writer import ShardWriter
-from omnitrain.data.media import MediaError, load_audio, load_image, load_video
+from omnitrain.data.media import MediaError, load_audio, load_image, load_video, why
 from omnitrain.slots import Codec
 
 MEDIA = ("audio", "image", "video")
@@ -38,6 +42,7 @@ class PackOptions:
     shard_bytes: int = 256 * 1024 * 1024
     prefix: str = "shard"
     verify: bool = True
+    root: str | None = None  # every media file must resolve to a path inside this folder
 
 
 def _write_json(path: Path, data) -> None:
@@ -102,6 +107,9 @@ class Packer:
                 except (PackError, MediaError) as exc:
                     state["skipped"].append({"line": number + 1, "reason": str(exc)})
                     sample = None
+                except Exception as exc:  # a codec or decoder failing on odd input skips the line too
+                    state["skipped"].append({"line": number + 1, "reason": f"line {number + 1}: {why(exc, raw)}"})
+                    sample = None
                 if sample is not None:
                     if writer is None:
                         name = f"{self.opt.prefix}-{len(state['shards']):06d}.tar"
@@ -118,6 +126,9 @@ class Packer:
         elif state["shards"]:
             state["shards"][-1]["end_line"] = len(lines)  # trailing lines held nothing usable
         self._save(state)
+        if not any(shard["samples"] for shard in state["shards"]):
+            raise PackError(f"no sample of {self.manifest} could be packed: all {len(state['skipped'])} "
+                            f"non-empty line(s) were skipped; the reasons are in {self.skipped_path}")
         return {"shards": state["shards"], "skipped": state["skipped"], "resumed_from_line": done_lines}
 
     def sample(self, raw: bytes, number: int) -> dict:
@@ -153,9 +164,11 @@ class Packer:
                 name = f"reply_{t}{Path(turn['speech']).suffix.lower()}"
                 members[name] = speech_bytes
                 if "codec" in turn:
+                    if self.opt.verify:  # the DiT trains on this audio: it must decode
+                        load_audio(speech_bytes, self.codec.sample_rate, f"{where} speech '{turn['speech']}'")
                     members[f"reply_{t}.codec.npy"] = self._tokens_file(turn["codec"], where)
                 else:
-                    wave = load_audio(speech_bytes, self.codec.sample_rate, f"{where} speech {turn['speech']}")
+                    wave = load_audio(speech_bytes, self.codec.sample_rate, f"{where} speech '{turn['speech']}'")
                     buf = io.BytesIO()
                     np.save(buf, self.codec.encode(wave).numpy().astype(np.int32))
                     members[f"reply_{t}.codec.npy"] = buf.getvalue()
@@ -170,7 +183,15 @@ class Packer:
         return {"__key__": key, **members}
 
     def _read(self, ref: str, where: str) -> bytes:
+        if not isinstance(ref, str) or not ref:
+            raise PackError(f"{where}: a media path must be a non-empty string, got {type(ref).__name__}")
         path = Path(ref) if Path(ref).is_absolute() else self.base / ref
+        if self.opt.root is not None:
+            path = path.resolve()  # '..' and every symlink on the way
+            root = Path(self.opt.root).resolve()
+            if not path.is_relative_to(root):
+                raise PackError(f"{where}: '{ref}' is outside --root {root} (it resolves to {path}); "
+                                "move the file under the root or pack with another --root")
         if not path.is_file():
             raise PackError(f"{where}: file '{ref}' not found (looked at {path})")
         return path.read_bytes()
@@ -192,7 +213,7 @@ class Packer:
         try:
             tokens = np.load(io.BytesIO(data), allow_pickle=False)
         except Exception as exc:
-            raise PackError(f"{where}: codec tokens '{ref}' are not a .npy array ({exc})") from exc
+            raise PackError(f"{where}: codec tokens '{ref}' are not a .npy array ({why(exc, data)})") from exc
         if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
             raise PackError(f"{where}: codec tokens '{ref}' must be a 1-D integer array")
         return data
