@@ -86,6 +86,17 @@ def point_last(directory: Path, target: Path) -> None:
     fsync_dir(directory)
 
 
+def retire(path: Path) -> None:
+    """Delete a checkpoint out of its ``step-N`` name first, so a kill halfway through
+    deleting a sharded folder leaves a ``.old`` leftover, never a "complete" checkpoint
+    with files missing."""
+    old = path.with_name(path.name + ".old")
+    remove(old)
+    os.replace(path, old)
+    fsync_dir(path.parent)
+    remove(old)
+
+
 def is_complete(path: Path) -> bool:
     """A file renamed into place, or a folder whose ``COMPLETE`` marker was written."""
     path = Path(path)
