@@ -1,11 +1,11 @@
 #!/bin/bash
 # The probes of issue 15 as a user meets them (CPU, data/demo from `omnitrain data demo data/demo`): each prints a table row (exit status, the error line).
-cd /work/main
+cd "$(dirname "$0")/.."
 export DS_ACCELERATOR=cpu OMP_NUM_THREADS=2 TORCH_EXTENSIONS_DIR=$HOME/.cache/omnitrain/torch_extensions
 W=/tmp/probes15; rm -rf $W; mkdir -p $W
 D="recipe=smoke data.train_shards=data/demo/train-*.tar data.val_shards=data/demo/val-*.tar logger=csv"
 probe() { local name="$1"; shift; timeout 120 "$@" >$W/out 2>&1; local rc=$?; echo "| $name | \`${*: -1}\` | $rc | $(grep -E 'error|Error|refus|stopp|skipp' $W/out | tail -1 | cut -c1-160) |"; }
-T=".venv/bin/python -m omnitrain train $D"
+T="${PYTHON:-.venv/bin/python} -m omnitrain train $D"
 probe "lr=1e3" $T run_dir=$W/lr trainer.max_steps=10 optim.lr=1e3
 : > $W/empty.tar
 probe "empty shard only" $T run_dir=$W/empty data.train_shards=$W/empty.tar
