@@ -48,17 +48,18 @@ from omnitrain.slots import (
     Thinker,
     Tokenizer,
     TrainableVocoder,
+    TurnTokens,
     VisionEncoder,
     VisionProcessor,
     Vocoder,
 )
-from omnitrain.tokens import SPECIAL_TOKENS
+from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 
 __all__ = [
-    "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
+    "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
     "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "PositionScheme", "PretrainedCodec",
     "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
-    "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock",
+    "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",
     "VideoSeg", "VisionEncoder", "VisionProcessor", "Vocoder", "WhisperLogMel", "apply_rotary",
     "audio_token_count", "doc_causal_mask", "inverse_frequencies", "layout_length", "param_dtype",
     "register", "rotate_half", "sample_next", "segment_mask", "sinusoidal_embedding",

@@ -35,13 +35,34 @@ from torch import Tensor, nn
 
 from omnitrain.nn.kv_cache import KVCache
 from omnitrain.positions.layout import Segment, VideoSeg
-from omnitrain.tokens import SPECIAL_TOKENS
+from omnitrain.tokens import ROLES, SPECIAL_TOKENS
+
+
+@dataclass(frozen=True)
+class TurnTokens:
+    """The ids around one turn's content in a tokenizer's chat template.
+
+    ``open`` precedes the content; ``close`` follows it and, in an assistant turn, is
+    trained with the reply (the model learns to stop); ``after`` follows ``close`` and is
+    never trained (ChatML's newline after ``<|im_end|>``).
+    """
+
+    open: tuple[int, ...]
+    close: tuple[int, ...] = ()
+    after: tuple[int, ...] = ()
 
 
 class Tokenizer(ABC):
-    """Text <-> ids. Must give an id to every role in ``SPECIAL_TOKENS``."""
+    """Text <-> ids, and the chat template. Must give an id to every role in ``SPECIAL_TOKENS``.
+
+    The template lives here, not in the data code, so a tokenizer from a released model
+    (ChatML) lays turns out exactly as that model was trained; the defaults below are
+    omnitrain's own template: one role token opens a turn, ``eos`` closes an assistant turn.
+    """
 
     vocab_size: int
+    #: system text put first when a conversation has none (None: no system turn is added)
+    default_system: str | None = None
 
     @abstractmethod
     def encode(self, text: str) -> list[int]: ...
@@ -59,6 +80,22 @@ class Tokenizer(ABC):
 
     def special_ids(self) -> dict[str, int]:
         return {role: self.special_id(role) for role in SPECIAL_TOKENS}
+
+    def turn_tokens(self, role: str) -> TurnTokens:
+        """The ids that open and close a turn of ``role`` (one of ``ROLES``)."""
+        if role not in ROLES:
+            raise KeyError(f"no turn role {role!r}; roles: {list(ROLES)}")
+        close = (self.special_id("eos"),) if role == "assistant" else ()
+        return TurnTokens((self.special_id(role),), close)
+
+    def generation_prompt(self) -> list[int]:
+        """The ids after the prompt's last turn that ask the model for a reply."""
+        return list(self.turn_tokens("assistant").open)
+
+    def stop_id(self) -> int:
+        """The id that ends a generated reply (the assistant turn's last trained id)."""
+        close = self.turn_tokens("assistant").close
+        return close[-1] if close else self.special_id("eos")
 
 
 class AudioFeatureExtractor(ABC):

@@ -1,7 +1,10 @@
-"""Special tokens every tokenizer plugin must provide, by role.
+"""Special tokens every tokenizer plugin must provide, by role, and the turn roles.
 
 The core refers to special tokens by role ("audio_bos"), never by id; a tokenizer
-plugin maps each role to an id in its vocabulary.
+plugin maps each role to an id in its vocabulary. ``system``/``user``/``assistant``
+name the token that opens a turn of that role in omnitrain's own template; a tokenizer
+with another chat template (ChatML) says how turns open and close in
+``Tokenizer.turn_tokens``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ SPECIAL_TOKENS: dict[str, str] = {
     "audio": "<|AUDIO|>",
     "image": "<|IMAGE|>",
     "video": "<|VIDEO|>",
+    "system": "<|system|>",
 }
+
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+"""The roles a conversation turn may have; a ``system`` turn comes first, if at all."""
 
 IGNORE_INDEX = -100

@@ -10,8 +10,12 @@ A conversation (the ``json`` member of a shard sample) is::
        "speech": "reply.wav", "codec": "reply.codec.npy",
        "speaker": "default", "reference": "ref.wav"}]}
 
+A first turn ``{"role": "system", "content": [{"text": "..."}]}`` sets the system
+prompt; without one, the tokenizer's ``default_system`` (if any) is put first. How a
+turn opens and closes is the tokenizer's chat template (``Tokenizer.turn_tokens``).
+
 Media values name members of the same sample. Text loss covers every assistant
-turn; the assistant turn with ``speech`` gives the Talker and DiT targets. Its codec
+turn's content and its closing token (never the template's role headers); the assistant turn with ``speech`` gives the Talker and DiT targets. Its codec
 tokens are used as they are (computed when the shard was built). ``speaker`` (optional,
 default: the first of ``speech.speakers``) and ``reference`` (optional, another
 utterance of that voice) condition the DiT; without a reference it speaks with none.
@@ -33,7 +37,7 @@ from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import AudioFeatureExtractor, PositionScheme, Tokenizer, VisionProcessor
-from omnitrain.tokens import IGNORE_INDEX
+from omnitrain.tokens import IGNORE_INDEX, ROLES
 
 
 class SampleError(ValueError):
@@ -131,22 +135,22 @@ class SampleBuilder:
         turns = conversation.get("turns")
         if not isinstance(turns, list) or not turns:
             raise SampleError(f"sample {key}: 'turns' must be a non-empty list")
+        turns = self._with_system(turns, key)
         seq, ex = _Sequence(), Example(key, None, None, None, [])  # type: ignore[arg-type]
         speech_turn = None
         for i, turn in enumerate(turns):
             role = turn.get("role")
-            if role not in ("user", "assistant"):
-                raise SampleError(f"sample {key}: turns[{i}].role must be 'user' or 'assistant', got {role!r}")
-            seq.text([self.special[role]])
+            template = self.tok.turn_tokens(role)
+            seq.text(list(template.open))
             start = len(seq.ids)
-            for j, part in enumerate(turn.get("content", [])):
-                self._part(seq, ex, part, media, f"sample {key}: turns[{i}].content[{j}]", role == "assistant")
-            if role == "assistant":
-                seq.text([self.special["eos"]], train=True)
-                if "speech" in turn:
-                    speech_turn = (turn, list(range(start, len(seq.ids))))
+            where = f"sample {key}: turns[{i}]"
+            self._content(seq, ex, turn.get("content", []), media, where, role == "assistant")
+            seq.text(list(template.close), train=role == "assistant")
+            if role == "assistant" and "speech" in turn:
+                speech_turn = (turn, list(range(start, len(seq.ids))))
+            seq.text(list(template.after))
         if for_generation:
-            seq.text([self.special["assistant"]])
+            seq.text(self.tok.generation_prompt())
         if len(seq.ids) > self.max_tokens:
             raise SampleError(
                 f"sample {key}: {len(seq.ids)} tokens exceed data.max_tokens={self.max_tokens}"
@@ -160,15 +164,45 @@ class SampleBuilder:
             self._speech(ex, *speech_turn, media, key)
         return ex
 
+    def _with_system(self, turns: list, key: str) -> list:
+        """Checks the roles; puts the tokenizer's default system turn first where there is none."""
+        for i, turn in enumerate(turns):
+            role = turn.get("role") if isinstance(turn, Mapping) else None
+            if role not in ROLES:
+                raise SampleError(f"sample {key}: turns[{i}].role must be one of {list(ROLES)}, got {role!r}")
+            if role == "system" and i > 0:
+                raise SampleError(f"sample {key}: turns[{i}] is a system turn; only the first turn may be one")
+        default = self.tok.default_system
+        if turns[0]["role"] != "system" and default:
+            return [{"role": "system", "content": [{"text": default}]}, *turns]
+        return turns
+
+    def _content(self, seq: _Sequence, ex: Example, parts, media, where: str, train: bool) -> None:
+        """A turn's parts in order; adjacent text parts are encoded as one string, as a
+        chat template joins them."""
+        if not isinstance(parts, list):
+            raise SampleError(f"{where}.content must be a list of parts")
+        text: list[str] = []
+        for j, part in enumerate(parts):
+            if not isinstance(part, Mapping):
+                raise SampleError(f"{where}.content[{j}] must be an object")
+            if "text" in part:
+                if not isinstance(part["text"], str):
+                    raise SampleError(f"{where}.content[{j}].text must be a string")
+                text.append(part["text"])
+                continue
+            if text:
+                seq.text(self.tok.encode("".join(text)), train=train)
+                text = []
+            self._part(seq, ex, part, media, f"{where}.content[{j}]")
+        if text:
+            seq.text(self.tok.encode("".join(text)), train=train)
+
     # ---- parts ----------------------------------------------------------------
-    def _part(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str, train: bool) -> None:
+    def _part(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str) -> None:
+        """One media part (text parts are joined in ``_content``)."""
         sp = self.special
-        if "text" in part:
-            text = part["text"]
-            if not isinstance(text, str):
-                raise SampleError(f"{where}.text must be a string")
-            seq.text(self.tok.encode(text), train=train)
-        elif "audio" in part:
+        if "audio" in part:
             wave = load_audio(media(part["audio"]), self.audio_fe.sample_rate, f"{where} ({part['audio']})")
             feats, n = self._audio_features(wave, where)
             ex.audio_features.append(feats)

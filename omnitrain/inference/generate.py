@@ -41,8 +41,9 @@ class Reply:
 
 
 def user_turn(text: str, audio: str | None = None, image: str | None = None,
-              video: str | None = None, video_audio: bool = True) -> dict:
-    """A one-turn conversation; media first, then the question (as in the demo data)."""
+              video: str | None = None, video_audio: bool = True, system: str | None = None) -> dict:
+    """A one-turn conversation; media first, then the question (as in the demo data);
+    with ``system``, a system turn before it."""
     content: list[dict] = []
     if audio:
         content.append({"audio": audio})
@@ -51,7 +52,18 @@ def user_turn(text: str, audio: str | None = None, image: str | None = None,
     if video:
         content.append({"video": video, "use_audio": video_audio})
     content.append({"text": text})
-    return {"turns": [{"role": "user", "content": content}]}
+    turns = [{"role": "user", "content": content}]
+    if system:
+        turns.insert(0, {"role": "system", "content": [{"text": system}]})
+    return {"turns": turns}
+
+
+def with_system(conversation: dict, system: str | None) -> dict:
+    """``conversation`` with a first system turn of ``system``, unless it has one already."""
+    turns = list(conversation.get("turns") or [])
+    if not system or (turns and isinstance(turns[0], dict) and turns[0].get("role") == "system"):
+        return conversation
+    return {**conversation, "turns": [{"role": "system", "content": [{"text": system}]}, *turns]}
 
 
 def _read_file(name: str) -> bytes:
@@ -66,11 +78,14 @@ class Generator:
         self.model, self.cfg = load_bundle(bundle, trust_plugins=trust_plugins)
         self.settings = settings or self.cfg.generate
         self.builder = SampleBuilder.from_config(self.cfg)
-        self.eos = self.builder.special["eos"]
+        self.eos = self.model.tokenizer.stop_id()  # the template's end of an assistant turn
         self.pad = self.builder.special["pad"]
         self.speakers = list(self.model.speech_cfg.speakers)
 
     def prompt(self, conversation: dict) -> Example:
+        """The conversation's tokens up to the reply; ``generate.system`` (``--system``) is put
+        first where the conversation has no system turn (else the tokenizer's default is)."""
+        conversation = with_system(conversation, self.settings.system)
         return self.builder.build(conversation, _read_file, key="prompt", for_generation=True)
 
     # ---- conditioning ------------------------------------------------------------
