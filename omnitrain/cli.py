@@ -190,6 +190,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     gen = Generator(Path(args.bundle), trust_plugins=args.trust_plugins)
     if args.max_new_tokens:
         gen.settings = dataclasses.replace(gen.settings, max_new_tokens=args.max_new_tokens)
+    if args.system is not None:
+        gen.settings = dataclasses.replace(gen.settings, system=args.system)
     if args.manifest:
         return _generate_manifest(gen, Path(args.manifest), args)
     reply = _reply(gen, {"text": args.text, "audio": args.audio, "image": args.image,
@@ -400,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-accuracy", type=float, help="with --manifest: exit 1 below this accuracy")
     s.add_argument("--stream", action="store_true",
                    help="stream: text as it is generated, audio chunks written as they are ready")
+    s.add_argument("--system", help="system prompt (default: generate.system of the bundle's config, "
+                   "else the tokenizer's default_system)")
     s.add_argument("--speaker", help="a voice from the model's speech.speakers (default: the first)")
     s.add_argument("--reference", help="a wav of the voice to condition the DiT on")
     s.add_argument("--trust-plugins", action="store_true",

@@ -100,6 +100,7 @@ class GenerateConfig:
     guidance: float = bounded(0.0, ge=0)  # classifier-free guidance (Qwen2.5-Omni: 0.5)
     seed: int = bounded(0, ge=0)  # of the DiT's starting noise, so a reply is reproducible
     speaker: str | None = None  # a name from speech.speakers; None = the first
+    system: str | None = None  # system prompt of conversations without one; None = the tokenizer's default
     # streaming: "exact" decodes each stage of the ODE block by block (the same mel as
     # the full decode); "window" solves each block on its own window (Qwen's streaming,
     # lower latency, approximate)
