@@ -1,8 +1,8 @@
 """Decode media bytes: audio to 16 kHz mono, images to RGB, video frames by timestamp.
 
 soundfile reads wav/flac/ogg (torchaudio 2.11's loader needs system FFmpeg), PyAV the
-audio of other containers (mp3, m4a); decord reads video frames and video audio tracks,
-from bytes.
+audio of other containers (mp3, m4a); video frames and video audio tracks come from
+``video_readers`` (decord where it is installed, PyAV elsewhere), from bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from PIL import Image
+
+from omnitrain.data.video_readers import choose_reader, open_video
 
 
 class MediaError(ValueError):
@@ -84,14 +86,6 @@ def _container_audio(data: bytes, what: str) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(wave), rate
 
 
-def _decord():
-    """decord, with its own logging off: it prints what it failed to open, file text included."""
-    import decord
-
-    decord.logging.set_level(decord.logging.QUIET)
-    return decord
-
-
 def load_image(data: bytes, what: str = "image") -> np.ndarray:
     """Image bytes in any mode PIL knows (incl. CMYK, palette, 16-bit) -> (H, W, 3) uint8."""
     try:
@@ -123,14 +117,16 @@ def load_video(
     max_frames: int,
     audio_rate: int | None = None,
     what: str = "video",
+    reader: str | None = None,
 ) -> Video:
-    """Sample frames at ``fps`` by their real timestamps (variable frame rate safe)."""
-    decord = _decord()
+    """Sample frames at ``fps`` by their real timestamps (variable frame rate safe).
+    ``reader``: decord or pyav (default: ``video_readers.choose_reader``)."""
     if fps <= 0:
         raise MediaError(f"{what}: video fps must be > 0, got {fps}")
+    backend = choose_reader(reader)  # a wrong name is the user's setting, not the file's fault
     try:
-        reader = decord.VideoReader(io.BytesIO(data))
-        stamps = reader.get_frame_timestamp(range(len(reader)))[:, 0]
+        video = open_video(data, backend)
+        stamps = video.timestamps()
     except Exception as exc:
         raise MediaError(f"{what}: not a decodable video ({why(exc, data)})") from exc
     if len(stamps) == 0:
@@ -144,14 +140,13 @@ def load_video(
     # the last frame shown at or before each target time
     idx = np.clip(np.searchsorted(stamps, targets + 1e-6, side="right") - 1, 0, len(stamps) - 1)
     try:
-        frames = reader.get_batch(idx.tolist()).asnumpy()
+        frames = video.frames(idx.tolist())
     except Exception as exc:
         raise MediaError(f"{what}: frames could not be decoded ({why(exc, data)})") from exc
     audio = None
     if audio_rate is not None:
         try:
-            track = decord.AudioReader(io.BytesIO(data), sample_rate=audio_rate, mono=True)
-            audio = torch.from_numpy(track[:].asnumpy().reshape(-1).astype(np.float32))
+            audio = torch.from_numpy(video.audio(audio_rate))
         except Exception as exc:
             raise MediaError(f"{what}: has no readable audio track ({why(exc, data)})") from exc
         require_finite(audio, f"{what} audio track")
