@@ -11,6 +11,7 @@ A bundle is a folder::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -26,6 +27,7 @@ from omnitrain.checkpoints.base import export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
 from omnitrain.checksums import sha256_file
 from omnitrain.config.typed import RunConfig
+from omnitrain.model.lora import merged_stream
 from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.registry import SLOTS, build, registry
@@ -98,12 +100,16 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     cfg = load_config(reader.config())
     found = reader.tensors()
     specs = check_tensors(cfg, found, str(checkpoint))
+    stream = reader.stream
+    if cfg.lora.slots:  # LoRA adapters folded into their base weights: the bundle is a plain model
+        specs, stream = merged_stream(specs, reader.stream, cfg.lora)
+        cfg = cfg.replace(lora=dataclasses.replace(cfg.lora, slots=[]))
     parameters = sum(p.numel() for p in meta_model(cfg).parameters())  # before paths turn bundle-relative
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         with SafetensorsStreamWriter(out / "model.safetensors", specs) as writer:
-            reader.stream(writer.write)
+            stream(writer.write)
     except CheckpointError as exc:
         raise BundleError(f"checkpoint '{checkpoint}': {exc}") from exc
     stored = cfg.to_dict()

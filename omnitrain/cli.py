@@ -176,6 +176,11 @@ def _parse_size(text: str) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from omnitrain.bundle import export_bundle
 
+    if getattr(args, "adapter_only", False):  # a LoRA run's adapters alone (omnitrain.model.lora)
+        from omnitrain.model.lora import export_adapter
+
+        print(f"adapter: {export_adapter(Path(args.checkpoint), Path(args.out))}")
+        return 0
     out = export_bundle(Path(args.checkpoint), Path(args.out))
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"bundle: {out} ({manifest['parameters']:,} parameters)")
@@ -385,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="turn a training checkpoint into an inference bundle")
     s.add_argument("checkpoint")
     s.add_argument("out")
+    s.add_argument("--adapter-only", action="store_true",
+                   help="a LoRA run: write only the adapter tensors and the config (default: merge them into the weights)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("generate", help="reply in text and speech from a bundle")

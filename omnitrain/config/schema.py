@@ -120,6 +120,21 @@ class VocoderTrainConfig:
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters on the Linear layers of chosen slots (``omnitrain.nn.lora``);
+    the base weights of those slots stay fixed. ``slots: []`` (the default) = off."""
+
+    slots: list[str] = field(default_factory=list)  # model slots given adapters, e.g. [thinker]
+    rank: int = bounded(8, ge=1)
+    alpha: float = bounded(16.0, gt=0)  # the update is scaled by alpha / rank
+    dropout: float = bounded(0.0, ge=0, lt=1)  # on the adapter's input
+    # Linear layers by last name component (q_proj) or a glob over the dotted path in the slot
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"])
+    trainable: list[str] = field(default_factory=list)  # globs of other parameters (in those slots) that still train
+
+
+@dataclass(frozen=True)
 class PerfConfig:
     peak_tflops: float | None = bounded(None, gt=0)  # one device's peak, for MFU; None = GPU data sheet if known
 
@@ -173,6 +188,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "vocoder_train": VocoderTrainConfig,
     "perf": PerfConfig,
     "plan": PlanConfig,
+    "lora": LoraConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),

@@ -20,6 +20,7 @@ from omnitrain.config.schema import (
     DataConfig,
     GenerateConfig,
     LoggerConfig,
+    LoraConfig,
     LossConfig,
     OptimConfig,
     PerfConfig,
@@ -112,6 +113,7 @@ class RunConfig:
     vocoder_train: VocoderTrainConfig
     perf: PerfConfig
     plan: PlanConfig
+    lora: LoraConfig
     trainer: TrainerArgs
     strategy: StrategyChoice
 

@@ -19,6 +19,7 @@ from omnitrain.data.batch import Batch
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
+from omnitrain.model.lora import apply_lora
 from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
@@ -62,6 +63,7 @@ class OmniModel(nn.Module):
             self.codec = build("codec", cfg.codec)
         with reference_init():  # transformers' init for every layer the plugins build
             self._build_slots(cfg)
+        apply_lora(self, cfg.lora)  # adapters on chosen slots' Linear layers (lora.slots; default none)
         # dummy encoder inputs are data, made on first use on the inputs' device: the model
         # then builds alike on the meta device, under a bf16 default dtype and under zero.Init
         self._audio_cfg, self._vision_cfg = cfg.audio_encoder, cfg.vision_encoder

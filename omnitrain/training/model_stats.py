@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from omnitrain.config.typed import RunConfig
+from omnitrain.model.lora import lora_trains
 from omnitrain.nn.attention import Attention
 from omnitrain.slots import MODEL_SLOTS
 from omnitrain.training.module import frozen_slots
@@ -55,16 +56,17 @@ def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
     for slot in MODEL_SLOTS:
         module = getattr(model, slot)
         stats = SlotStats()
-        for sub in module.modules():
+        for sub_name, sub in module.named_modules():
             if isinstance(sub, Attention):
                 stats.attention.append((sub.q_proj.in_features, sub.num_heads * sub.head_dim))
-            for p in sub.parameters(recurse=False):
+            for p_name, p in sub.named_parameters(recurse=False):
                 if id(p) in seen:
                     continue
                 seen.add(id(p))
                 n = _numel(p)
                 stats.params += n
-                stats.trainable += n if slot not in frozen else 0
+                trains = slot not in frozen and lora_trains(cfg.lora, slot, f"{sub_name}.{p_name}".lstrip("."))
+                stats.trainable += n if trains else 0
                 stats.embedding += n if isinstance(sub, nn.Embedding) else 0
         slots[slot] = stats
     largest = max((sum(_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()), default=0)

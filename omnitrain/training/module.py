@@ -12,6 +12,7 @@ import torch
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
+from omnitrain.model.lora import freeze_for_lora
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.model.speech_path import speech_condition
 from omnitrain.slots import MODEL_SLOTS, SpeechCondition
@@ -35,6 +36,7 @@ class OmniModule(StageModule):
     loss, weighted, with per-slot freezing and learning rates."""
 
     def after_build(self, model: OmniModel) -> None:
+        freeze_for_lora(model, self.cfg.lora)  # LoRA slots: only their adapters train
         for slot in frozen_slots(self.cfg):
             getattr(model, slot).requires_grad_(False)
 

@@ -1,0 +1,130 @@
+"""LoRA (Hu et al. 2021, arXiv 2106.09685) on a model's own ``nn.Linear`` layers.
+
+A targeted Linear keeps its class and its ``weight``/``bias`` names and gains a child
+``lora`` (``LoRAAdapter``: ``A`` of shape (rank, in), ``B`` of shape (out, rank), ``B``
+zero so training starts exactly at the base model) plus a forward hook that adds
+``scale * B(A(dropout(x)))``, ``scale = alpha / rank``. Why not a wrapper that moves the
+weight to ``base_layer.weight`` (what ``peft`` does): base checkpoints, ``init_from``,
+bundles and HF mappings all address weights by name, and they keep working unchanged;
+adapter tensors are simply extra names ending in ``.lora.A`` / ``.lora.B``. The adapter
+is a module whose parameters are made in its own ``__init__``, so under DeepSpeed's
+``zero.Init`` it is partitioned like every other module, and on the meta device it
+allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ADAPTER_SUFFIXES = (".lora.A", ".lora.B")
+
+
+class LoRAAdapter(nn.Module):
+    """The low-rank update of one Linear: ``scale * B @ A``."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float,
+                 dropout: float = 0.0, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.rank, self.alpha, self.scale = rank, alpha, alpha / rank
+        self.A = nn.Parameter(torch.empty(rank, in_features, dtype=dtype))
+        self.B = nn.Parameter(torch.empty(out_features, rank, dtype=dtype))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear's (and peft's) default
+        nn.init.zeros_(self.B)  # the model starts as the base model
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(F.linear(self.dropout(x), self.A), self.B) * self.scale
+
+    def delta(self) -> Tensor:
+        """``scale * B @ A`` (out, in): what merging adds to the base weight."""
+        return (self.B @ self.A) * self.scale
+
+
+def _add_adapter(module: nn.Linear, args: tuple, output: Tensor) -> Tensor:
+    return output + module.lora(args[0]).to(output.dtype)
+
+
+def is_adapter(name: str) -> bool:
+    """True for an adapter tensor's (state-dict or parameter) name."""
+    return name.endswith(ADAPTER_SUFFIXES)
+
+
+def target_matches(target: str, name: str) -> bool:
+    """A target names a Linear by its last name component (``q_proj``) or by a glob
+    over its dotted path inside the slot (``layers.0.*``, ``*.attn.q_proj``)."""
+    return name.rsplit(".", 1)[-1] == target or fnmatchcase(name, target)
+
+
+def add_lora(module: nn.Module, targets: Sequence[str], rank: int, alpha: float, dropout: float = 0.0,
+             where: str = "the model", root: nn.Module | None = None) -> list[str]:
+    """Give every ``nn.Linear`` of ``module`` that a target matches an adapter; returns
+    their names. Raises ``ValueError`` naming a target that matches nothing, or a
+    Linear whose weight is tied to another tensor (merging would change both)."""
+    linears = {n: m for n, m in module.named_modules() if isinstance(m, nn.Linear) and n}
+    chosen: list[str] = []
+    for target in targets:
+        hits = [n for n in linears if target_matches(target, n)]
+        if not hits:
+            names = sorted({n.rsplit(".", 1)[-1] for n in linears})
+            raise ValueError(f"lora.targets: '{target}' matches no Linear layer in {where}; "
+                             f"its Linear layers are named {names[:30]} (or give a glob over the dotted path)")
+        chosen += [n for n in hits if n not in chosen]
+    uses = Counter(id(p) for _, p in (root or module).named_parameters(remove_duplicate=False))
+    for name in chosen:
+        linear = linears[name]
+        if uses[id(linear.weight)] > 1:
+            raise ValueError(f"lora: '{name}' in {where} shares its weight with another layer (tied "
+                             "embeddings?); a merged adapter would change both: drop it from lora.targets")
+        if hasattr(linear, "lora"):
+            raise ValueError(f"lora: '{name}' in {where} already has an adapter")
+        linear.lora = LoRAAdapter(linear.in_features, linear.out_features, rank, alpha, dropout,
+                                  dtype=linear.weight.dtype)
+        linear.register_forward_hook(_add_adapter)
+    return chosen
+
+
+def train_adapters_only(module: nn.Module, keep: Sequence[str] = (), where: str = "the model") -> None:
+    """Freeze every parameter of ``module`` but its adapters and those matching a glob
+    in ``keep`` (names relative to ``module``, e.g. ``norm.weight``, ``*norm*``)."""
+    named = dict(module.named_parameters())
+    for pattern in keep:
+        if not any(fnmatchcase(n, pattern) for n in named):
+            raise ValueError(f"lora.trainable: '{pattern}' matches no parameter of {where} "
+                             f"(e.g. {sorted(named)[:5]})")
+    for name, p in named.items():
+        p.requires_grad_(is_adapter(name) or any(fnmatchcase(name, k) for k in keep))
+
+
+@torch.no_grad()
+def merge_lora_(module: nn.Module) -> int:
+    """Fold every adapter into its base weight and remove it (in place, full tensors):
+    the module then computes the same function as a plain model. Returns how many."""
+    merged = 0
+    for linear in [m for m in module.modules() if isinstance(m, nn.Linear) and hasattr(m, "lora")]:
+        linear.weight += linear.lora.delta().to(linear.weight.dtype)
+        del linear.lora
+        for key, hook in list(linear._forward_hooks.items()):
+            if hook is _add_adapter:
+                del linear._forward_hooks[key]
+        merged += 1
+    return merged
+
+
+def merged_piece(piece: Tensor, offset: int, in_features: int, A: Tensor, B: Tensor, scale: float) -> Tensor:
+    """A flat piece of a base weight (elements [offset, offset + n) of the (out, in)
+    matrix, row-major) plus the same elements of ``scale * B @ A``, computing only the
+    rows the piece touches."""
+    n = piece.numel()
+    if n == 0:
+        return piece
+    first, last = offset // in_features, (offset + n - 1) // in_features
+    rows = (B[first:last + 1].double() @ A.double()) * scale
+    start = offset - first * in_features
+    return (piece.double() + rows.flatten()[start:start + n]).to(piece.dtype)
