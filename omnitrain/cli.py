@@ -305,9 +305,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from omnitrain.run_summary import summarise
 
     rows = summarise(Path(args.run_dir))
-    print(f"{'metric':<28} {'first':>10} {'last':>10} {'best':>10} {'last/first':>10}")
+    w = max([28, *(len(r.name) + 1 for r in rows)])
+    print(f"{'metric':<{w}} {'first':>10} {'last':>10} {'best':>10} {'better':>6} {'last/first':>10}")
     for r in rows:
-        print(f"{r.name:<28} {r.first:>10.4g} {r.last:>10.4g} {r.best:>10.4g} {r.ratio:>10.3f}")
+        best = f"{r.best:>10.4g}" if r.better else f"{'-':>10}"
+        print(f"{r.name:<{w}} {r.first:>10.4g} {r.last:>10.4g} {best} {r.better or '-':>6} {r.ratio:>10.3f}")
     failed = []
     if args.require_drop is not None:
         by_name = {r.name: r for r in rows}
@@ -430,6 +432,9 @@ def _stacks_on_signal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Lightning prints through its own handler on the "lightning" logger, which would also
+    # propagate to the root handler above: every Lightning line printed twice
+    logging.getLogger("lightning").propagate = False
     _stacks_on_signal()
     args = build_parser().parse_args(argv)
     try:

@@ -76,9 +76,16 @@ class CsvLoggerConfig:
 
 
 @dataclass(frozen=True)
+class TensorboardLoggerConfig:
+    enabled: bool = False  # event files in runs/<name>/tensorboard (logger=tensorboard)
+
+
+@dataclass(frozen=True)
 class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     csv: CsvLoggerConfig = field(default_factory=CsvLoggerConfig)
+    tensorboard: TensorboardLoggerConfig = field(default_factory=TensorboardLoggerConfig)
+    samples: int = bounded(2, ge=0)  # validation prompts the model answers at each validation (0: none)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ class Strategy:
         """Context in which weights are copied into the built model (``init_from``)."""
         return nullcontext()
 
+    @property
+    def shards_parameters(self) -> bool:
+        """Whether each rank holds only a shard of the weights, so any forward needs every
+        rank (rank 0 cannot generate alone: ``omnitrain.training.tracking_samples``)."""
+        return False
+
     def full_parameters(self, trainer: Any) -> Any:
         """Context in which a submodule may be called outside the root's forward."""
         return nullcontext()

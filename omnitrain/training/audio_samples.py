@@ -1,24 +1,45 @@
-"""Listen to training: after each validation, synthesise one reply and log it.
+"""Listen to training: after each validation, the model's own replies and one synthesis.
 
-The module's ``audio_sample(batch)`` (run on every rank, written by rank 0) gives a waveform (the DiT + vocoder on a validation
-reply's codes, or the vocoder on its mel); it is written to ``run_dir/samples`` and
-logged as audio to wandb when a wandb logger is attached (offline by default).
+Two kinds of sample, both written to ``run_dir/samples/step-NNNNNN/`` and logged as media
+to wandb / TensorBoard when attached (``omnitrain.training.tracking_media``):
+
+- the model's replies to the first ``logger.samples`` validation prompts
+  (``omnitrain.training.tracking_samples``): text, audio and the mel as an image. Rank 0
+  generates while the other ranks go on to the next step (they wait for it there); under
+  ZeRO-3 and FSDP, where a forward needs every rank, it is skipped with a logged reason.
+- the module's ``audio_sample(batch)`` (run on every rank, written by rank 0): the DiT +
+  vocoder on a validation reply's true codes (or the vocoder on its mel).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import lightning as L
-import soundfile as sf
-from lightning.pytorch.loggers import WandbLogger
+import torch
+
+from omnitrain.training.tracking_media import SampleRow, StepSamples, log_media, write_files
+from omnitrain.training.tracking_samples import (
+    ModelReplier,
+    Prompt,
+    generation_blocked,
+    validation_prompts,
+)
+
+log = logging.getLogger("omnitrain")
 
 
 class AudioSamples(L.Callback):
-    def __init__(self, run_dir: str, sample_rate: int) -> None:
+    def __init__(self, run_dir: str, sample_rate: int, replies: int = 0) -> None:
+        """``replies``: how many validation prompts the model answers per validation."""
         self.dir = Path(run_dir) / "samples"
         self.sample_rate = sample_rate
+        self.replies = replies
         self._batch = None
+        self._prompts: list[Prompt] | None = None
+        self._warned = False
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
@@ -32,12 +53,38 @@ class AudioSamples(L.Callback):
         # all ranks, so a rank-0-only forward would wait forever for the others
         wave = pl_module.audio_sample(self._batch)
         self._batch = None
-        if not trainer.is_global_zero or wave is None or wave.numel() == 0:
+        if not trainer.is_global_zero:
             return
-        audio = wave.detach().float().cpu().numpy()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        sf.write(str(self.dir / f"step-{trainer.global_step:06d}.wav"), audio, self.sample_rate)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_audio("samples/speech", [audio], step=trainer.global_step,
-                                 sample_rate=[self.sample_rate])
+        true_codes = wave.detach().float().cpu() if wave is not None and wave.numel() else None
+        rows, note = self._replies(trainer, pl_module)
+        samples = StepSamples(int(trainer.global_step), self.sample_rate, rows, true_codes, note)
+        if not rows and true_codes is None:
+            return
+        write_files(self.dir / f"step-{trainer.global_step:06d}", samples)
+        log_media(trainer.loggers, samples)
+
+    def _replies(self, trainer, pl_module) -> tuple[list[SampleRow], str]:
+        """Rank 0's generated replies, or none and why."""
+        if self.replies <= 0 or not hasattr(pl_module.model, "thinker"):
+            return [], ""
+        reason = generation_blocked(pl_module.strategy)
+        if reason:
+            if not self._warned:
+                log.warning("validation samples: no generated replies (%s; rank 0 cannot decode alone); the "
+                            "true-codes audio is still written", reason)
+                self._warned = True
+            return [], f"no generated replies: {reason}"
+        if self._prompts is None:
+            self._prompts = validation_prompts(pl_module.cfg, self.replies)
+        t0 = time.perf_counter()
+        replier = ModelReplier(pl_module.model, pl_module.cfg)
+        rows = []
+        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []), \
+                trainer.precision_plugin.forward_context():
+            torch.manual_seed(int(pl_module.cfg.generate.seed))  # the same sampling draws each time
+            for prompt in self._prompts:
+                reply = replier.reply(prompt)
+                rows.append(SampleRow(prompt.key, prompt.text, prompt.expected, reply.text, reply.wave, reply.mel))
+        if rows:
+            log.info("validation samples: %d replies in %.1fs", len(rows), time.perf_counter() - t0)
+        return rows, ""

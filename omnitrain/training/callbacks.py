@@ -1,4 +1,4 @@
-"""Callbacks: throughput and model FLOPs utilisation in the progress bar and the logs."""
+"""Callbacks: throughput, model FLOPs utilisation and data wait in the progress bar and the logs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ class Throughput(L.Callback):
     device and MFU (FLOPs from ``omnitrain.training.flops`` over the device's peak; MFU
     is logged when the peak is known: a GPU in the data-sheet table or
     ``perf.peak_tflops``). Rates use the wall time between consecutive steps (data
-    loading included) and are smoothed over recent steps (exponential, 0.9)."""
+    loading included) and are smoothed over recent steps (exponential, 0.9).
+
+    ``perf/data_wait``: the fraction of the step the loop spent between the previous
+    batch's end and this batch's start, i.e. waiting for the data loader (near 0 when the
+    loader keeps up; near 1 when the GPU starves). The time of a validation is excluded."""
 
     def __init__(self, meta: OmniModel | None = None, smoothing: float = 0.9) -> None:
         """``meta``: the run's model on the meta device (built here if not given)."""
@@ -28,6 +32,7 @@ class Throughput(L.Callback):
         self._rates: dict[str, float] = {}
         self._stats: ModelStats | None = None
         self._peak: float | None = None
+        self._wait = 0.0  # seconds between the previous batch's end and this batch's start
 
     def on_fit_start(self, trainer, pl_module) -> None:
         from omnitrain.model.meta import meta_model
@@ -39,8 +44,13 @@ class Throughput(L.Callback):
         self._frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))
 
     def on_train_batch_start(self, trainer, pl_module, batch: Batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        self._wait = now - self._last if self._last is not None else 0.0
         if self._last is None:
-            self._last = time.perf_counter()
+            self._last = now
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._last = None  # the next step's rates and wait start after the validation
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Batch, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -53,11 +63,13 @@ class Throughput(L.Callback):
                 "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
                 "perf/tokens_per_s": batch.num_tokens * world / dt,
                 "perf/tflops_per_device": flops / dt / 1e12,
+                "perf/data_wait": min(1.0, self._wait / dt),
             }
             if self._peak:
                 current["perf/mfu"] = flops / dt / self._peak
         else:  # the vocoder stage: (mel, wave) segments
-            current = {"perf/samples_per_s": int(batch[0].shape[0]) * world / dt}
+            current = {"perf/samples_per_s": int(batch[0].shape[0]) * world / dt,
+                       "perf/data_wait": min(1.0, self._wait / dt)}
         for key, value in current.items():
             old = self._rates.get(key)
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value

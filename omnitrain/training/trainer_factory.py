@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 
 from omnitrain.config.typed import RunConfig
@@ -18,10 +18,12 @@ from omnitrain.training.checkpoint_callback import StepCheckpoints
 from omnitrain.training.csv_metrics import ResumableCSVLogger
 from omnitrain.training.nonfinite import NonFiniteGuard
 from omnitrain.training.preemption import SaveOnSignal
+from omnitrain.training.tracking_grads import GradNorms
+from omnitrain.training.tracking_progress import RunProgressBar
 
 
 def build_loggers(cfg: RunConfig, resume_step: int | None = None) -> list[Logger]:
-    """CSV (kept up to ``resume_step`` when resuming) and wandb, as configured."""
+    """CSV (kept up to ``resume_step`` when resuming), wandb and TensorBoard, as configured."""
     run_dir = Path(cfg.run_dir)
     loggers: list[Logger] = []
     if cfg.logger.csv.enabled:
@@ -39,9 +41,23 @@ def build_loggers(cfg: RunConfig, resume_step: int | None = None) -> list[Logger
                 offline=w.mode == "offline", tags=list(w.tags),
             )
         )
+    if cfg.logger.tensorboard.enabled:
+        loggers.append(tensorboard_logger(run_dir))
     for logger in loggers:
         logger.log_hyperparams(cfg.to_dict())
     return loggers
+
+
+def tensorboard_logger(run_dir: Path) -> Logger:
+    """Event files in ``run_dir/tensorboard`` (tensorboard or tensorboardX writes them)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "logger.tensorboard.enabled=true needs tensorboardX or tensorboard: pip install tensorboardX "
+            "(or choose logger=csv / logger=offline)") from exc
 
 
 def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Callback]:
@@ -53,11 +69,12 @@ def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Cal
         SaveOnSignal(checkpoints),
         checkpoints,
         Throughput(meta),
-        TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
+        GradNorms(),
+        RunProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
     ]
-    if cfg.logger.csv.enabled or cfg.logger.wandb.enabled:
+    if cfg.logger.csv.enabled or cfg.logger.wandb.enabled or cfg.logger.tensorboard.enabled:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-        callbacks.append(AudioSamples(cfg.run_dir, int(cfg.speech.sample_rate)))
+        callbacks.append(AudioSamples(cfg.run_dir, int(cfg.speech.sample_rate), int(cfg.logger.samples)))
     return callbacks
 
 

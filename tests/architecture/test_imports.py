@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.config",),
     ("omnitrain.data",),
     ("omnitrain.checkpoints",),
-    ("omnitrain.model", "omnitrain.parallel"),
+    ("omnitrain.model", "omnitrain.parallel", "omnitrain.inference.thinker_decode"),  # decoding needs only the model
     ("omnitrain.run_config", "omnitrain.training"),
     ("omnitrain.bundle",),
     ("omnitrain.inference",),

@@ -51,7 +51,7 @@ def test_speech_stage_logs_losses_metrics_and_audio(speech_run):
     rows = _metrics(speech_run)
     for name in ("train/codec", "train/flow", "val/codec_acc", "val/codec_gen_acc", "val/mel_l1"):
         assert any(r.get(name) for r in rows), name
-    wav = speech_run / "samples" / "step-000006.wav"
+    wav = speech_run / "samples" / "step-000006" / "true_codes.wav"
     info = sf.info(str(wav))
     assert info.samplerate == 16000 and info.frames > 0
     assert list(speech_run.glob("wandb/**/media/audio/**/*.wav")), "no audio logged to wandb"

@@ -90,6 +90,10 @@ class DeepSpeedStrategy(Strategy):
 
         return gathered_for_write(model)
 
+    @property
+    def shards_parameters(self) -> bool:  # type: ignore[override]
+        return self.options.stage == 3
+
     # ---- non-finite steps: the ZeRO optimizers check their own gradient partitions and
     # skip a step whose gradient norm is not finite (DeepSpeed's "overflow", for every
     # precision in 0.19), which a non-finite loss makes them

@@ -78,6 +78,10 @@ class FSDPStrategy(Strategy):
         if clip:  # by the global norm over every shard
             trainer.model.clip_grad_norm_(float(clip))
 
+    @property
+    def shards_parameters(self) -> bool:  # type: ignore[override]
+        return True
+
     def full_parameters(self, trainer: Any) -> Any:
         """Calling a submodule outside the root's forward sees flat shards: gather the full
         parameters for the block (every rank must enter it). Inner units still cast their

@@ -1,0 +1,84 @@
+"""Gradient norms, total and per model slot, logged on each log step.
+
+Computed where the optimizer step happens (Lightning's ``on_before_optimizer_step``:
+after backward, after AMP unscaling, before clipping), so it costs one fused norm over
+the gradients that exist anyway, and only on steps that are logged.
+
+Which strategies give what:
+
+- ``auto``/``ddp``: every rank holds the whole reduced gradient: total and per slot.
+- ``fsdp``: each rank holds a shard of each gradient; the squared norms of the shards are
+  summed over ranks (one all-reduce of six numbers): total and per slot.
+- ``deepspeed`` (ZeRO 1-3): the gradients live in the engine's partitions, not in
+  ``param.grad``; the total is the engine's own ``get_global_grad_norm()`` after its
+  step. No per-slot norms there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from omnitrain.slots import MODEL_SLOTS
+
+
+def _squared_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    if not grads:
+        return torch.zeros((), device=device, dtype=torch.float32)
+    return torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True).float() ** 2
+
+
+def _is_deepspeed(trainer) -> bool:
+    return hasattr(trainer.strategy, "deepspeed_engine")
+
+
+def _is_fsdp(trainer) -> bool:
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    return isinstance(trainer.strategy, FSDPStrategy)
+
+
+def _will_log(trainer) -> bool:
+    """Whether the coming optimizer step's metrics are written (Lightning's own rule)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
+
+
+class GradNorms(L.Callback):
+    """Logs ``grad/norm`` (every trainable parameter) and ``grad/norm_<slot>`` for each
+    of ``MODEL_SLOTS`` that has gradients; norms are before clipping."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if _is_deepspeed(trainer) or not _will_log(trainer):
+            return
+        model = getattr(pl_module, "model", None)
+        slots = [s for s in MODEL_SLOTS if model is not None and hasattr(model, s)]
+        in_slot: set[int] = set()
+        parts: list[torch.Tensor] = []
+        for slot in slots:
+            params = [p for p in getattr(model, slot).parameters() if p.grad is not None]
+            in_slot.update(id(p) for p in params)
+            parts.append(_squared_norm([p.grad.detach() for p in params], pl_module.device))
+        rest = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None and id(p) not in in_slot]
+        parts.append(_squared_norm(rest, pl_module.device))  # parameters outside the slots (e.g. a discriminator)
+        squares = torch.stack(parts)
+        if _is_fsdp(trainer) and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(squares)  # shards are disjoint: squares add up
+        trained = [any(p.requires_grad for p in getattr(model, s).parameters()) for s in slots]
+        pl_module.log("grad/norm", squares.sum().sqrt(), on_step=True, on_epoch=False)
+        for slot, square, present in zip(slots, squares[:-1], trained, strict=True):
+            if present:  # frozen slots have no gradient to speak of
+                pl_module.log(f"grad/norm_{slot}", square.sqrt(), on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        """DeepSpeed: the engine's global norm of the step it just took."""
+        if not _is_deepspeed(trainer) or trainer.fit_loop._should_accumulate():
+            return
+        norm = trainer.strategy.deepspeed_engine.get_global_grad_norm()
+        if norm is None:
+            return
+        value = float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+        if math.isfinite(value) and value >= 0:
+            pl_module.log("grad/norm", value, on_step=True, on_epoch=False)
