@@ -33,8 +33,17 @@ class BigVGANConfig:
     mrd_resolutions: list[list[int]] = field(  # n_fft, hop, window
         default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [256, 64, 256]])
     disc_channels: int = 16
+    # what the frames are and how the wave leaves: "normalized" frames (SpeechMel) and tanh
+    # train from scratch; Qwen2.5-Omni's released BigVGAN reads natural-log mel magnitudes
+    # (speech.norm_mean=0, norm_std=1), rescales them to dB in [-1, 1] itself, and clamps
+    input: str = "normalized"  # normalized | qwen_log_mel
+    output: str = "tanh"  # tanh | clamp
 
     def __post_init__(self) -> None:
+        if self.input not in ("normalized", "qwen_log_mel"):
+            raise ValueError(f"vocoder.input={self.input!r}: use normalized or qwen_log_mel")
+        if self.output not in ("tanh", "clamp"):
+            raise ValueError(f"vocoder.output={self.output!r}: use tanh or clamp")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ValueError("vocoder.upsample_rates and vocoder.upsample_kernel_sizes need the same length")
         for r, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
@@ -98,13 +107,25 @@ class BigVGAN(TrainableVocoder):
                     "each mel frame must become exactly one hop of samples"]
         return []
 
+    @staticmethod
+    def qwen_db(log_mel: Tensor) -> Tensor:
+        """Qwen's input scaling: natural-log magnitudes -> dB - 20, floored at -115 dB and
+        mapped linearly onto [-1, 1] (transformers' ``process_mel_spectrogram``)."""
+        floor = math.exp(-115 / 20.0 * math.log(10))
+        db = 20 * torch.log10(log_mel.exp().clamp_min(floor)) - 20
+        return (2 * (db + 115) / 115 - 1).clamp(-1, 1)
+
     def forward(self, mel: Tensor) -> Tensor:
+        if self.cfg.input == "qwen_log_mel":
+            mel = self.qwen_db(mel)
         x = self.conv_pre(mel.transpose(1, 2))
         n = len(self.cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
             x = up(x)
             x = sum(self.resblocks[i * n + j](x) for j in range(n)) / n
-        return torch.tanh(self.conv_post(self.activation_post(x)))[:, 0]
+        x = self.conv_post(self.activation_post(x))
+        x = torch.tanh(x) if self.cfg.output == "tanh" else x.clamp(-1, 1)
+        return x[:, 0]
 
     def build_discriminator(self) -> nn.Module:
         c = self.cfg

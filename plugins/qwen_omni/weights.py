@@ -63,34 +63,123 @@ def dit_from_transformers(hf: dict[str, Tensor], speakers: list[Tensor]) -> dict
     """``Qwen2_5OmniToken2WavDiTModel`` -> ``flow_dit``. ``speakers``: each speaker's
     ``cond`` vector from ``spk_dict.pt`` (192 values in the 7B), in ``speech.speakers``
     order."""
-    renames = {
-        "time_embed.time_mlp.": "time_mlp.",
-        "text_embed.codec_embed.": "code_embed.",
-        "input_embed.proj.": "in_proj.",
-        "input_embed.spk_encoder.": "ref_encoder.",
-        "norm_out.linear.": "final_modulation.",
-        "proj_out.": "out.",
-    }
-    block = {
-        "attn_norm.linear.": "modulation.",
-        "attn.to_q.": "attn.q_proj.",
-        "attn.to_k.": "attn.k_proj.",
-        "attn.to_v.": "attn.v_proj.",
-        "attn.to_out.0.": "attn.o_proj.",
-        "ff.ff.": "ff.",
-    }
     out: dict[str, Tensor] = {"speaker_embed.weight": torch.stack(speakers)}
     for key, value in hf.items():
-        new = None
-        for old, rep in renames.items():
-            if key.startswith(old):
-                new = rep + key[len(old):]
-        if key.startswith("transformer_blocks."):
-            _, layer, rest = key.split(".", 2)
-            for old, rep in block.items():
-                if rest.startswith(old):
-                    new = f"blocks.{layer}.{rep}{rest[len(old):]}"
+        new = dit_key(key)
         if new is None:
             raise KeyError(f"no flow_dit parameter for transformers key '{key}'")
         out[new] = value.clone()
     return out
+
+
+# ---- key by key: the streaming import/export (omnitrain_plugins.qwen_omni.hf_format) ----
+# Each pair maps one transformers key (prefix removed) to one omnitrain key and back; a
+# mapping returns None for a key it does not own.
+
+_DIT_TOP = {
+    "time_embed.time_mlp.": "time_mlp.",
+    "text_embed.codec_embed.": "code_embed.",
+    "input_embed.proj.": "in_proj.",
+    "input_embed.spk_encoder.": "ref_encoder.",
+    "norm_out.linear.": "final_modulation.",
+    "proj_out.": "out.",
+}
+_DIT_BLOCK = {
+    "attn_norm.linear.": "modulation.",
+    "attn.to_q.": "attn.q_proj.",
+    "attn.to_k.": "attn.k_proj.",
+    "attn.to_v.": "attn.v_proj.",
+    "attn.to_out.0.": "attn.o_proj.",
+    "ff.ff.": "ff.",
+}
+
+
+def _swap_prefix(key: str, table: dict[str, str]) -> str | None:
+    for old, new in table.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def dit_key(hf_key: str) -> str | None:
+    """``Qwen2_5OmniToken2WavDiTModel`` key -> ``flow_dit`` key."""
+    if hf_key.startswith("transformer_blocks."):
+        _, layer, rest = hf_key.split(".", 2)
+        new = _swap_prefix(rest, _DIT_BLOCK)
+        return None if new is None else f"blocks.{layer}.{new}"
+    return _swap_prefix(hf_key, _DIT_TOP)
+
+
+def dit_hf_key(key: str) -> str | None:
+    """``flow_dit`` key -> transformers key (the inverse of ``dit_key``)."""
+    if key.startswith("blocks."):
+        _, layer, rest = key.split(".", 2)
+        new = _swap_prefix(rest, {v: k for k, v in _DIT_BLOCK.items()})
+        return None if new is None else f"transformer_blocks.{layer}.{new}"
+    return _swap_prefix(key, {v: k for k, v in _DIT_TOP.items()})
+
+
+def bigvgan_key(hf_key: str) -> str:
+    """``Qwen2_5OmniToken2WavBigVGANModel`` key -> ``bigvgan`` key: transformers wraps each
+    upsampling conv in a one-element ModuleList (``ups.i.0``); everything else is named alike."""
+    if hf_key.startswith("ups."):
+        _, i, zero, rest = hf_key.split(".", 3)
+        if zero != "0":
+            raise KeyError(f"unexpected BigVGAN key '{hf_key}'")
+        return f"ups.{i}.{rest}"
+    return hf_key
+
+
+def bigvgan_hf_key(key: str) -> str:
+    if key.startswith("ups."):
+        _, i, rest = key.split(".", 2)
+        return f"ups.{i}.0.{rest}"
+    return key
+
+
+def bigvgan_from_transformers(hf: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``Qwen2_5OmniToken2WavBigVGANModel`` -> ``bigvgan`` (set ``vocoder.input=qwen_log_mel``
+    and ``vocoder.output=clamp`` to run as transformers does)."""
+    return {bigvgan_key(k): v.clone() for k, v in hf.items()}
+
+
+_AUDIO_ATTN = ("q_proj", "k_proj", "v_proj", "out_proj")
+_VISION_ATTN = ("q", "k", "v", "proj")
+_VISION_MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def audio_key(hf_key: str) -> str | None:
+    """``Qwen2_5OmniAudioEncoder`` key -> ``whisper_audio`` key; None for the tensors no
+    forward reads (``audio_bos_eos_token``, the sinusoid table)."""
+    if hf_key.startswith("audio_bos_eos_token") or "positional_embedding" in hf_key:
+        return None
+    return hf_key.replace("self_attn.", "")
+
+
+def audio_hf_key(key: str) -> str:
+    parts = key.split(".")
+    if parts[0] == "layers" and parts[2] in _AUDIO_ATTN:
+        return ".".join(parts[:2] + ["self_attn"] + parts[2:])
+    return key
+
+
+def vision_key(hf_key: str) -> str | None:
+    """``Qwen2_5OmniVisionEncoder`` key -> ``qwen_vit`` key (the Conv3d patch embedding is
+    stored flat: reshape with ``vision_patch_shape``)."""
+    if "rotary_pos_emb" in hf_key:
+        return None
+    if hf_key == "patch_embed.proj.weight":
+        return "patch_embed.weight"
+    return (hf_key.replace(".attn.", ".").replace(".mlp.gate_proj", ".gate_proj")
+            .replace(".mlp.up_proj", ".up_proj").replace(".mlp.down_proj", ".down_proj"))
+
+
+def vision_hf_key(key: str) -> str:
+    if key == "patch_embed.weight":
+        return "patch_embed.proj.weight"
+    parts = key.split(".")
+    if parts[0] == "blocks" and parts[2] in _VISION_ATTN:
+        return ".".join(parts[:2] + ["attn"] + parts[2:])
+    if parts[0] == "blocks" and parts[2] in _VISION_MLP:
+        return ".".join(parts[:2] + ["mlp"] + parts[2:])
+    return key
