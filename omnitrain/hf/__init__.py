@@ -2,5 +2,5 @@
 
 The core streams tensors between sharded safetensors and bundles; what a released model's
 names, shapes and config mean is a plugin's business (an ``HFFormat`` registered under the
-folder's ``model_type``, e.g. Qwen2.5-Omni's in ``omnitrain_plugins.qwen_omni.hf_format``).
+folder's ``model_type``, e.g. Qwen2.5-Omni's, in the qwen_omni plugins' ``hf_format`` module).
 """

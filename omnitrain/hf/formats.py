@@ -38,7 +38,7 @@ Piece = tuple[str, int, Tensor]
 
 
 class HFFormat(ABC):
-    """One model family's conversion (see ``omnitrain_plugins.qwen_omni.hf_format``)."""
+    """One model family's conversion (e.g. the qwen_omni plugins' ``hf_format``)."""
 
     model_types: tuple[str, ...] = ()
 

@@ -121,7 +121,8 @@ def import_hf(folder: Path, out: Path) -> dict:
             raise
     if unused:
         raise HFError(f"'{folder}': {len(unused)} tensors have no place in the omnitrain model: {unused[:5]}")
-    random_slots = sorted({n.split(".")[0] for n in missing})
+    random_slots = {slot: sum(n.split(".")[0] == slot for n in missing)
+                    for slot in sorted({n.split(".")[0] for n in missing})}
     source = {"model_type": config.get("model_type"), "source": str(folder.resolve()),
               "overrides": overrides, "tensors": {k: [str(s.dtype).removeprefix("torch."), list(s.shape)] for k, s in found.items()},
               "left_random": random_slots, "notes": plan.notes}

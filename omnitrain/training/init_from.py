@@ -36,6 +36,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_matching(model: nn.Module, path: str | Path) -> dict[str, tuple[int, int]]:
     """Copy matching weights into ``model``; returns {slot: (loaded, total)} tensors."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"init_from={path}: this is a Hugging Face folder: run `omnitrain import-hf "
+                                f"{path} BUNDLE` first, then init_from=BUNDLE")
     source = read_weights(path)
     own = model.state_dict()
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}

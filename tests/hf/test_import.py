@@ -28,7 +28,7 @@ def imported(tmp_path_factory):
 
 def test_summary_and_config_follow_the_checkpoint(imported):
     hf, model, cfg, summary, root = imported
-    assert summary["left_random"] == []
+    assert summary["left_random"] == {}
     assert len(list((root / "qwen").glob("model-*.safetensors"))) > 3  # really sharded
     assert cfg.speech.sample_rate == 24000 and cfg.speech.hop_length == 240 and cfg.speech.n_mels == 80
     assert list(cfg.speech.speakers) == list(SPEAKER_BOS)

@@ -1,0 +1,116 @@
+"""export --format hf: import -> export gives the release back bit for bit; a fine-tuned
+checkpoint exports to a folder transformers loads offline, with omnitrain's logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors import safe_open
+
+from omnitrain.bundle import export_bundle, load_bundle
+from omnitrain.cli import main
+from omnitrain.data.build.demo import make_demo
+from omnitrain.hf.exporter import export_hf
+from omnitrain.hf.formats import HFError, shards
+from omnitrain.hf.importer import import_hf
+from omnitrain.registry import build
+from tests.helpers import SMALL_DEMO
+from tests.hf.tiny_qwen_omni import save_tiny
+
+transformers = pytest.importorskip("transformers")
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for path in shards(folder):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118
+                out[key] = f.get_tensor(key)
+    return out
+
+
+def thinker_logits_hf(folder: Path, ids: torch.Tensor) -> torch.Tensor:
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    model = Qwen2_5OmniForConditionalGeneration.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+    with torch.no_grad():
+        return model.eval().thinker(input_ids=ids).logits
+
+
+def thinker_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    pos = torch.arange(ids.shape[1])[None, None].expand(3, 1, -1)
+    with torch.no_grad():
+        return model.thinker.logits(model.thinker(model.thinker.embed(ids), pos, torch.ones_like(ids)))
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hfx")
+    save_tiny(root / "qwen")
+    import_hf(root / "qwen", root / "bundle")
+    return root
+
+
+def test_import_then_export_is_bit_identical(release, capsys):
+    root = release
+    assert main(["export", str(root / "bundle"), str(root / "out"), "--format", "hf"]) == 0
+    assert "transformers folder" in capsys.readouterr().out
+    before, after = tensors(root / "qwen"), tensors(root / "out")
+    assert set(before) == set(after)
+    different = [k for k in before if before[k].dtype != after[k].dtype or not torch.equal(before[k], after[k])]
+    assert different == []
+    spk_a, spk_b = torch.load(root / "qwen" / "spk_dict.pt"), torch.load(root / "out" / "spk_dict.pt")
+    assert list(spk_a) == list(spk_b)
+    for name in spk_a:
+        assert torch.equal(spk_a[name]["cond"], spk_b[name]["cond"]) and spk_a[name]["bos_token"] == spk_b[name]["bos_token"]
+    assert json.loads((root / "out" / "config.json").read_text())["model_type"] == "qwen2_5_omni"
+    ids = torch.randint(0, 280, (1, 10))
+    model, _ = load_bundle(root / "bundle")
+    assert (thinker_logits_hf(root / "out", ids) - thinker_logits(model, ids)).abs().max().item() < 1e-4
+
+
+def test_export_names_a_slot_transformers_lacks(release, tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for path in (release / "bundle").rglob("*"):
+        if path.is_file():
+            (bundle / path.relative_to(release / "bundle")).parent.mkdir(parents=True, exist_ok=True)
+            (bundle / path.relative_to(release / "bundle")).write_bytes(path.read_bytes())
+    cfg = OmegaConf.load(bundle / "config.yaml")
+    cfg.dit = {"name": "full_dit"}
+    OmegaConf.save(cfg, bundle / "config.yaml")
+    with pytest.raises(HFError, match="dit=full_dit"):
+        export_hf(bundle, tmp_path / "out")
+
+
+def test_init_from_a_hf_folder_says_to_import_it(release, tmp_path, capsys):
+    from omnitrain.training.init_from import load_matching
+
+    with pytest.raises(FileNotFoundError, match="this is a Hugging Face folder: run `omnitrain import-hf"):
+        load_matching(torch.nn.Linear(1, 1), release / "qwen")
+
+
+def test_fine_tuned_checkpoint_exports_to_transformers(release, tmp_path):
+    """5 steps from the imported bundle (init_from), on demo shards whose speech codes fit
+    the tiny code space; the exported folder's logits are the fine-tuned model's."""
+    data = tmp_path / "data"
+    codec = build("codec", {"name": "pitch", "sample_rate": 24000, "hop_length": 480, "semitones": 32})
+    make_demo(data, codec, SMALL_DEMO, seed=0)
+    overrides = json.loads((release / "bundle" / "hf" / "source.json").read_text())["overrides"]
+    run = tmp_path / "run"
+    assert main(["train", "recipe=smoke", *overrides, f"init_from={release / 'bundle'}",
+                 f"data.train_shards={data}/train-*.tar", f"data.val_shards={data}/val-*.tar",
+                 f"run_dir={run}", "logger=csv", "trainer.max_steps=5", "trainer.val_check_interval=5",
+                 "checkpoint.every_n_steps=5", "optim.lr=1e-3", "optim.warmup_steps=0"]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert main(["export", str(ckpt), str(tmp_path / "hf"), "--format", "hf"]) == 0
+    model, _ = load_bundle(export_bundle(ckpt, tmp_path / "bundle"))
+    ids = torch.randint(0, 280, (1, 10))
+    trained = thinker_logits(model, ids)
+    original, _ = load_bundle(release / "bundle")
+    assert (trained - thinker_logits(original, ids)).abs().max().item() > 1e-4  # it did train
+    assert (thinker_logits_hf(tmp_path / "hf", ids) - trained).abs().max().item() < 1e-4
