@@ -27,12 +27,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.data.media import MediaError
     from omnitrain.data.sample_builder import SampleError
     from omnitrain.data.shards import ShardError
+    from omnitrain.hf.formats import HFError
     from omnitrain.inference.generate import GenerateError
     from omnitrain.plugin_loading import PluginLoadError
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError)
+            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError, HFError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -181,10 +182,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         print(f"adapter: {export_adapter(Path(args.checkpoint), Path(args.out))}")
         return 0
+    if getattr(args, "format", "bundle") == "hf":  # transformers' layout (omnitrain.hf.exporter)
+        from omnitrain.hf.commands import export_hf_command
+
+        return export_hf_command(Path(args.checkpoint), Path(args.out))
     out = export_bundle(Path(args.checkpoint), Path(args.out))
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"bundle: {out} ({manifest['parameters']:,} parameters)")
     return 0
+
+
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from omnitrain.hf.commands import import_hf_command
+
+    return import_hf_command(Path(args.hf_dir), Path(args.out))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -394,7 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--adapter-only", action="store_true",
                    help="a LoRA run: write only the adapter tensors and the config (default: merge them into the weights)")
+    s.add_argument("--format", choices=["bundle", "hf"], default="bundle",
+                   help="bundle (omnitrain generate) or hf: a folder transformers' from_pretrained loads")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("import-hf", help="turn a downloaded Hugging Face folder (Qwen2.5-Omni) into a bundle")
+    s.add_argument("hf_dir")
+    s.add_argument("out")
+    s.set_defaults(func=cmd_import_hf)
 
     s = sub.add_parser("generate", help="reply in text and speech from a bundle")
     s.add_argument("bundle")

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.model", "omnitrain.parallel", "omnitrain.inference.thinker_decode"),  # decoding needs only the model
     ("omnitrain.run_config", "omnitrain.training"),
     ("omnitrain.bundle",),
+    ("omnitrain.hf",),  # import-hf / export --format hf: streams bundles <-> transformers folders
     ("omnitrain.inference",),
     ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check"),
     ("omnitrain.cli",),
