@@ -165,6 +165,8 @@ def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = Fals
                          for s in stored.get("plugins") or []]
     if str(stored["codec"].get("path", "")).startswith("codec"):  # a codec copied into the bundle
         stored["codec"]["path"] = str(directory / stored["codec"]["path"])
+    if "path" in stored["tokenizer"] and (directory / "tokenizer" / "tokenizer.json").is_file():
+        stored["tokenizer"]["path"] = str(directory / "tokenizer")  # the bundle's own copy (qwen2)
     cfg = load_config(stored)
     model = OmniModel(cfg)
     load_model(model, str(directory / "model.safetensors"), strict=True)
