@@ -139,6 +139,18 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from omnitrain.data.build.convert import convert
+
+    result = convert(args.source_format, Path(args.file), Path(args.out), video_audio=args.video_audio)
+    print(f"converted {result.converted} conversation(s) to {args.out}; next: omnitrain data pack {args.out} DIR")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} record(s), listed in {args.out}.skipped.jsonl:")
+        for s in result.skipped[:5]:
+            print(f"  record {s['record']}: {s['reason']}")
+    return 0
+
+
 def cmd_data_pack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -382,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_demo)
+
+    s = data.add_parser("convert", help="ShareGPT / LLaMA-Factory / Hugging Face datasets -> a pack manifest")
+    s.add_argument("--from", dest="source_format", required=True, choices=["sharegpt", "llamafactory", "hf"])
+    s.add_argument("file", help="a .json/.jsonl file, or (hf) a datasets.save_to_disk folder or parquet files")
+    s.add_argument("out", help="the manifest to write (JSONL) for `omnitrain data pack`")
+    s.add_argument("--video-audio", action="store_true", help="use each video's audio track too")
+    s.set_defaults(func=cmd_data_convert)
 
     s = data.add_parser("pack", help="turn a JSONL manifest into webdataset shards (resumable)")
     s.add_argument("manifest")
