@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from omnitrain.nn.varlen import DocRuns
+
 
 @dataclass
 class Batch:
@@ -34,6 +36,13 @@ class Batch:
     reference_mel: Tensor = field(default_factory=lambda: torch.zeros(0, 1, 1))  # (S, T_ref, n_mels)
     reference_lengths: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     skipped: dict[str, int] = field(default_factory=dict)  # samples dropped upstream, by reason
+    # where each document starts, found in the data workers so the step never reads it off
+    # the GPU (varlen attention); None: the Thinker finds it (a host sync on a GPU)
+    doc_runs: DocRuns | None = None
+    # flat positions of the (B, L-1) next-token grid that carry a text target, found in the
+    # data workers (the loss selects those rows without reading the GPU); None: found there.
+    # A batch edited after collate (labels, doc_ids) must set both fields to None
+    target_index: Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

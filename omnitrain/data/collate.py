@@ -14,6 +14,7 @@ from torch import Tensor
 
 from omnitrain.data.batch import Batch
 from omnitrain.data.sample_builder import Example
+from omnitrain.nn.varlen import doc_runs
 from omnitrain.tokens import IGNORE_INDEX
 
 
@@ -106,11 +107,16 @@ def collate(
             speech_mel=torch.zeros(0, 1, 1), speaker_ids=torch.zeros(0, dtype=torch.long),
             reference_lengths=torch.zeros(0, dtype=torch.long), reference_mel=torch.zeros(0, 1, 1),
         )
+    doc_ids, labels = pad_stack(row_docs, 0), pad_stack(row_labels, IGNORE_INDEX)
+    # the rows with a next-token target, as omnitrain.model.omni_model.next_token_targets
+    targets = labels[:, 1:].masked_fill(doc_ids[:, 1:] != doc_ids[:, :-1], IGNORE_INDEX)
     return Batch(
         input_ids=pad_stack(row_ids, pad_id),
         position_ids=pad_stack(row_pos, 0, dim=1).transpose(0, 1),
-        doc_ids=pad_stack(row_docs, 0),
-        labels=pad_stack(row_labels, IGNORE_INDEX),
+        doc_ids=doc_ids,
+        doc_runs=doc_runs(doc_ids),
+        labels=labels,
+        target_index=(targets != IGNORE_INDEX).flatten().nonzero()[:, 0],
         audio_features=audio_features,
         audio_lengths=audio_lengths,
         vision_patches=torch.cat(patches) if patches else torch.zeros(0, 1),

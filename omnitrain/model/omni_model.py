@@ -6,6 +6,7 @@ Plain PyTorch: no Lightning, no parallelism. The core knows only the slot contra
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,6 +135,9 @@ class OmniModel(nn.Module):
 
     def thinker_forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
         embeds = self.embed_inputs(batch)
+        if batch.doc_runs is not None and "doc_runs" in inspect.signature(self.thinker.forward).parameters:
+            # documents found in the data workers: varlen attention without a host sync
+            return self.thinker(embeds, batch.position_ids, batch.doc_ids, doc_runs=batch.doc_runs), embeds
         return self.thinker(embeds, batch.position_ids, batch.doc_ids), embeds
 
     # ---- Talker / DiT ----------------------------------------------------------
@@ -181,7 +185,10 @@ class OmniModel(nn.Module):
     def losses(self, batch: Batch, out: StepOutputs) -> dict[str, Tensor]:
         w, items = self.loss_cfg, out.items
         # the head only at the reply tokens, chunk by chunk: the full logits never exist
-        losses = {"text": target_rows_loss(self.thinker.logits, out.hidden[:, :-1], next_token_targets(batch))}
+        # a plain Linear head (``head_linear``) is fused with the cross-entropy
+        head = self.thinker.head_linear() if hasattr(self.thinker, "head_linear") else self.thinker.logits
+        losses = {"text": target_rows_loss(head, out.hidden[:, :-1], next_token_targets(batch),
+                                           index=batch.target_index)}
         scale = 1.0 if items.real else 0.0
         if out.talker_logits is not None:
             losses["codec"] = scale * _masked_ce(out.talker_logits, out.codec_targets)

@@ -1,4 +1,5 @@
-"""Multi-head attention (GQA-capable) over SDPA, a boolean mask or a varlen plan."""
+"""Multi-head attention over SDPA, a boolean mask or a varlen plan; grouped-query attention
+native (``enable_gqa``, FlashAttention varlen) wherever the kernel has it."""
 
 from __future__ import annotations
 
@@ -50,14 +51,21 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, k, *rotary)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        if self.num_kv_heads != self.num_heads:
-            rep = self.num_heads // self.num_kv_heads
-            k = k.repeat_interleave(rep, dim=1)
-            v = v.repeat_interleave(rep, dim=1)
+        causal = False
         if mask is not None and not isinstance(mask, Tensor):  # a DocAttention plan
-            if mask.mask is None:
+            if mask.causal:
+                causal, mask = True, None
+            elif mask.mask is None:  # varlen: grouped K/V heads read natively
                 out = varlen_attention(q, k, v, mask)
                 return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))
-            mask = mask.mask
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            else:
+                mask = mask.mask
+        gqa = self.num_kv_heads != self.num_heads
+        if gqa and mask is not None and q.is_cuda:
+            # CUDA's masked SDPA kernel (memory-efficient) has no native GQA: SDPA would
+            # fall back to the math kernel and its L x L scores, so repeat K/V here
+            rep = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            gqa = False
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
         return self.o_proj(out.transpose(1, 2).reshape(B, L, -1))

@@ -103,7 +103,9 @@ class OmniModule(StageModule):
         groups = self.param_groups()
         optimizer = self.strategy.optimizer(groups, opt.lr, tuple(opt.betas), opt.eps)  # e.g. ZeRO-Offload's
         if optimizer is None:
-            optimizer = torch.optim.AdamW(groups, betas=tuple(opt.betas), eps=opt.eps)
+            # fused: one kernel for every parameter on the GPU instead of a loop of small ones
+            on_gpu = all(p.is_cuda for g in groups for p in g["params"])
+            optimizer = torch.optim.AdamW(groups, betas=tuple(opt.betas), eps=opt.eps, fused=on_gpu or None)
         total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else 1))
 
         def lr_at(step: int) -> float:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from omnitrain.api import KVCache, PositionScheme, RMSNorm, Thinker, TransformerBlock, register
-from omnitrain.nn.varlen import DocAttention
+from omnitrain.nn.varlen import DocAttention, DocRuns
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Qwen2ThinkerConfig:
     rms_eps: float = 1e-6
     tie_embeddings: bool = False
     attention: str = "auto"  # auto: varlen FlashAttention on CUDA, dense block mask elsewhere
+    # recompute each block in backward (any strategy): activations of one block, not all
+    activation_checkpointing: bool = False
 
 
 @register("thinker", "qwen2", config=Qwen2ThinkerConfig)
@@ -61,16 +64,27 @@ class Qwen2Thinker(Thinker):
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.embed_tokens(input_ids)
 
-    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor:
+    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor,
+                doc_runs: DocRuns | None = None) -> Tensor:
+        """``doc_runs``: the documents found in the data workers (``Batch.doc_runs``), so
+        the varlen path never reads them off the GPU."""
         rotary = self.position.rotary(position_ids, self.head_dim)
-        mask = DocAttention.build(doc_ids, self.cfg.attention)
+        mask = DocAttention.build(doc_ids, self.cfg.attention, doc_runs)
         x = inputs_embeds
         for layer in self.layers:
-            x = layer(x, mask, rotary)
+            if self.cfg.activation_checkpointing and torch.is_grad_enabled():
+                # recompute the block in backward: one block's activations alive at a time
+                x = checkpoint(layer, x, mask, rotary, use_reentrant=False)
+            else:
+                x = layer(x, mask, rotary)
         return self.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.lm_head(hidden)
+
+    def head_linear(self) -> nn.Linear:
+        """The Linear ``logits`` applies: the loss fuses it with the cross-entropy."""
+        return self.lm_head
 
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
         rotary = self.position.rotary(position_ids, self.head_dim)
