@@ -67,6 +67,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from omnitrain.run_config import compose_config
 
+    if args.multirun:
+        from omnitrain.sweep import run_sweep
+
+        return run_sweep(args.overrides)
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
     from omnitrain.training.run import teardown_distributed, train
 
@@ -355,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train with Hydra overrides, e.g. recipe=demo position=rope1d")
     s.add_argument("overrides", nargs="*")
+    s.add_argument("-m", "--multirun", action="store_true", help="sweep: one run per combination of "
+                   "comma-separated values (key=a,b), one after another, each in <run_dir>/<i>-<overrides>")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("config", help="print the composed config for these overrides")
@@ -455,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-plugins", action="store_true",
                    help="load a bundle that carries plugin code (plugins/*.py): it runs that code")
     s.set_defaults(func=cmd_generate)
+    from omnitrain.cli_help import attach_help
+
+    attach_help(p)  # every verb's --help: its recipes, config groups and examples
     return p
 
 

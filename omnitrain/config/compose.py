@@ -10,7 +10,6 @@ Plugins a run needs (from ``plugins=[...]`` or a recipe's ``plugins:``) are impo
 from __future__ import annotations
 
 import os
-import re
 from importlib.resources import files
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.config.explain import explain
+from omnitrain.config.overrides import hydra_problems, recipe_file_overrides
 from omnitrain.config.schema import register_schemas
 from omnitrain.config.sizes import register_sizes, report_unsized
-from omnitrain.config.suggest import suggest
 from omnitrain.config.validate import ConfigError, validate
 from omnitrain.plugin_loading import load_plugins
 
@@ -46,13 +46,13 @@ def recipe_files() -> dict[str, Path]:
     return found
 
 
-def _register_recipes() -> None:
+def _register_recipes(recipes: dict[str, Path]) -> None:
     store = ConfigStore.instance()
-    for name, path in recipe_files().items():
+    for name, path in recipes.items():
         store.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
 
 
-def _plugins_named(overrides: list[str]) -> list[str]:
+def _plugins_named(overrides: list[str], recipes: dict[str, Path]) -> list[str]:
     """Plugin specs from ``plugins=[...]`` overrides and from the chosen recipe file."""
     specs: list[str] = []
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -62,7 +62,7 @@ def _plugins_named(overrides: list[str]) -> list[str]:
             value = ov.value()
             specs += [str(v) for v in (value if isinstance(value, list) else [value])]
         if key == "recipe":
-            path = recipe_files().get(str(ov.value()))
+            path = recipes.get(str(ov.value()))
             if path is not None:
                 specs += [str(p) for p in (OmegaConf.load(path).get("plugins") or [])]
     return specs
@@ -73,11 +73,17 @@ def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     Raises ``ConfigError`` with a message that says what to change. Callers use
     ``omnitrain.run_config.compose_config``: the typed config, with every owner's checks."""
     overrides = list(overrides)
+    refused = hydra_problems(overrides)
+    if refused:
+        raise ConfigError("invalid overrides:\n  - " + "\n  - ".join(refused))
+    named = recipe_files()
     try:
-        load_plugins(_plugins_named(overrides))
+        overrides, files = recipe_file_overrides(overrides, named)  # recipe=path/to/file.yaml
+        recipes = {**named, **files}
+        load_plugins(_plugins_named(overrides, recipes))
     except HydraException as exc:
         raise ConfigError(f"cannot parse overrides {overrides}: {exc}") from exc
-    _register_recipes()
+    _register_recipes(recipes)
     register_schemas()
     try:
         register_sizes(config_dir())
@@ -87,7 +93,7 @@ def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except HydraException as exc:
-        raise ConfigError(_explain(str(exc))) from exc
+        raise ConfigError(explain(str(exc), named)) from exc
     choices = cfg.hydra.runtime.choices
     size, model = choices.get("size"), choices.get("model")
     # a plain config: it pickles into data workers (the typed plugin nodes do not), and
@@ -101,36 +107,3 @@ def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = 
     load_plugins(list(cfg.get("plugins") or []))
     validate(cfg)
     return cfg
-
-
-def _explain(message: str) -> str:
-    if "Could not find 'recipe/" in message:
-        names = ", ".join(sorted(recipe_files()))
-        return f"{message}\nRecipes: {names} (add folders with ${RECIPE_PATH_ENV})."
-    missing = re.search(r"Could not override '([\w.]+)'", message)
-    if missing and "To append" in message:
-        section, _, key = missing.group(1).rpartition(".")
-        hint = suggest(key, _known_keys(section)) if section else ""
-        return (f"unknown key '{missing.group(1)}'{hint}: check its spelling (`omnitrain config` prints "
-                f"the full config)\n({message.splitlines()[0]})")
-    return message
-
-
-def _known_keys(section: str) -> list[str]:
-    """The keys a config section may hold, for a 'did you mean'."""
-    import dataclasses
-    import inspect
-
-    from omnitrain.config.schema import SECTION_SCHEMAS
-    from omnitrain.registry import SLOTS, registry
-
-    head, _, rest = section.partition(".")
-    if head in SECTION_SCHEMAS and not rest:
-        return [f.name for f in dataclasses.fields(SECTION_SCHEMAS[head])]
-    if head == "trainer":
-        from lightning.pytorch import Trainer
-
-        return list(inspect.signature(Trainer.__init__).parameters)
-    if head in SLOTS:  # any plugin of the slot: the chosen one is not known when composing fails
-        return sorted({f.name for e in registry(head).entries() for f in dataclasses.fields(e.config_cls)})
-    return []
