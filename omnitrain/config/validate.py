@@ -37,6 +37,18 @@ def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
     return problems
 
 
+def _unknown_plugin_keys(slot: str, node: DictConfig) -> list[str]:
+    """Keys the chosen plugin's config has no field for, each with a 'did you mean'."""
+    from omnitrain.registry import registry
+
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    if name is None or name not in registry(slot):
+        return []  # plugin_config says what is wrong
+    fields = [f.name for f in dataclasses.fields(registry(slot).get(name).config_cls)]
+    return [f"unknown key '{slot}.{key}' for {slot}={name}{suggest(str(key), fields)}"
+            for key in node if key != "name" and key not in fields]
+
+
 def _check_speech_rates(cfg: DictConfig) -> list[str]:
     codec = build("codec", cfg.codec)
     k = plugin_config("dit", cfg.dit).mel_frames_per_code
@@ -63,6 +75,10 @@ def validate(cfg: DictConfig) -> None:
     for slot in SLOTS:
         if slot not in cfg:
             problems.append(f"missing slot '{slot}': choose a plugin, e.g. {slot}=<name> (see `omnitrain list`)")
+            continue
+        unknown = _unknown_plugin_keys(slot, cfg[slot])
+        if unknown:
+            problems += unknown
             continue
         try:
             plugin_config(slot, cfg[slot])

@@ -27,8 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.bundle",),
     ("omnitrain.hf",),  # import-hf / export --format hf: streams bundles <-> transformers folders
     ("omnitrain.inference",),
-    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check"),
-    ("omnitrain.cli",),
+    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check", "omnitrain.sweep"),
+    ("omnitrain.cli", "omnitrain.cli_help"),
     ("omnitrain.__main__", "omnitrain"),
 ]
 
