@@ -20,18 +20,29 @@ def run_total_batches(trainer) -> int | None:
 
 
 class RunProgressBar(TQDMProgressBar):
-    def on_train_epoch_start(self, trainer, *args) -> None:
+    def _span_run(self, trainer) -> bool:
+        """Make the training bar span the run (once per process); False: Lightning's bar."""
         total = run_total_batches(trainer)
         if total is None or self._leave:
-            super().on_train_epoch_start(trainer, *args)
-            return
+            return False
         bar = self.train_progress_bar
-        if bar.total != total:  # the first epoch of this process: the bar spans the run
+        if bar.total != total:
             done = int(trainer.global_step) * int(trainer.accumulate_grad_batches)
             bar.reset(total=total)
             bar.initial = bar.n = done
-            bar.refresh()
-        bar.set_description(f"Epoch {trainer.current_epoch}")
+            bar.set_description(f"Epoch {trainer.current_epoch}")
+        return True
+
+    def on_train_start(self, trainer, *args) -> None:
+        # a run resumed at an epoch's end starts without on_train_epoch_start
+        super().on_train_start(trainer, *args)
+        self._span_run(trainer)
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        if not self._span_run(trainer):
+            super().on_train_epoch_start(trainer, *args)
+            return
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         total = run_total_batches(trainer)

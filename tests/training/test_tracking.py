@@ -168,3 +168,22 @@ def test_prompts_are_the_validation_conversations_cut_before_the_reply(demo_dir,
 def test_generation_is_skipped_only_where_weights_are_sharded(strategy, blocked, demo_dir, tmp_path):
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", f"strategy={strategy}"))
     assert (generation_blocked(strategy_for(cfg)) is not None) == blocked
+
+
+def test_a_resumed_run_continues_the_bar_from_its_step(demo_dir, tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
+
+    def train(*extra: str) -> str:
+        args = smoke_overrides(demo_dir, run, "data.epoch_batches=2", "trainer.limit_val_batches=0",
+                               "logger.samples=0", *extra)
+        proc = subprocess.run([sys.executable, "-m", "omnitrain", "train", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    train("trainer.max_steps=2", "checkpoint.every_n_steps=2")
+    out = train("trainer.max_steps=4", "resume=last")
+    counts = re.findall(r"Epoch \d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", out)
+    assert counts and {int(total) for _, total in counts} == {4}
+    assert int(counts[0][0]) == 2 and int(counts[-1][0]) == 4  # it starts at the resumed step
