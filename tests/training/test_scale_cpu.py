@@ -119,6 +119,24 @@ def test_loss_curve_matches_ddp(strategy, ddp, request):
     assert got[steps - 1] < got[0]  # and the curve is not flat: training happened
 
 
+def grad_norms(run: Path) -> dict[int, dict[str, float]]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return {int(r["step"]): {k: float(v) for k, v in r.items() if k.startswith("grad/norm") and v}
+                for r in csv.DictReader(f) if r.get("grad/norm")}
+
+
+@pytest.mark.parametrize("strategy", ["zero2", "zero3", "fsdp"])
+def test_gradient_norms_match_ddp(strategy, ddp, request):
+    """``grad/norm`` and ``grad/norm_<slot>`` (omnitrain.training.tracking_grads) are the
+    norms of the whole gradient, though each rank holds only its shard."""
+    want, got = grad_norms(ddp), grad_norms(request.getfixturevalue(strategy))
+    assert sorted(got) == list(range(STEPS)) and len(got[0]) == 6  # the total and 5 slots
+    for step, norms in got.items():
+        assert norms.keys() == want[step].keys()
+        for name, value in norms.items():
+            assert abs(value - want[step][name]) <= 1e-2 * want[step][name], (step, name, value, want[step][name])
+
+
 @pytest.mark.parametrize("strategy", ["zero2", "zero3"])
 def test_resume_continues_the_identical_curve(strategy, request):
     run = request.getfixturevalue(strategy)
