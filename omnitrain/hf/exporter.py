@@ -78,23 +78,28 @@ def _bundle_to_hf(bundle: Path, out: Path, max_shard_bytes: int) -> dict:
     groups = _shards(specs, max_shard_bytes)
     out.mkdir(parents=True, exist_ok=True)
     weight_map: dict[str, str] = {}
-    with safe_open(str(weights), framework="pt") as own_f, safe_open(str(kept_path), framework="pt") as kept_f:
-        def get(name: str) -> torch.Tensor:
-            if name not in own:
-                raise HFError(f"the bundle has no tensor '{name}'")
-            return own_f.get_tensor(name)
+    def read(path: Path, name: str) -> torch.Tensor:
+        # opened per tensor: a map held open would keep every page it touched resident,
+        # up to the whole bundle; this way the process holds about one tensor
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor(name)  # a copy: safetensors reads out of its map
 
-        for n, group in enumerate(groups, 1):
-            name = f"model-{n:05d}-of-{len(groups):05d}.safetensors" if len(groups) > 1 else "model.safetensors"
-            with SafetensorsStreamWriter(out / name, {k: specs[k] for k in group}) as writer:
-                for key in group:
-                    tensor = fmt.export_tensor(key, get, kept_f.get_tensor)
-                    if tuple(tensor.shape) != specs[key].shape and tensor.numel() != specs[key].numel:
-                        raise HFError(f"'{key}' came out {tuple(tensor.shape)}, transformers expects {specs[key].shape}")
-                    writer.write(key, 0, tensor.reshape(-1).to(specs[key].dtype))
-                    weight_map[key] = name
-                    del tensor
-        files = fmt.export_files(cfg, source, out, get)
+    def get(name: str) -> torch.Tensor:
+        if name not in own:
+            raise HFError(f"the bundle has no tensor '{name}'")
+        return read(weights, name)
+
+    for n, group in enumerate(groups, 1):
+        name = f"model-{n:05d}-of-{len(groups):05d}.safetensors" if len(groups) > 1 else "model.safetensors"
+        with SafetensorsStreamWriter(out / name, {k: specs[k] for k in group}) as writer:
+            for key in group:
+                tensor = fmt.export_tensor(key, get, lambda k: read(kept_path, k))
+                if tuple(tensor.shape) != specs[key].shape and tensor.numel() != specs[key].numel:
+                    raise HFError(f"'{key}' came out {tuple(tensor.shape)}, transformers expects {specs[key].shape}")
+                writer.write(key, 0, tensor.reshape(-1).to(specs[key].dtype))
+                weight_map[key] = name
+                del tensor
+    files = fmt.export_files(cfg, source, out, get)
     if len(groups) > 1:
         total = sum(s.numel * torch.empty((), dtype=s.dtype).element_size() for s in specs.values())
         (out / "model.safetensors.index.json").write_text(

@@ -138,6 +138,6 @@ def _check_piece(specs: dict[str, TensorSpec], name: str, offset: int, piece: to
     spec = specs.get(name)
     if spec is None:
         raise HFError(f"checkpoint tensor '{key}' maps to '{name}', which the omnitrain model does not have")
-    if offset == 0 and piece.numel() == spec.numel and tuple(piece.shape) != spec.shape:
+    if offset == 0 and piece.dim() == len(spec.shape) and tuple(piece.shape) != spec.shape:
         raise HFError(f"checkpoint tensor '{key}' has shape {tuple(piece.shape)}, but '{name}' is {spec.shape} "
                       "in the model its config.json describes")
