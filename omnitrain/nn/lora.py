@@ -40,7 +40,8 @@ class LoRAAdapter(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(F.linear(self.dropout(x), self.A), self.B) * self.scale
+        # scaled at rank width: one output-sized tensor is made, not two
+        return F.linear(F.linear(self.dropout(x), self.A) * self.scale, self.B)
 
     def delta(self) -> Tensor:
         """``scale * B @ A`` (out, in): what merging adds to the base weight."""
@@ -48,7 +49,9 @@ class LoRAAdapter(nn.Module):
 
 
 def _add_adapter(module: nn.Linear, args: tuple, output: Tensor) -> Tensor:
-    return output + module.lora(args[0]).to(output.dtype)
+    # in place: the Linear's fresh output is saved by nothing yet, and an addition's
+    # backward needs no values; a new sum would hold a third output-sized tensor at once
+    return output.add_(module.lora(args[0]).to(output.dtype))
 
 
 def is_adapter(name: str) -> bool:

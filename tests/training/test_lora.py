@@ -105,6 +105,7 @@ def base_weights(tmp_path_factory) -> str:
     return str(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["auto", "deepspeed_zero2", "deepspeed_zero3"])
 def test_lora_trains_only_adapters_and_exports_merged(strategy, base_weights, demo_dir, tmp_path, capsys):
     run = tmp_path / "run"
