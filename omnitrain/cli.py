@@ -67,10 +67,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from omnitrain.run_config import compose_config
 
-    if args.multirun:
+    if args.multirun is not None:  # -m anywhere among the overrides: what follows it is overrides too
         from omnitrain.sweep import run_sweep
 
-        return run_sweep(args.overrides)
+        return run_sweep([*args.overrides, *args.multirun])
     cfg = compose_config(args.overrides)  # every config error surfaces here, before any work
     from omnitrain.training.run import teardown_distributed, train
 
@@ -359,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train with Hydra overrides, e.g. recipe=demo position=rope1d")
     s.add_argument("overrides", nargs="*")
-    s.add_argument("-m", "--multirun", action="store_true", help="sweep: one run per combination of "
-                   "comma-separated values (key=a,b), one after another, each in <run_dir>/<i>-<overrides>")
+    s.add_argument("-m", "--multirun", nargs="*", action="extend", metavar="OVERRIDE",
+                   help="sweep: one run per combination of comma-separated values (key=a,b), one after "
+                   "another, each in <run_dir>/<i>-<overrides>")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("config", help="print the composed config for these overrides")

@@ -56,6 +56,7 @@ def expand(overrides: list[str]) -> list[tuple[list[str], list[str]]]:
         if ov.value_type == ValueType.GLOB_CHOICE_SWEEP:
             raise ConfigError(f"'{text}': glob(...) sweeps are not supported; list the values: key=a,b,c")
         key = ov.get_key_element()
+        # each value as written (quotes kept), so it parses again
         axes.append([(f"{key}={value}", True) for value in ov.sweep_string_iterator()])
     return [([t for t, _ in combo], [t for t, swept in combo if swept]) for combo in itertools.product(*axes)]
 
@@ -101,7 +102,7 @@ def first_last_loss(run_dir: str) -> tuple[float | None, float | None]:
 
 def format_table(runs: list[SweepRun]) -> str:
     def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.4g}"
+        return "-" if x is None else f"{x:.5g}"
 
     rows = [("run", "overrides", "exit", f"first {LOSS}", f"last {LOSS}", "run_dir")]
     for run in runs:

@@ -15,6 +15,7 @@ from omnitrain.cli import build_parser, main
 from omnitrain.cli_help import EXAMPLES, _takes_overrides, _verbs
 from omnitrain.config.catalog import recipe_description
 from omnitrain.config.compose import config_dir, recipe_files
+from omnitrain.sweep import expand
 from tests.helpers import smoke_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,17 @@ def test_multirun_runs_each_combination_in_its_own_run_dir_and_prints_a_table(de
         assert row, out
         assert 0 < float(row.group(1)) < 100 and 0 < float(row.group(2)) < 100
     assert "2/2 succeeded" in out
+
+
+def test_dash_m_may_stand_anywhere_and_sweeps_expand_in_hydra_order():
+    for argv in (["train", "-m", "a=1,2", "b=x"], ["train", "a=1,2", "b=x", "-m"], ["train", "a=1,2", "-m", "b=x"]):
+        args = build_parser().parse_args(argv)
+        assert [*args.overrides, *args.multirun] == ["a=1,2", "b=x"], argv
+    assert build_parser().parse_args(["train", "a=1"]).multirun is None
+    runs = expand(["a=1,2", "b=x", "+c=range(0,2)", "d='p q','r'"])
+    assert [swept for _, swept in runs][:3] == [["a=1", "+c=0", "d='p q'"], ["a=1", "+c=0", "d='r'"],
+                                                ["a=1", "+c=1", "d='p q'"]]
+    assert len(runs) == 8 and all("b=x" in combo for combo, _ in runs)
 
 
 def test_multirun_validates_every_combination_before_the_first_run(demo_dir, tmp_path, capsys):
