@@ -79,14 +79,28 @@ class Tokenizer(ABC):
         """Write the files an inference bundle needs; return their names."""
 
     def special_ids(self) -> dict[str, int]:
-        return {role: self.special_id(role) for role in SPECIAL_TOKENS}
+        """Every role's id; ``system`` may be missing (tokenizers written before it existed:
+        their conversations then cannot have a system turn)."""
+        ids = {}
+        for role in SPECIAL_TOKENS:
+            try:
+                ids[role] = self.special_id(role)
+            except KeyError:
+                if role != "system":
+                    raise
+        return ids
 
     def turn_tokens(self, role: str) -> TurnTokens:
         """The ids that open and close a turn of ``role`` (one of ``ROLES``)."""
         if role not in ROLES:
             raise KeyError(f"no turn role {role!r}; roles: {list(ROLES)}")
+        try:
+            opener = self.special_id(role)
+        except KeyError as exc:
+            raise ValueError(f"tokenizer {type(self).__name__} has no '{role}' special token, so a "
+                             f"conversation cannot have a {role} turn") from exc
         close = (self.special_id("eos"),) if role == "assistant" else ()
-        return TurnTokens((self.special_id(role),), close)
+        return TurnTokens((opener,), close)
 
     def generation_prompt(self) -> list[int]:
         """The ids after the prompt's last turn that ask the model for a reply."""

@@ -140,7 +140,10 @@ class SampleBuilder:
         speech_turn = None
         for i, turn in enumerate(turns):
             role = turn.get("role")
-            template = self.tok.turn_tokens(role)
+            try:
+                template = self.tok.turn_tokens(role)
+            except (KeyError, ValueError) as exc:  # e.g. a tokenizer without a system token
+                raise SampleError(f"sample {key}: turns[{i}]: {exc}") from exc
             seq.text(list(template.open))
             start = len(seq.ids)
             where = f"sample {key}: turns[{i}]"

@@ -103,3 +103,22 @@ def test_system_turns_pack_and_train(demo_dir, tmp_path, capsys):
             assert ex.input_ids[0] == 255 and ex.audio_features
             built += 1
     assert built == 4
+
+
+def test_a_tokenizer_without_a_system_token_still_works_without_system_turns(smoke_cfg):
+    """Tokenizer plugins written before the system role keep working; a system turn is named."""
+    from omnitrain_plugins.byte_tokenizer import ByteTokenizer
+
+    class Older(ByteTokenizer):
+        def special_id(self, role: str) -> int:
+            if role == "system":
+                raise KeyError(role)
+            return super().special_id(role)
+
+    b = SampleBuilder.from_config(smoke_cfg)
+    b.tok = Older()
+    b.special = b.tok.special_ids()
+    assert "system" not in b.special
+    assert b.build({"turns": CONV["turns"][1:]}, lambda n: b"", "k").input_ids.tolist()[0] == 258
+    with pytest.raises(SampleError, match="has no 'system' special token"):
+        b.build(CONV, lambda n: b"", "k")

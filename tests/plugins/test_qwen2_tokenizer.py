@@ -240,6 +240,7 @@ def test_pad_and_eos_default_to_endoftext(tok_dir, tmp_path):
 def test_trains_exports_and_generates_with_its_own_copy(tok_dir, demo_dir, tmp_path):
     """tokenizer=qwen2 trains on the demo shards (the default system prompt put first), the
     bundle carries the tokenizer files and loads after the original folder is gone."""
+    import dataclasses
     import shutil
 
     from omnitrain.cli import main
@@ -264,3 +265,8 @@ def test_trains_exports_and_generates_with_its_own_copy(tok_dir, demo_dir, tmp_p
                                      tok.im_start, *tok.encode("assistant\n")]
     assert gen.eos == tok.im_end
     assert isinstance(gen.model.tokenizer.decode(gen.reply_text(ex, max_new_tokens=3).new), str)
+    # generate.system (--system) replaces the tokenizer's default where the conversation has none
+    gen.settings = dataclasses.replace(gen.settings, system="Be brief.")
+    assert gen.prompt(user_turn("Say 4 9.")).input_ids.tolist() == ex.input_ids.tolist()
+    assert main(["generate", str(tmp_path / "bundle"), "--text", "Say 4 9.", "--system", "Be brief.",
+                 "--max-new-tokens", "2"]) == 0
