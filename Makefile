@@ -1,23 +1,48 @@
-# Two commands do everything on a fresh machine with python3 and pip:
+# Two commands do everything on a fresh machine with python3 (3.11-3.13) and pip:
 #   make demo   # venv + pinned deps, demo data, train, export, generate
 #   make test   # venv + pinned deps, the test suite
+# Another interpreter: make PYTHON=python3.12 demo (a .venv made by another one is rebuilt).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PYVER  := import sys; print("%d.%d" % sys.version_info[:2])
+SUPPORTED_PY := 3.11 3.12 3.13# as requires-python in pyproject.toml
+WANT_PY := $(shell $(PYTHON) -c '$(PYVER)' 2>/dev/null)
+# the stamp names the interpreter's version: a venv installed for another one is not "done"
+STAMP  := $(VENV)/.installed-py$(WANT_PY)
 DEMO_DATA ?= data/demo
 DEMO_RUN  ?= runs/demo
+# make smoke: a seconds-long train -> export -> generate on small data, plus the fast tests
+SMOKE_DATA ?= data/smoke-py$(WANT_PY)
+SMOKE_RUN  ?= runs/smoke-py$(WANT_PY)
+# what differs between Python versions: C extensions (media decoders, torch), pickling
+# and checkpoint loading, entry-point plugins, the data pipeline (~1 min)
+FAST_TESTS ?= tests/data/test_media.py tests/data/test_video_readers.py tests/data/test_video_timing.py \
+	tests/data/test_pipeline.py tests/inference/test_sampling.py tests/checkpoints/test_safe_loading.py \
+	tests/plugins/test_tmrope.py tests/model/test_every_slot_runs.py tests/test_registry.py
 export OMP_NUM_THREADS ?= 2
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint smoke clean distclean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-# reinstall only when the dependency pins change
-$(STAMP): pyproject.toml | $(BIN)/python
+# (Re)build the venv when the pins change or when it was made by another Python than
+# $(PYTHON): reusing it would install into, and test, the wrong interpreter.
+$(STAMP): pyproject.toml
+	@if [ -z "$(WANT_PY)" ]; then \
+		echo "'$(PYTHON)' does not run: install Python 3.11-3.13, or make PYTHON=/path/to/python3.12"; \
+		exit 1; fi
+	@if [ -z "$(filter $(WANT_PY),$(SUPPORTED_PY))" ]; then \
+		echo "$(PYTHON) is Python $(WANT_PY); omnitrain needs one of $(SUPPORTED_PY):" \
+			"make PYTHON=python3.12 $(MAKECMDGOALS)"; exit 1; fi
+	@have=$$($(BIN)/python -c '$(PYVER)' 2>/dev/null || true); \
+	if [ -e $(VENV) ] && [ "$$have" != "$(WANT_PY)" ]; then \
+		if [ ! -f $(VENV)/pyvenv.cfg ]; then \
+			echo "$(VENV) exists but is not a venv: move it away or make VENV=other"; exit 1; fi; \
+		echo "$(VENV) was made by Python $${have:-(broken)}, $(PYTHON) is $(WANT_PY): rebuilding it"; \
+		rm -rf $(VENV); fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	rm -f $(VENV)/.installed*
 	touch $@
 
 install: $(STAMP)
@@ -36,5 +61,23 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# checks an install (CI runs it on every extra Python): no accuracy bar, the model is tiny
+smoke: install
+	rm -rf $(SMOKE_DATA) $(SMOKE_RUN)
+	$(BIN)/omnitrain data demo $(SMOKE_DATA) --train 48 --val 12 --heldout 4 --per-shard 16
+	$(BIN)/omnitrain train recipe=smoke run_dir=$(SMOKE_RUN) logger=csv \
+		'data.train_shards=$(SMOKE_DATA)/train-*.tar' 'data.val_shards=$(SMOKE_DATA)/val-*.tar'
+	$(BIN)/omnitrain export $(SMOKE_RUN)/checkpoints/last.ckpt $(SMOKE_RUN)/bundle
+	$(BIN)/omnitrain generate $(SMOKE_RUN)/bundle --manifest $(SMOKE_DATA)/heldout/manifest.jsonl \
+		--speech-dir $(SMOKE_RUN)/replies
+	test -n "$$(ls $(SMOKE_RUN)/replies/*.wav)"
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(FAST_TESTS)
+
+# the demo's and smoke checks' data and runs go; your own runs/* and the venvs stay
+# (a reinstall downloads ~3 GB): make distclean removes the venvs too
 clean:
-	rm -rf $(DEMO_DATA) runs
+	rm -rf $(DEMO_DATA) $(DEMO_RUN) data/smoke-py* runs/smoke-py*
+	@echo "kept: $(VENV), .venv-py* (make distclean removes them) and any other runs/ folders"
+
+distclean: clean
+	rm -rf .venv .venv-py* $(VENV) *.egg-info
