@@ -140,3 +140,17 @@ def test_without_pyarrow_the_error_says_what_to_install(tmp_path, monkeypatch):
     (tmp_path / "ds").mkdir()
     with pytest.raises(ConvertError, match=r"pip install pyarrow"):
         convert("hf", tmp_path / "ds", tmp_path / "o.jsonl")
+
+
+def test_typed_content_parts(source, tmp_path):
+    """OpenAI-style parts: a media part with a path, or without one (the row's next entry)."""
+    from omnitrain.data.build.convert import Record, to_conversation
+
+    row = {"messages": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "audio", "path": "media/digits.wav"},
+                                     {"type": "text", "text": "Digits?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "4 9"}]}],
+        "images": ["media/digits.jpg"]}
+    conv = to_conversation(Record(row, source), "llamafactory", tmp_path)
+    assert conv["turns"][0]["content"] == [{"image": "src/media/digits.jpg"}, {"audio": "src/media/digits.wav"},
+                                           {"text": "Digits?"}]
