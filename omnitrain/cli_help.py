@@ -64,7 +64,10 @@ def lists_text() -> str:
     lines = [f"recipes (recipe=<name>, or recipe=path/to/file.yaml; more folders: ${RECIPE_PATH_ENV}):"]
     lines += [f"  {name:<{width}}  {textwrap.shorten(text, 100, placeholder=' ...')}" for name, text in recipes]
     lines += ["", "config groups (group=option; any key: section.key=value, new keys: +section.key=value):"]
-    lines += [_wrap(f"{group}:", options) for group, options in group_options(config_dir()).items()]
+    try:
+        lines += [_wrap(f"{group}:", options) for group, options in group_options(config_dir()).items()]
+    except ImportError as exc:  # a broken installed plugin must not take the help down with it
+        lines.append(f"  (cannot list the groups: {exc})")
     return "\n".join(lines)
 
 
