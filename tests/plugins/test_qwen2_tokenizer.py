@@ -85,20 +85,29 @@ def qwen_config(tok_dir: Path, *extra: str):
 
 
 class _VideoGrids:
-    """transformers' video processor needs torchvision (not a dependency here): this stands in
-    for it and hands the processor the grid omnitrain computed for the same frames, so the
-    placeholder expansion and audio/video interleaving below are transformers' own code."""
+    """transformers' video processor needs torchvision (not a dependency here). This stands in
+    for its grid computation with transformers' own pieces: ``smart_resize`` (the PIL image
+    module's copy of the video module's) for the frame size, and ``patchify``'s padding of
+    the frame count to ``temporal_patch_size``; placeholder expansion and audio/video
+    interleaving are then the processor's own code."""
 
-    def __init__(self, grids, temporal_patch_size: int, merge_size: int) -> None:
-        self.grids, self.temporal_patch_size, self.merge_size = grids, temporal_patch_size, merge_size
+    def __init__(self, vision_cfg) -> None:
+        self.cfg = vision_cfg
+        self.temporal_patch_size, self.merge_size = vision_cfg.temporal_patch_size, vision_cfg.merge_size
 
     def __call__(self, videos, **kwargs):
         import torch
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-        return {"video_grid_thw": torch.tensor(self.grids), "pixel_values_videos": torch.zeros(1)}
+        c, grids = self.cfg, []
+        for frames in videos:
+            n, height, width = len(frames), frames.shape[1], frames.shape[2]
+            h, w = smart_resize(height, width, c.patch_size * c.merge_size, c.min_pixels, c.max_pixels)
+            grids.append([-(-n // c.temporal_patch_size), h // c.patch_size, w // c.patch_size])
+        return {"video_grid_thw": torch.tensor(grids), "pixel_values_videos": torch.zeros(1)}
 
 
-def hf_processor(tok_dir: Path, vision_cfg, video_grids, monkeypatch):
+def hf_processor(tok_dir: Path, vision_cfg, monkeypatch):
     from transformers import AutoTokenizer, Qwen2_5OmniProcessor, WhisperFeatureExtractor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -110,7 +119,7 @@ def hf_processor(tok_dir: Path, vision_cfg, video_grids, monkeypatch):
         min_pixels=v.min_pixels, max_pixels=v.max_pixels, patch_size=v.patch_size,
         temporal_patch_size=v.temporal_patch_size, merge_size=v.merge_size)
     return Qwen2_5OmniProcessor(
-        image_processor=image_processor, video_processor=_VideoGrids(video_grids, v.temporal_patch_size, v.merge_size),
+        image_processor=image_processor, video_processor=_VideoGrids(v),
         feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=AutoTokenizer.from_pretrained(tok_dir),
         chat_template=TEMPLATE)
 
@@ -146,7 +155,7 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     v = builder.vision
     clips = [load_video(f.read_bytes(), v.video_fps, v.min_frames, v.max_frames, 16000, "video") for f in (long, video)]
     assert clips[0].fps == clips[1].fps  # one fps for the processor call
-    proc = hf_processor(tok_dir, cfg.vision_encoder, [list(g) for g in ex.vision_grids[1:]], monkeypatch)
+    proc = hf_processor(tok_dir, cfg.vision_encoder, monkeypatch)
     messages = [
         {"role": t["role"], "content": [
             {"type": next(k for k in ("text", "audio", "image", "video") if k in p),
@@ -160,8 +169,9 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     hf_ids = list(out["input_ids"][0])
 
     assert ex.input_ids.tolist() == hf_ids
-    # counts transformers computed itself from the same media: the image grid and both audio lengths
+    # counts transformers computed from the same media: image and video grids, both audio lengths
     assert [tuple(g) for g in out["image_grid_thw"].tolist()] == [ex.vision_grids[0]]
+    assert [tuple(g) for g in out["video_grid_thw"].tolist()] == ex.vision_grids[1:]
     frames = out["feature_attention_mask"].sum(-1)
     hf_audio = ((frames - 1) // 2 + 1 - 2) // 2 + 1  # transformers' _get_feat_extract_output_lengths
     sp = builder.special
