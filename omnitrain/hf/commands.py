@@ -17,8 +17,8 @@ def import_hf_command(folder: Path, out: Path) -> int:
         print(f"  the folder has no {slot} weights: {n} tensors start at random")
     for note in summary["notes"]:
         print(f"  note: {note}")
-    print("fine-tune it: omnitrain train " + " ".join(shlex.quote(o) for o in summary["overrides"])
-          + f" init_from={shlex.quote(str(out))} data=...   (the overrides are in {out}/hf/source.json)")
+    print(f"fine-tune it: omnitrain train $(cat {shlex.quote(str(out))}/hf/overrides.txt) "
+          f"init_from={shlex.quote(str(out))} data.train_shards=...")
     return 0
 
 

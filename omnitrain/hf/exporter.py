@@ -28,7 +28,7 @@ from omnitrain.hf.bundle_files import KEPT, SOURCE, hf_source
 from omnitrain.hf.formats import HFError, find_format, iter_specs
 from omnitrain.run_config import load_config
 
-SKIP = {SOURCE, KEPT, "config.json", "spk_dict.pt"}  # written here, or not part of a HF folder
+SKIP = {SOURCE, KEPT, "config.json", "spk_dict.pt", "overrides.txt"}  # written here, or not part of a HF folder
 
 
 def _source_of(bundle: Path, cfg: RunConfig, depth: int = 5) -> Path | None:

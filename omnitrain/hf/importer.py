@@ -127,6 +127,8 @@ def import_hf(folder: Path, out: Path) -> dict:
               "overrides": overrides, "tensors": {k: [str(s.dtype).removeprefix("torch."), list(s.shape)] for k, s in found.items()},
               "left_random": random_slots, "notes": plan.notes}
     (out / HF_DIR / SOURCE).write_text(json.dumps(source, indent=2))
+    # one override a line: `omnitrain train $(cat BUNDLE/hf/overrides.txt) init_from=BUNDLE ...`
+    (out / HF_DIR / "overrides.txt").write_text("\n".join(overrides) + "\n")
     parameters = sum(p.numel() for p in model.parameters())
     write_bundle_files(out, cfg, str(folder.resolve()), parameters, {"hf_import": {"left_random": random_slots}})
     summary = {"bundle": str(out), "tensors": len(found), "kept": len(kept_specs), "left_random": random_slots,

@@ -100,7 +100,9 @@ class QwenOmniFormat(HFFormat):
         self.has_talker = any(k.startswith(TALKER) for k in keys)
         notes: list[str] = []
         hidden = int(text.get("hidden_size", 3584))
-        tied = bool(text.get("tie_word_embeddings", tc.get("tie_word_embeddings", False)))
+        # tied when the checkpoint has no separate head (config defaults differ across versions)
+        tied = "thinker.lm_head.weight" not in keys if any(k.startswith(THINKER) for k in keys) else bool(
+            text.get("tie_word_embeddings", False))
         theta, section = _rope(text)
         if talker and _rope(talker) != (theta, section):
             raise HFError(f"the Talker's rope {_rope(talker)} differs from the Thinker's {(theta, section)}; "
@@ -181,7 +183,7 @@ class QwenOmniFormat(HFFormat):
         vocab = int(text.get("vocab_size", 152064))
         if "qwen2" in registry("tokenizer") and "tokenizer.json" in files:
             out = ["tokenizer=qwen2", "tokenizer.path={bundle}/tokenizer"]
-            fields = getattr(registry("tokenizer").get("qwen2").config, "__dataclass_fields__", {})
+            fields = getattr(registry("tokenizer").get("qwen2").config_cls, "__dataclass_fields__", {})
             if "vocab_size" in fields:
                 out.append(f"tokenizer.vocab_size={vocab}")
             return out

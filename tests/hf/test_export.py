@@ -114,3 +114,35 @@ def test_fine_tuned_checkpoint_exports_to_transformers(release, tmp_path):
     original, _ = load_bundle(release / "bundle")
     assert (trained - thinker_logits(original, ids)).abs().max().item() > 1e-4  # it did train
     assert (thinker_logits_hf(tmp_path / "hf", ids) - trained).abs().max().item() < 1e-4
+
+
+def test_tokenizer_and_processor_files_travel(tmp_path):
+    """A folder with Qwen's tokenizer files imports with tokenizer=qwen2 reading the bundle's
+    copy; the exported folder's tokenizer and processor config load in transformers and
+    tokenise as the release's do."""
+    from transformers import AutoConfig, AutoTokenizer, WhisperFeatureExtractor
+
+    from tests.plugins.test_qwen2_tokenizer import make_tokenizer
+
+    save_tiny(tmp_path / "qwen", vocab=448)  # the tiny BPE has 400 merges + Qwen's 14 specials
+    make_tokenizer(tmp_path / "qwen")
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(tmp_path / "qwen")
+    summary = import_hf(tmp_path / "qwen", tmp_path / "bundle")
+    assert "tokenizer=qwen2" in summary["overrides"]
+    model, cfg = load_bundle(tmp_path / "bundle")
+    assert cfg.tokenizer.name == "qwen2" and Path(cfg.tokenizer.path) == (tmp_path / "bundle" / "tokenizer").resolve()
+    assert model.thinker.embed_tokens.weight.shape[0] == 448
+    text = "Which digits do you hear? 7 0<|im_end|>"
+    release = AutoTokenizer.from_pretrained(tmp_path / "qwen", local_files_only=True)
+    assert model.tokenizer.encode(text) == release(text)["input_ids"]
+    assert export_hf(tmp_path / "bundle", tmp_path / "out")["tensors"] > 0
+    exported = AutoTokenizer.from_pretrained(tmp_path / "out", local_files_only=True)
+    assert exported(text)["input_ids"] == release(text)["input_ids"]
+    assert AutoConfig.from_pretrained(tmp_path / "out", local_files_only=True).model_type == "qwen2_5_omni"
+    assert (tmp_path / "out" / "preprocessor_config.json").is_file()
+    # every processor/tokenizer file of the release comes back as it was (AutoProcessor itself
+    # needs torchvision for Qwen's video processor, which this environment does not install)
+    for path in (tmp_path / "qwen").iterdir():
+        if path.suffix == ".json" and "safetensors" not in path.name:
+            want, got = json.loads(path.read_text()), json.loads((tmp_path / "out" / path.name).read_text())
+            assert got == want, path.name

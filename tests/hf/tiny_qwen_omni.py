@@ -15,7 +15,7 @@ ROPE = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
 SPEAKER_BOS = {"Chelsie": 310, "Ethan": 311}
 
 
-def tiny_config(talker: bool = True):
+def tiny_config(talker: bool = True, vocab: int = VOCAB):
     from transformers import Qwen2_5OmniConfig
 
     thinker = dict(
@@ -24,7 +24,7 @@ def tiny_config(talker: bool = True):
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
                            fullatt_block_indexes=[1], window_size=112, spatial_merge_size=2,
                            patch_size=14, temporal_patch_size=2, in_channels=3),
-        text_config=dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        text_config=dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, rope_parameters=dict(ROPE),
                          rms_norm_eps=1e-6, tie_word_embeddings=False),
         position_id_per_seconds=25, seconds_per_chunk=2, **IDS,
@@ -50,21 +50,21 @@ def tiny_config(talker: bool = True):
                              enable_audio_output=talker)
 
 
-def tiny_model(talker: bool = True, seed: int = 0):
+def tiny_model(talker: bool = True, seed: int = 0, vocab: int = VOCAB):
     """The model with every weight perturbed (so nothing is trivially zero or one)."""
     from transformers import Qwen2_5OmniForConditionalGeneration
 
     torch.manual_seed(seed)
-    model = Qwen2_5OmniForConditionalGeneration(tiny_config(talker)).eval().float()
+    model = Qwen2_5OmniForConditionalGeneration(tiny_config(talker, vocab)).eval().float()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model
 
 
-def save_tiny(folder: Path, talker: bool = True, seed: int = 0, shard_size: str = "40KB"):
+def save_tiny(folder: Path, talker: bool = True, seed: int = 0, shard_size: str = "40KB", vocab: int = VOCAB):
     """``save_pretrained`` into ``folder`` (several shards) plus ``spk_dict.pt``."""
-    model = tiny_model(talker, seed)
+    model = tiny_model(talker, seed, vocab)
     model.save_pretrained(folder, max_shard_size=shard_size)
     if talker:
         g = torch.Generator().manual_seed(seed + 1)
