@@ -106,7 +106,7 @@ def base_weights(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["auto", "deepspeed_zero2", "deepspeed_zero3"])
+@pytest.mark.parametrize("strategy", ["auto", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3"])
 def test_lora_trains_only_adapters_and_exports_merged(strategy, base_weights, demo_dir, tmp_path, capsys):
     run = tmp_path / "run"
     extra = ("strategy.param_persistence_threshold=0",) if strategy == "deepspeed_zero3" else ()

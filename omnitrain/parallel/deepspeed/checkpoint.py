@@ -127,7 +127,12 @@ class DeepSpeedZeroReader:
         return {k: v for k, v in self._main["module"].items() if k in names}
 
     def _frozen_shapes(self) -> dict[str, torch.Size]:
-        return dict(self._main.get("frozen_param_shapes") or {})
+        if self._main.get("frozen_param_shapes"):
+            return dict(self._main["frozen_param_shapes"])
+        # ZeRO-1 records no frozen parameters (DeepSpeed does from stage 2): a frozen weight
+        # (optim.freeze, LoRA's base weights) is then only in the module state, whole
+        known = {k for group in self._trainable_groups() for k in group} | set(self._main.get("buffer_names") or [])
+        return {k: v.shape for k, v in (self._main.get("module") or {}).items() if k not in known}
 
     def _trainable_groups(self) -> list[dict[str, torch.Size]]:
         return list(self._main["param_shapes"])
@@ -177,7 +182,8 @@ class DeepSpeedZeroReader:
         if not shapes:
             return
         if self.stage <= 2:
-            for key, tensor in (self._main.get("frozen_param_fragments") or {}).items():
+            fragments = self._main.get("frozen_param_fragments") or {k: self._main["module"][k] for k in shapes}
+            for key, tensor in fragments.items():
                 emit(key, 0, tensor)
             return
         for rank, file in enumerate(self.model_files):
