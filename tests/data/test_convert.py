@@ -127,6 +127,8 @@ def test_nothing_converted_fails_with_the_reason(source, tmp_path, capsys):
     assert main(["data", "convert", "--from", "llamafactory", str(bad), str(tmp_path / "o.jsonl")]) != 0
     err = capsys.readouterr().err
     assert "no record" in err and "needs a non-empty 'messages' list" in err
+    with pytest.raises(ConvertError, match="it has 'conversations': use --from sharegpt"):
+        convert("llamafactory", source / "sharegpt.json", tmp_path / "o.jsonl")
     with pytest.raises(ConvertError, match="unknown format"):
         convert("alpaca", bad, tmp_path / "o.jsonl")
     with pytest.raises(ConvertError, match="holds no"):

@@ -120,7 +120,9 @@ def to_conversation(record: Record, fmt: str, out_dir: Path, video_audio: bool =
         what = "'messages'"
     if not isinstance(messages, list) or not messages:
         keys = sorted(row)[:8]
-        raise Unmappable(f"needs a non-empty {what} list (has keys {keys})")
+        hint = {"'messages'": ("conversations", "sharegpt"), "'conversations'": ("messages", "llamafactory")}[what]
+        other = f"; it has '{hint[0]}': use --from {hint[1]}" if hint[0] in row else ""
+        raise Unmappable(f"needs a non-empty {what} list (has keys {keys}){other}")
     media = {kind: _media_list(row, kind) for kind in MEDIA_LISTS}
     used = dict.fromkeys(MEDIA_LISTS, 0)
     turns = []
