@@ -102,6 +102,12 @@ class Tokenizer(ABC):
         close = (self.special_id("eos"),) if role == "assistant" else ()
         return TurnTokens((opener,), close)
 
+    def encode_turn_start(self, role: str, text: str) -> tuple[list[int], list[int]]:
+        """A turn's opening followed by its first ``text``, as (opening ids, text ids). A BPE may
+        merge across the boundary (ChatML's ``"user\\n"`` + a text starting with a newline);
+        the merged token then counts as opening (never trained), so ids equal the template's."""
+        return list(self.turn_tokens(role).open), self.encode(text)
+
     def generation_prompt(self) -> list[int]:
         """The ids after the prompt's last turn that ask the model for a reply."""
         return list(self.turn_tokens("assistant").open)

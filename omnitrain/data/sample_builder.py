@@ -144,10 +144,8 @@ class SampleBuilder:
                 template = self.tok.turn_tokens(role)
             except (KeyError, ValueError) as exc:  # e.g. a tokenizer without a system token
                 raise SampleError(f"sample {key}: turns[{i}]: {exc}") from exc
-            seq.text(list(template.open))
-            start = len(seq.ids)
             where = f"sample {key}: turns[{i}]"
-            self._content(seq, ex, turn.get("content", []), media, where, role == "assistant")
+            start = self._content(seq, ex, turn.get("content", []), media, where, role)
             seq.text(list(template.close), train=role == "assistant")
             if role == "assistant" and "speech" in turn:
                 speech_turn = (turn, list(range(start, len(seq.ids))))
@@ -180,12 +178,28 @@ class SampleBuilder:
             return [{"role": "system", "content": [{"text": default}]}, *turns]
         return turns
 
-    def _content(self, seq: _Sequence, ex: Example, parts, media, where: str, train: bool) -> None:
-        """A turn's parts in order; adjacent text parts are encoded as one string, as a
-        chat template joins them."""
+    def _content(self, seq: _Sequence, ex: Example, parts, media, where: str, role: str) -> int:
+        """The turn's opening, then its parts in order; adjacent text parts are encoded as one
+        string, as a chat template joins them, and a leading text together with the opening
+        (``Tokenizer.encode_turn_start``). Returns where the content starts."""
         if not isinstance(parts, list):
             raise SampleError(f"{where}.content must be a list of parts")
+        train = role == "assistant"
         text: list[str] = []
+        start: int | None = None  # None: the opening is not written yet
+
+        def flush() -> None:
+            nonlocal start
+            if start is None:
+                head, ids = self.tok.encode_turn_start(role, "".join(text)) if text else (
+                    list(self.tok.turn_tokens(role).open), [])
+                seq.text(head)
+                start = len(seq.ids)
+            else:
+                ids = self.tok.encode("".join(text)) if text else []
+            seq.text(ids, train=train)
+            text.clear()
+
         for j, part in enumerate(parts):
             if not isinstance(part, Mapping):
                 raise SampleError(f"{where}.content[{j}] must be an object")
@@ -194,12 +208,10 @@ class SampleBuilder:
                     raise SampleError(f"{where}.content[{j}].text must be a string")
                 text.append(part["text"])
                 continue
-            if text:
-                seq.text(self.tok.encode("".join(text)), train=train)
-                text = []
+            flush()
             self._part(seq, ex, part, media, f"{where}.content[{j}]")
-        if text:
-            seq.text(self.tok.encode("".join(text)), train=train)
+        flush()
+        return start
 
     # ---- parts ----------------------------------------------------------------
     def _part(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str) -> None:

@@ -118,9 +118,16 @@ class Qwen2Tokenizer(Tokenizer):
     def turn_tokens(self, role: str) -> TurnTokens:
         if role not in ("system", "user", "assistant"):
             raise KeyError(f"no turn role {role!r}; roles: system, user, assistant")
-        # the header is encoded alone: a content that starts with a newline splits from it
-        # where transformers' whole-string encoding would merge the two newlines
         return TurnTokens((self.im_start, *self.encode(f"{role}\n")), (self.im_end,), self._newline)
+
+    def encode_turn_start(self, role: str, text: str) -> tuple[list[int], list[int]]:
+        """``role\n`` and the first text encoded as one string, as transformers encodes the
+        rendered template: a text starting with a newline merges with the header's (``\n\n``
+        is one token); a token that begins in the header counts as header."""
+        header = f"{role}\n"
+        enc = self._tok.encode(header + text, add_special_tokens=False)
+        cut = sum(1 for start, _ in enc.offsets if start < len(header))
+        return [self.turn_tokens(role).open[0], *enc.ids[:cut]], list(enc.ids[cut:])
 
     def stop_id(self) -> int:
         return self.im_end

@@ -57,7 +57,8 @@ def make_tokenizer(folder: Path) -> Path:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    corpus = [SYSTEM, "Which digits do you hear and see? 7 0", "system\nuser\nassistant\n", "Say it: 4 9."]
+    corpus = [SYSTEM, "Which digits do you hear and see? 7 0", "system\nuser\nassistant\n", "Say it: 4 9.",
+              "Lines\n\nand paragraphs\n\n"]  # "\n\n" becomes one token, as in Qwen's vocabulary
     tok.train_from_iterator(corpus * 4, trainer)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
                                      {"video": str(long), "use_audio": True}, {"video": str(video)},
                                      {"text": "Which digits do you hear and see?"}]},
         {"role": "assistant", "content": [{"text": "7 0"}]},
-        {"role": "user", "content": [{"text": "Say it again."}]},
+        {"role": "user", "content": [{"text": "\nSay it "}, {"text": "again."}]},  # merges with the header
         {"role": "assistant", "content": [{"text": "7 0"}]},
     ]}
     cfg = qwen_config(tok_dir)
@@ -181,6 +182,7 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     start = body.index(sp["audio_bos"], body.index(sp["vision_bos"], body.index(sp["image"])))
     runs = [k for k, prev in zip(body[start + 1:], [None, *body[start + 1:]]) if k != prev]
     assert runs[:4] == [sp["video"], sp["audio"], sp["video"], sp["audio"]]
+    assert len(builder.tok.encode("\n\n")) == 1 and builder.tok.encode("\n\n")[0] in hf_ids
     # loss: both replies and their <|im_end|>, nothing of the system, user or role headers
     tok = builder.tok
     labelled = ex.labels[ex.labels != IGNORE_INDEX].tolist()
