@@ -19,8 +19,11 @@ from omnitrain.api import Codec, register
 @dataclass
 class QwenCodesConfig:
     vocab_size: int = 8193  # token2wav dit_config.num_embeds
-    sample_rate: int = 24000
-    hop_length: int = 480  # samples per code: BigVGAN's hop (240) x the DiT's 2 mel frames per code
+    # import-hf sets Qwen's own: 24000 Hz and 480 samples per code (BigVGAN's hop 240 x the
+    # DiT's 2 mel frames per code, 50 codes/s); these defaults fit omnitrain's default speech
+    # config (16 kHz, hop 320), so `codec=qwen_omni_codes` alone composes
+    sample_rate: int = 16000
+    hop_length: int = 640
 
 
 @register("codec", "qwen_omni_codes", config=QwenCodesConfig)

@@ -151,3 +151,15 @@ def test_thinker_only_folder_imports_what_it_has(tmp_path):
         got = model.thinker.logits(model.thinker(model.thinker.embed(ids), pos, torch.ones(1, 7, dtype=torch.long)))
     assert (got - want).abs().max().item() < 1e-4
     assert IDS["audio_token_index"] == 300
+
+
+def test_cli_import_prints_the_summary_and_the_fine_tuning_command(tmp_path, capsys):
+    from omnitrain.cli import main
+
+    save_tiny(tmp_path / "qwen", talker=False)
+    assert main(["import-hf", str(tmp_path / "qwen"), str(tmp_path / "bundle")]) == 0
+    out = capsys.readouterr().out
+    assert "the folder has no talker weights" in out and "hf/overrides.txt" in out
+    assert (tmp_path / "bundle" / "hf" / "overrides.txt").read_text().splitlines()[0] == "thinker=qwen2"
+    assert main(["import-hf", str(tmp_path / "nothing"), str(tmp_path / "b2")]) == 2
+    assert "not a Hugging Face model folder" in capsys.readouterr().err
