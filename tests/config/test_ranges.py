@@ -15,6 +15,7 @@ from omnitrain.run_config import compose_config
 
 FREE_FORM = {"train_shards", "val_shards", "project", "entity", "tags", "speaker", "speakers", "freeze", "slot_lr",
              "betas", "norm_mean", "save_last", "enabled", "talker_detach_thinker"}
+FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and parameter globs
 
 
 @pytest.mark.parametrize(
