@@ -124,7 +124,7 @@ def test_tokenizer_and_processor_files_travel(tmp_path):
 
     from tests.plugins.test_qwen2_tokenizer import make_tokenizer
 
-    save_tiny(tmp_path / "qwen", vocab=448)  # the tiny BPE has 400 merges + Qwen's 14 specials
+    hf = save_tiny(tmp_path / "qwen", vocab=448)  # the tiny BPE has 400 merges + Qwen's 14 specials
     make_tokenizer(tmp_path / "qwen")
     WhisperFeatureExtractor(feature_size=128).save_pretrained(tmp_path / "qwen")
     summary = import_hf(tmp_path / "qwen", tmp_path / "bundle")
@@ -146,3 +146,16 @@ def test_tokenizer_and_processor_files_travel(tmp_path):
         if path.suffix == ".json" and "safetensors" not in path.name:
             want, got = json.loads(path.read_text()), json.loads((tmp_path / "out" / path.name).read_text())
             assert got == want, path.name
+
+    # greedy decoding of a ChatML prompt: omnitrain's generate and transformers' generate
+    # choose the same tokens (ids as omnitrain's template makes them)
+    from omnitrain.inference.generate import Generator, user_turn
+
+    gen = Generator(tmp_path / "bundle")
+    example = gen.prompt(user_turn("Which digits do you hear? 7 0"))
+    dec = gen.reply_text(example, max_new_tokens=8)
+    ids = example.input_ids[None]
+    with torch.no_grad():
+        want = hf.thinker.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                   do_sample=False, eos_token_id=gen.eos)[0, ids.shape[1]:].tolist()
+    assert len(dec.new) > 3 and dec.new == want
