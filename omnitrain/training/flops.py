@@ -6,7 +6,8 @@ For each slot, with N its matmul parameters (lookup tables excluded), T the real
     forward        2 N T  +  4 (sum over layers of heads*head_dim) (sum s^2)
     backward       twice the forward where gradients flow (the 6N rule), split as
                    activation gradients (needed if the slot or anything upstream
-                   trains) and weight gradients (needed if the slot trains)
+                   trains) and weight gradients (of the weights that train: under
+                   LoRA the adapters', not the frozen base weights')
 
 so a fully trained transformer costs 6 N T + 12 L d sum(s^2) (attention counted in
 full, not halved for causality, as in PaLM's MFU). A frozen encoder with nothing
@@ -77,7 +78,8 @@ def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig)
         tokens, squares = sum(seqs), sum(n * n for n in seqs)
         attn_width = sum(d for _, d in s.attention)
         forward = 2.0 * s.matmul_params * tokens + 4.0 * attn_width * squares
-        weight_grads = 2.0 * s.matmul_params * tokens if trains else 0.0
+        # only trainable weights get gradients (LoRA: the adapters, not the frozen base weights)
+        weight_grads = 2.0 * s.trainable_matmul * tokens if trains else 0.0
         act_grads = (2.0 * s.matmul_params * tokens + 8.0 * attn_width * squares) if flows else 0.0
         total += forward + weight_grads + act_grads
     return total

@@ -24,6 +24,7 @@ class SlotStats:
     params: int = 0  # unique parameters (a tied weight counted once)
     trainable: int = 0
     embedding: int = 0  # lookup tables: memory, but no matmul FLOPs
+    trainable_matmul: int = 0  # trainable parameters outside lookup tables: weight-gradient FLOPs
     attention: list[tuple[int, int]] = field(default_factory=list)  # (hidden, heads*head_dim) per layer
 
     @property
@@ -68,6 +69,7 @@ def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
                 trains = slot not in frozen and lora_trains(cfg.lora, slot, f"{sub_name}.{p_name}".lstrip("."))
                 stats.trainable += n if trains else 0
                 stats.embedding += n if isinstance(sub, nn.Embedding) else 0
+                stats.trainable_matmul += n if trains and not isinstance(sub, nn.Embedding) else 0
         slots[slot] = stats
     largest = max((sum(_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
     return ModelStats(slots, largest)

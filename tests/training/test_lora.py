@@ -22,6 +22,7 @@ from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.nn.lora import add_lora, is_adapter, merge_lora_, merged_piece
 from omnitrain.run_config import compose_config
+from omnitrain.training.flops import step_flops
 from omnitrain.training.model_stats import model_stats
 from tests.helpers import model_outputs, smoke_overrides
 
@@ -81,6 +82,18 @@ def test_plan_counts_only_adapters_as_trainable():
     assert stats.slots["dit"].trainable == stats.slots["dit"].params  # not a LoRA slot
     # the built model is on the meta device: adapters allocate nothing, like the rest
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_flops_count_weight_gradients_of_the_adapters_only():
+    full_cfg, lora_cfg = compose_config(["recipe=smoke"]), compose_config(["recipe=smoke", *LORA])
+    full_stats, lora_stats = model_stats(meta_model(full_cfg), full_cfg), model_stats(meta_model(lora_cfg), lora_cfg)
+    tokens = 100
+    full = step_flops(full_stats, {"thinker": [tokens]}, full_cfg)
+    lora = step_flops(lora_stats, {"thinker": [tokens]}, lora_cfg)
+    base, adapters = full_stats.slots["thinker"].matmul_params, lora_stats.slots["thinker"].trainable_matmul
+    assert adapters == lora_stats.slots["thinker"].trainable > 0
+    # full: 6 N T; LoRA: forward and activation gradients over N + adapters, weight gradients of the adapters
+    assert full - lora == pytest.approx(2 * base * tokens - 6 * adapters * tokens)
 
 
 def _tensors(path) -> dict[str, torch.Tensor]:
