@@ -69,6 +69,6 @@ class MelConvAudioEncoder(AudioEncoder):
         for layer in self.layers:
             x = layer(x, mask)
         pooled = F.avg_pool1d(x.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
-        out_len = torch.tensor([audio_token_count(int(n)) for n in lengths], device=x.device)
+        out_len = audio_token_count(lengths)  # elementwise on the tensor: nothing read back
         keep = torch.arange(pooled.shape[1], device=x.device)[None] < out_len[:, None]
         return self.proj(self.ln_post(pooled[keep]))

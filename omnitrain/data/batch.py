@@ -43,6 +43,8 @@ class Batch:
     # data workers (the loss selects those rows without reading the GPU); None: found there.
     # A batch edited after collate (labels, doc_ids) must set both fields to None
     target_index: Tensor | None = None
+    # the most tokens before a spoken reply in its own sample (the Talker's prompt width)
+    longest_prompt: int | None = None
 
     @property
     def num_tokens(self) -> int:

@@ -117,6 +117,7 @@ def collate(
         doc_runs=doc_runs(doc_ids),
         labels=labels,
         target_index=(targets != IGNORE_INDEX).flatten().nonzero()[:, 0],
+        longest_prompt=max((int(e.reply_positions[0]) for e in speakers), default=0),
         audio_features=audio_features,
         audio_lengths=audio_lengths,
         vision_patches=torch.cat(patches) if patches else torch.zeros(0, 1),

@@ -276,14 +276,19 @@ def next_token_targets(batch: Batch) -> Tensor:
 
 
 def _scatter(embeds: Tensor, where: Tensor, features: Tensor, what: str, keys: list[str]) -> Tensor:
-    n = int(where.sum())
-    if features.shape[0] != n:
+    # the count is checked without reading it back to the host: on a GPU the assert runs on
+    # the device (asynchronously); on the CPU it raises here and the message says what is wrong
+    try:
+        torch._assert_async(where.sum() == features.shape[0],
+                            f"{what} placeholder tokens and {what} encoder embeddings differ in number")
+    except RuntimeError:
+        n = int(where.sum())
         raise ValueError(
             f"the batch has {n} {what} placeholder tokens but the {what} encoder produced "
             f"{features.shape[0]} embeddings (samples: {keys[:8]}). The encoder's token count "
             f"and the data pipeline's disagree: check the encoder's feature extractor/processor."
-        )
-    if n == 0:
+        ) from None
+    if features.shape[0] == 0:
         return embeds
     return embeds.masked_scatter(where[..., None], features.to(embeds.dtype))
 

@@ -44,7 +44,10 @@ def talker_context(batch: Batch, states: Tensor, embeds: Tensor, media: Tensor, 
     same = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(batch.doc_ids.shape[1], device=states.device)
                                                      < start[:, None])
     n = same.sum(1)
-    P = int(n.max()) if n.numel() else 0
+    if starts is None and batch.longest_prompt is not None:
+        P = batch.longest_prompt  # found in the data workers: nothing read back from the GPU
+    else:
+        P = int(n.max()) if n.numel() else 0
     j = torch.arange(P, device=states.device)[None]
     mask = j >= (P - n)[:, None]
     idx = (start[:, None] - P + j).clamp(0, L - 1)
