@@ -20,6 +20,7 @@ from omnitrain.registry import SLOTS, registry
 HF_DIR = "hf"  # inside a bundle: what import-hf kept (config.json, processor files, kept tensors)
 KEPT = "kept.safetensors"
 SOURCE = "source.json"
+REFERENCE_MELS = "reference_mels.safetensors"  # {voice: (frames, n_mels)}: generate's default reference
 
 
 def write_bundle_files(out: Path, cfg: RunConfig, source: str, parameters: int,

@@ -59,6 +59,10 @@ class HFFormat(ABC):
         """Tensors that come from files other than the shards (e.g. speaker vectors)."""
         return []
 
+    def reference_mels(self, folder: Path) -> dict[str, Tensor]:
+        """Each voice's reference utterance as mel frames (frames, n_mels), if the folder has them."""
+        return {}
+
     @abstractmethod
     def export_specs(self, cfg: Any, source: Path | None, own: dict[str, TensorSpec],
                      kept: dict[str, TensorSpec]) -> tuple[dict[str, TensorSpec], dict[str, Any]]:

@@ -23,7 +23,7 @@ from omnitrain.checkpoints.base import TensorSpec, export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
 from omnitrain.config.typed import RunConfig
 from omnitrain.features.speech_mel import SpeechMel
-from omnitrain.hf.bundle_files import HF_DIR, KEPT, SOURCE, write_bundle_files
+from omnitrain.hf.bundle_files import HF_DIR, KEPT, REFERENCE_MELS, SOURCE, write_bundle_files
 from omnitrain.hf.formats import HFError, find_format, is_hf_folder, iter_specs, shards
 from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.nn.init import reference_init
@@ -129,6 +129,11 @@ def import_hf(folder: Path, out: Path) -> dict:
     (out / HF_DIR / SOURCE).write_text(json.dumps(source, indent=2))
     # one override a line: `omnitrain train $(cat BUNDLE/hf/overrides.txt) init_from=BUNDLE ...`
     (out / HF_DIR / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    refs = fmt.reference_mels(folder)
+    if refs:
+        from safetensors.torch import save_file
+
+        save_file({k: v.float().contiguous() for k, v in refs.items()}, str(out / REFERENCE_MELS))
     parameters = sum(p.numel() for p in model.parameters())
     write_bundle_files(out, cfg, str(folder.resolve()), parameters, {"hf_import": {"left_random": random_slots}})
     summary = {"bundle": str(out), "tensors": len(found), "kept": len(kept_specs), "left_random": random_slots,

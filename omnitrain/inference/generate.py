@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from omnitrain.bundle import load_bundle
@@ -19,6 +20,7 @@ from omnitrain.data.collate import collate
 from omnitrain.data.media import load_audio
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.features.speech_mel import SpeechMel
+from omnitrain.hf.bundle_files import REFERENCE_MELS
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
 from omnitrain.inference.thinker_decode import ThinkerDecoder
@@ -81,6 +83,10 @@ class Generator:
         self.eos = self.model.tokenizer.stop_id()  # the template's end of an assistant turn
         self.pad = self.builder.special["pad"]
         self.speakers = list(self.model.speech_cfg.speakers)
+        # each voice's own reference utterance (mel frames), e.g. Qwen2.5-Omni's spk_dict.pt
+        # ref_mel written by import-hf: the DiT hears it when no --reference is given
+        refs = Path(bundle) / REFERENCE_MELS
+        self.reference_mels = load_file(str(refs)) if refs.is_file() else {}
 
     def prompt(self, conversation: dict) -> Example:
         """The conversation's tokens up to the reply; ``generate.system`` (``--system``) is put
@@ -99,6 +105,10 @@ class Generator:
         if reference:
             wave = load_audio(_read_file(reference), cfg.sample_rate, f"reference '{reference}'")
             mel = SpeechMel(cfg)(wave)[: cfg.max_reference_frames]
+            return SpeechCondition(torch.tensor([self.speakers.index(name)]), mel[None],
+                                   torch.tensor([mel.shape[0]]))
+        if name in self.reference_mels:
+            mel = self.reference_mels[name][: cfg.max_reference_frames].float()
             return SpeechCondition(torch.tensor([self.speakers.index(name)]), mel[None],
                                    torch.tensor([mel.shape[0]]))
         return SpeechCondition(torch.tensor([self.speakers.index(name)]), torch.zeros(1, 1, cfg.n_mels),

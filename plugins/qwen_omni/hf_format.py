@@ -173,6 +173,9 @@ class QwenOmniFormat(HFFormat):
         ]
         if self.speakers:
             o.append("speech.speakers=[" + ",".join(f"'{s}'" for s in self.speakers) + "]")
+            refs = self.reference_mels(folder)
+            if refs:  # transformers conditions the DiT on the whole ref_mel
+                o.append(f"speech.max_reference_frames={max(300, *(int(r.shape[0]) for r in refs.values()))}")
         elif self.has_talker:
             notes.append("no spk_dict.pt: one voice 'default', its Talker and DiT speaker rows left at random")
         tok_files = [f for f in TOKENIZER_FILES if (folder / f).is_file()]
@@ -247,6 +250,13 @@ class QwenOmniFormat(HFFormat):
             key.startswith(AUDIO) and audio_key(key[len(AUDIO):]) is None) or (
             key.startswith(VISION) and vision_key(key[len(VISION):]) is None) or (
             key.startswith(DIT) and dit_key(key[len(DIT):]) is None)
+
+    def reference_mels(self, folder: Path) -> dict[str, Tensor]:
+        spk = folder / "spk_dict.pt"
+        if not spk.is_file():
+            return {}
+        return {str(n): torch.as_tensor(v["ref_mel"]) for n, v in load_file(spk, mmap=False).items()
+                if v.get("ref_mel") is not None}
 
     def import_extra(self, folder: Path) -> list[Piece]:
         spk = folder / "spk_dict.pt"

@@ -163,3 +163,14 @@ def test_cli_import_prints_the_summary_and_the_fine_tuning_command(tmp_path, cap
     assert (tmp_path / "bundle" / "hf" / "overrides.txt").read_text().splitlines()[0] == "thinker=qwen2"
     assert main(["import-hf", str(tmp_path / "nothing"), str(tmp_path / "b2")]) == 2
     assert "not a Hugging Face model folder" in capsys.readouterr().err
+
+
+def test_generate_conditions_the_dit_on_each_voices_ref_mel(imported):
+    """transformers conditions the DiT on spk_dict.pt's ref_mel; so does generate by default."""
+    from omnitrain.inference.generate import Generator
+
+    *_, root = imported
+    voices = torch.load(root / "qwen" / "spk_dict.pt")
+    cond = Generator(root / "bundle").condition("Ethan")
+    assert int(cond.speaker) == 1
+    assert torch.equal(cond.reference[0], voices["Ethan"]["ref_mel"]) and int(cond.reference_lengths) == 30
