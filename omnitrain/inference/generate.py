@@ -86,6 +86,8 @@ class Generator:
         # each voice's own reference utterance (mel frames), e.g. Qwen2.5-Omni's spk_dict.pt
         # ref_mel written by import-hf: the DiT hears it when no --reference is given
         refs = Path(bundle) / REFERENCE_MELS
+        if not refs.is_file() and self.cfg.init_from:  # a fine-tuned bundle: its run's starting bundle
+            refs = Path(str(self.cfg.init_from)) / REFERENCE_MELS
         self.reference_mels = load_file(str(refs)) if refs.is_file() else {}
 
     def prompt(self, conversation: dict) -> Example:

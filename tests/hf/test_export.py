@@ -114,6 +114,9 @@ def test_fine_tuned_checkpoint_exports_to_transformers(release, tmp_path):
     original, _ = load_bundle(release / "bundle")
     assert (trained - thinker_logits(original, ids)).abs().max().item() > 1e-4  # it did train
     assert (thinker_logits_hf(tmp_path / "hf", ids) - trained).abs().max().item() < 1e-4
+    from omnitrain.inference.generate import Generator  # the voices' ref_mel, found via init_from
+
+    assert int(Generator(tmp_path / "bundle").condition("Ethan").reference_lengths) == 30
 
 
 def test_tokenizer_and_processor_files_travel(tmp_path):
