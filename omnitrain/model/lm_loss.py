@@ -50,11 +50,14 @@ class _FusedHeadCE(torch.autograd.Function):
             for i in range(0, rows.shape[0], chunk):
                 h, t = rows[i:i + chunk].to(dtype), targets[i:i + chunk]
                 logits = F.linear(h, w).float()  # one (chunk, vocab) buffer, reused in place below
-                lse = logits.logsumexp(-1)
-                total += (lse - logits.gather(1, t[:, None])[:, 0]).sum()
+                picked = logits.gather(1, t[:, None])
+                top = logits.amax(-1, keepdim=True)
+                probs = logits.sub_(top).exp_()
+                norm = probs.sum(-1, keepdim=True)
+                total += (norm.log() + top - picked).sum()  # log-sum-exp minus the target's logit
                 if not (want_rows or want_weight):
                     continue
-                g = logits.sub_(lse[:, None]).exp_()  # softmax - one_hot(target): d CE / d logits
+                g = probs.div_(norm)  # softmax - one_hot(target): d CE / d logits
                 g.scatter_add_(1, t[:, None], torch.full_like(t[:, None], -1, dtype=g.dtype))
                 g = g.to(dtype)
                 del logits

@@ -93,11 +93,11 @@ def matmul_widths(module: nn.Module, skip_out: int | None = None) -> int:
 
 
 def activation_bytes(model: nn.Module, shape: BatchShape, kind: str, grads: set[str],
-                     recompute: bool = False) -> float:
+                     recompute: bool | set[str] = False) -> float:
     """Bytes of activations one micro-step keeps at its peak, computing as ``kind``
     (``omnitrain.parallel.precision_kind``). Only slots backward runs through keep any
-    (``grads``); with per-block recomputation, about one block's worth per slot plus each
-    block's input."""
+    (``grads``); with per-block recomputation (``recompute``: every slot, or the slots
+    named), about one block's worth per slot plus each block's input."""
     per_element = ELEMENTS_FACTOR[kind] * BYTES_PER_ELEMENT[kind]
     total = 0.0
     vocab = model.tokenizer.vocab_size
@@ -105,7 +105,8 @@ def activation_bytes(model: nn.Module, shape: BatchShape, kind: str, grads: set[
         if slot not in grads or not positions or slot == "lm_head":
             continue
         module = getattr(model, slot)
-        widths = _recomputed_widths(module, vocab) if recompute else matmul_widths(module, vocab)
+        again = recompute if isinstance(recompute, bool) else slot in recompute
+        widths = _recomputed_widths(module, vocab) if again else matmul_widths(module, vocab)
         total += positions * widths * per_element
     if "thinker" in grads:  # one chunk of logits at a time (omnitrain.model.lm_loss)
         rows = min(shape.positions.get("lm_head", shape.thinker), CHUNK_ROWS)

@@ -63,7 +63,10 @@ def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: Bat
     shape = shape or batch_shape(cfg, model)
     strategy = strategy_for(cfg)
     kind, grads = strategy.compute_kind(), gradient_slots(cfg)
-    full = activation_bytes(model, shape, kind, grads)
+    # slots that recompute their own blocks whatever the strategy (thinker.activation_checkpointing)
+    own = {s for s in ("thinker",)
+           if getattr(getattr(getattr(model, s), "cfg", None), "activation_checkpointing", False)}
+    full = activation_bytes(model, shape, kind, grads, recompute=own)
     recomputed = activation_bytes(model, shape, kind, grads, recompute=True)
     recompute = bool(getattr(strategy, "recomputes", False))
     return Plan(stats, gpus, states, host, full, recomputed, recompute, int(model.tokenizer.vocab_size),
