@@ -83,8 +83,14 @@ class AudioSamples(L.Callback):
                 trainer.precision_plugin.forward_context():
             torch.manual_seed(int(pl_module.cfg.generate.seed))  # the same sampling draws each time
             for prompt in self._prompts:
-                reply = replier.reply(prompt)
-                rows.append(SampleRow(prompt.key, prompt.text, prompt.expected, reply.text, reply.wave, reply.mel))
+                try:
+                    reply = replier.reply(prompt)
+                except Exception as exc:  # noqa: BLE001 - a sample must never stop training
+                    log.warning("validation samples: generating a reply to %s failed (%s: %s); skipped",
+                                prompt.key, type(exc).__name__, exc)
+                    continue
+                rows.append(SampleRow(prompt.key, prompt.text, prompt.expected, reply.text, reply.wave, reply.mel,
+                                      reply.speech_error))
         if rows:
             log.info("validation samples: %d replies in %.1fs", len(rows), time.perf_counter() - t0)
         return rows, ""

@@ -46,6 +46,7 @@ class SampleRow:
     generated: str
     wave: torch.Tensor  # (samples,) CPU float
     mel: torch.Tensor  # (frames, n_mels)
+    speech_error: str = ""  # why there is no audio
 
 
 @dataclass
@@ -73,7 +74,7 @@ def write_files(out: Path, s: StepSamples) -> dict[str, list[Path]]:
             written["wav"].append(path)
             lines.append(f"audio: [{path.name}]({path.name}) ({row.wave.numel() / s.sample_rate:.2f} s)")
         else:
-            lines.append("audio: (the Talker stopped before its first code)")
+            lines.append(f"audio: none ({row.speech_error or 'the Talker stopped before its first code'})")
         if row.mel.numel():
             path = out / f"reply-{i}-mel.png"
             mel_image(row.mel).save(path)

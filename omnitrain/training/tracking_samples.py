@@ -91,6 +91,7 @@ class Reply:
     codec_tokens: torch.Tensor  # (n,)
     wave: torch.Tensor  # (samples,) float, CPU
     mel: torch.Tensor  # (frames, n_mels) the DiT's output, CPU
+    speech_error: str = ""  # why there is no audio, when the speech path failed
 
 
 class ModelReplier:
@@ -127,6 +128,14 @@ class ModelReplier:
             if token == self.eos:
                 break
         text = m.tokenizer.decode([t for t in dec.new if t != self.eos])
+        try:
+            return self._speak(dec, text)
+        except RuntimeError as exc:  # the Talker or the DiT: the text still counts
+            empty = torch.zeros(0, m.speech_cfg.n_mels)
+            return Reply(text, torch.zeros(0, dtype=torch.long), torch.zeros(0), empty, f"{type(exc).__name__}: {exc}")
+
+    def _speak(self, dec: ThinkerDecoder, text: str) -> Reply:
+        s, m = self.settings, self.model
         cond = self.condition()
         codes = m.talker.generate(dec.talker_context(cond), s.max_codec_tokens, temperature=s.talker_temperature,
                                   top_k=s.talker_top_k, top_p=s.talker_top_p, repetition=s.repetition_penalty,
@@ -137,8 +146,12 @@ class ModelReplier:
         mask = torch.ones_like(codes[None], dtype=torch.bool)
         mel = sample_mel(m.dit, codes[None], mask, m.speech_cfg.n_mels, s.ode_steps, s.ode_method, s.guidance,
                          cond=cond, sway=s.ode_sway, noise=self.noise())
-        wave = m.vocoder(mel)[0]
-        return Reply(text, codes.cpu(), wave.detach().float().cpu(), mel[0].detach().float().cpu())
+        try:
+            wave = m.vocoder(mel)[0].detach().float().cpu()
+        except RuntimeError as exc:  # e.g. Griffin-Lim's STFT on a mel shorter than its padding
+            return Reply(text, codes.cpu(), torch.zeros(0), mel[0].detach().float().cpu(),
+                         f"the vocoder failed on {mel.shape[1]} mel frames: {type(exc).__name__}: {exc}")
+        return Reply(text, codes.cpu(), wave, mel[0].detach().float().cpu())
 
 
 def generation_blocked(strategy: Strategy) -> str | None:

@@ -187,3 +187,22 @@ def test_a_resumed_run_continues_the_bar_from_its_step(demo_dir, tmp_path):
     counts = re.findall(r"Epoch \d+:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", out)
     assert counts and {int(total) for _, total in counts} == {4}
     assert int(counts[0][0]) == 2 and int(counts[-1][0]) == 4  # it starts at the resumed step
+
+
+def test_a_reply_too_short_for_the_vocoder_keeps_its_text_and_mel(demo_dir, tmp_path):
+    """Griffin-Lim cannot take 2 mel frames (its STFT padding is longer): the sample says
+    so instead of stopping the training run."""
+    from omnitrain.model.omni_model import OmniModel
+    from omnitrain.training.tracking_media import SampleRow, StepSamples, write_files
+    from omnitrain.training.tracking_samples import ModelReplier
+
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", "generate.max_codec_tokens=1"))
+    torch.manual_seed(0)
+    prompt = validation_prompts(cfg, 1)[0]
+    reply = ModelReplier(OmniModel(cfg).eval(), cfg).reply(prompt)
+    assert reply.codec_tokens.numel() == 1 and reply.wave.numel() == 0 and reply.mel.shape[0] > 0
+    assert "the vocoder failed on" in reply.speech_error
+    row = SampleRow(prompt.key, prompt.text, prompt.expected, reply.text, reply.wave, reply.mel, reply.speech_error)
+    written = write_files(tmp_path / "step", StepSamples(1, 16000, [row]))
+    assert written["wav"] == [] and len(written["png"]) == 1
+    assert "audio: none (the vocoder failed on" in (tmp_path / "step" / "replies.md").read_text()
