@@ -75,7 +75,11 @@ class AudioSamples(L.Callback):
                 self._warned = True
             return [], f"no generated replies: {reason}"
         if self._prompts is None:
-            self._prompts = validation_prompts(pl_module.cfg, self.replies)
+            try:
+                self._prompts = validation_prompts(pl_module.cfg, self.replies)
+            except Exception as exc:  # noqa: BLE001 - a sample must never stop training
+                log.warning("validation samples: no prompts from data.val_shards (%s: %s)", type(exc).__name__, exc)
+                self._prompts = []
         t0 = time.perf_counter()
         replier = ModelReplier(pl_module.model, pl_module.cfg)
         rows = []
