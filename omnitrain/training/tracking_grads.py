@@ -73,8 +73,8 @@ class GradNorms(L.Callback):
     of ``MODEL_SLOTS`` that has gradients; norms are before clipping."""
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if not _will_log(trainer):
-            return
+        if not pl_module.automatic_optimization or not _will_log(trainer):
+            return  # the GAN vocoder stage steps two optimizers by hand: not tracked here
         model = getattr(pl_module, "model", None)
         slots = [s for s in MODEL_SLOTS if model is not None and hasattr(model, s)]
         sharded = _is_deepspeed(trainer) or _is_fsdp(trainer)
@@ -100,7 +100,8 @@ class GradNorms(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         """DeepSpeed: the engine's global norm of the step it just took."""
-        if not _is_deepspeed(trainer) or trainer.fit_loop._should_accumulate():
+        if not _is_deepspeed(trainer) or not pl_module.automatic_optimization \
+                or trainer.fit_loop._should_accumulate():
             return
         norm = trainer.strategy.deepspeed_engine.get_global_grad_norm()
         if norm is None:
