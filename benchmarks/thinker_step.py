@@ -134,13 +134,10 @@ def build_omnitrain(shape: dict, variant: str, device: torch.device):
     cfg = Qwen2ThinkerConfig(hidden_size=shape["hidden"], layers=shape["layers"], heads=shape["heads"],
                              kv_heads=shape["kv_heads"], ffn_dim=shape["ffn"], tie_embeddings=shape["tied"],
                              attention="dense" if variant == "dense" else "auto",
-                             activation_checkpointing=variant == "ckpt")
+                             activation_checkpointing=variant == "ckpt", compile=variant == "compile")
     torch.manual_seed(0)
     with reference_init():
         model = Qwen2Thinker(cfg, shape["vocab"], Rope1d(Rope1dConfig(theta=1e6)))
-    if variant == "compile":
-        for i, layer in enumerate(model.layers):
-            model.layers[i] = torch.compile(layer, dynamic=False)
     return model.to(device)
 
 

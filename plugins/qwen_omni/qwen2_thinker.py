@@ -28,6 +28,9 @@ class Qwen2ThinkerConfig:
     attention: str = "auto"  # auto: varlen FlashAttention on CUDA, dense block mask elsewhere
     # recompute each block in backward (any strategy): activations of one block, not all
     activation_checkpointing: bool = False
+    # torch.compile each block (fuses RMSNorm, rotary and SwiGLU's elementwise work); off by
+    # default: on a 2-core CPU it did not pay (docs/BENCHMARKS.md), GPUs: measure first
+    compile: bool = False
 
 
 @register("thinker", "qwen2", config=Qwen2ThinkerConfig)
@@ -60,6 +63,9 @@ class Qwen2Thinker(Thinker):
             raise ValueError(f"thinker.attention must be auto, dense or varlen, got {cfg.attention!r}")
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+        if cfg.compile:
+            for layer in self.layers:
+                layer.compile()  # in place: parameter names and checkpoints unchanged
 
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.embed_tokens(input_ids)

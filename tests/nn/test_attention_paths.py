@@ -109,3 +109,25 @@ def test_activation_checkpointing_is_exact():
 
     (a, ga), (b, gb) = run(False), run(True)
     assert torch.equal(a, b) and torch.allclose(ga, gb, atol=1e-6)
+
+
+def test_compiled_blocks_equal_eager(monkeypatch):
+    """thinker.compile=true: the same numbers, the same parameter names. Compiled with
+    aot_eager (graph capture and autograd as inductor gets them) to stay fast on 2 cores."""
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend="aot_eager"))
+    from omnitrain_plugins.qwen_omni.qwen2_thinker import Qwen2Thinker, Qwen2ThinkerConfig
+    from omnitrain_plugins.rope1d import Rope1d, Rope1dConfig
+
+    def run(compiled: bool):
+        torch.manual_seed(0)
+        t = Qwen2Thinker(Qwen2ThinkerConfig(hidden_size=32, layers=1, heads=4, kv_heads=2, ffn_dim=64,
+                                            compile=compiled), 50, Rope1d(Rope1dConfig()))
+        ids = torch.randint(0, 50, (2, 10))
+        out = t(t.embed(ids), torch.arange(10).expand(1, 2, 10), torch.ones_like(ids), doc_runs=doc_runs(torch.ones_like(ids)))
+        out.square().sum().backward()
+        return out, t.layers[0].mlp.up_proj.weight.grad, sorted(t.state_dict())
+
+    (a, ga, ka), (b, gb, kb) = run(False), run(True)
+    assert ka == kb and torch.allclose(a, b, atol=1e-5) and torch.allclose(ga, gb, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did compile
