@@ -13,7 +13,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from omnitrain.ranges import bounded
+from omnitrain.ranges import bounded, one_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class SpeechConfig:
     # speaks with the first
     speakers: list[str] = field(default_factory=lambda: ["default"])
     max_reference_frames: int = bounded(300, ge=1)  # a reference utterance is cut to this many frames
+    # how frames sit on the wave: "center" (torchaudio's center=True, T // hop + 1 frames) or
+    # "bigvgan" (BigVGAN's recipe, Qwen2.5-Omni's token2wav: (n_fft - hop) / 2 reflected samples
+    # each side, |X| = sqrt(re^2 + im^2 + 1e-9), T // hop frames)
+    padding: str = one_of("center", "center", "bigvgan")
 
     @property
     def frames_per_second(self) -> float:
@@ -38,7 +42,8 @@ class SpeechConfig:
 
 
 class SpeechMel:
-    """Waveform (..., T) -> normalised log-mel (..., frames, n_mels), frames = T // hop + 1.
+    """Waveform (..., T) -> normalised log-mel (..., frames, n_mels), frames = T // hop + 1
+    (``padding=bigvgan``: T // hop).
 
     Not a module and holding no buffers: its window and filterbank are derived constants,
     made in fp32 on the device of the waveform when first needed (cached per device). So
@@ -68,6 +73,17 @@ class SpeechMel:
         window, fb = self.constants(wave.device)
         c = self.cfg
         with torch.autocast(wave.device.type, enabled=False):  # fp32 even inside a bf16 step
+            if c.padding == "bigvgan":
+                pad = (c.n_fft - c.hop_length) // 2
+                flat = wave.float().reshape(-1, 1, wave.shape[-1])
+                flat = torch.nn.functional.pad(flat, (pad, pad), mode="reflect")[:, 0]
+                spec = torchaudio.functional.spectrogram(
+                    flat, pad=0, window=window, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
+                    power=None, normalized=False, center=False, onesided=True,
+                )
+                spec = (spec.real.pow(2) + spec.imag.pow(2) + 1e-9).sqrt()
+                spec = spec.reshape(*wave.shape[:-1], *spec.shape[-2:])
+                return torch.matmul(spec.transpose(-1, -2), fb).transpose(-1, -2)
             spec = torchaudio.functional.spectrogram(
                 wave.float(), pad=0, window=window, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft,
                 power=1.0, normalized=False, center=True, pad_mode="reflect", onesided=True,

@@ -44,7 +44,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "mer
 PROCESSOR_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
                    "chat_template.json", "chat_template.jinja", "spk_dict.pt")
 # Qwen2.5-Omni's token2wav mel (the BigVGAN recipe it was trained with): 24 kHz, 1024-point
-# STFT, slaney mel from 0 Hz to Nyquist, natural log of magnitudes floored at 1e-5.
+# STFT over (n_fft - hop) / 2 reflected samples each side, slaney mel from 0 Hz to Nyquist,
+# natural log of magnitudes floored at 1e-5.
 # config.json gives the rest: n_mels (mel_dim) and the hop (product of upsample_rates).
 SAMPLE_RATE, N_FFT, LOG_FLOOR = 24000, 1024, 1e-5
 
@@ -169,7 +170,7 @@ class QwenOmniFormat(HFFormat):
             f"speech.sample_rate={SAMPLE_RATE}", f"speech.hop_length={hop}", f"speech.n_fft={N_FFT}",
             f"speech.n_mels={dit.get('mel_dim', voc.get('mel_dim', 80))}", "speech.f_min=0.0",
             f"speech.f_max={SAMPLE_RATE / 2}", f"speech.log_floor={LOG_FLOOR}", "speech.norm_mean=0.0",
-            "speech.norm_std=1.0",
+            "speech.norm_std=1.0", "speech.padding=bigvgan",
         ]
         if self.speakers:
             o.append("speech.speakers=[" + ",".join(f"'{s}'" for s in self.speakers) + "]")

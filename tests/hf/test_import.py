@@ -174,3 +174,23 @@ def test_generate_conditions_the_dit_on_each_voices_ref_mel(imported):
     cond = Generator(root / "bundle").condition("Ethan")
     assert int(cond.speaker) == 1
     assert torch.equal(cond.reference[0], voices["Ethan"]["ref_mel"]) and int(cond.reference_lengths) == 30
+
+
+def test_speech_mel_is_bigvgans(imported):
+    """The imported speech config computes BigVGAN's mel (Qwen's token2wav): reflect-padded
+    by (n_fft - hop) / 2, no centring, sqrt(|X|^2 + 1e-9), slaney mel, natural log."""
+    from omnitrain.features.speech_mel import SpeechMel
+
+    _, _, cfg, *_ = imported
+    assert cfg.speech.padding == "bigvgan"
+    mel = SpeechMel(cfg.speech)
+    torch.manual_seed(4)
+    wave = torch.randn(24000 // 5) * 0.1
+    pad = (1024 - 240) // 2
+    padded = torch.nn.functional.pad(wave[None, None], (pad, pad), mode="reflect")[0, 0]
+    spec = torch.stft(padded, 1024, 240, 1024, torch.hann_window(1024), center=False, return_complex=True)
+    spec = torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + 1e-9)
+    want = torch.log((mel.filterbank.T @ spec).clamp_min(1e-5)).T
+    got = mel(wave)
+    assert got.shape == want.shape == (24000 // 5 // 240, 80)
+    assert (got - want).abs().max().item() < 1e-4
