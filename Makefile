@@ -23,17 +23,17 @@ FAST_TESTS ?= tests/data/test_media.py tests/data/test_video_readers.py tests/da
 export OMP_NUM_THREADS ?= 2
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: install demo test lint smoke clean distclean
+.PHONY: venv install demo test lint smoke clean distclean
 
-# (Re)build the venv when the pins change or when it was made by another Python than
-# $(PYTHON): reusing it would install into, and test, the wrong interpreter.
-$(STAMP): pyproject.toml
+# A venv of $(PYTHON), rebuilt when it was made by another Python: reusing it would
+# install into, and test, the wrong interpreter (a failed install by one, say).
+venv:
 	@if [ -z "$(WANT_PY)" ]; then \
 		echo "'$(PYTHON)' does not run: install Python 3.11-3.13, or make PYTHON=/path/to/python3.12"; \
 		exit 1; fi
 	@if [ -z "$(filter $(WANT_PY),$(SUPPORTED_PY))" ]; then \
 		echo "$(PYTHON) is Python $(WANT_PY); omnitrain needs one of $(SUPPORTED_PY):" \
-			"make PYTHON=python3.12 $(MAKECMDGOALS)"; exit 1; fi
+			"make PYTHON=python3.12 $(or $(GOALS),$(MAKECMDGOALS))"; exit 1; fi
 	@have=$$($(BIN)/python -c '$(PYVER)' 2>/dev/null || true); \
 	if [ -e $(VENV) ] && [ "$$have" != "$(WANT_PY)" ]; then \
 		if [ ! -f $(VENV)/pyvenv.cfg ]; then \
@@ -41,6 +41,10 @@ $(STAMP): pyproject.toml
 		echo "$(VENV) was made by Python $${have:-(broken)}, $(PYTHON) is $(WANT_PY): rebuilding it"; \
 		rm -rf $(VENV); fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+
+# (re)install when the pins change or the venv is new
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory venv GOALS='$(MAKECMDGOALS)'
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	rm -f $(VENV)/.installed*
 	touch $@
@@ -80,4 +84,4 @@ clean:
 	@echo "kept: $(VENV), .venv-py* (make distclean removes them) and any other runs/ folders"
 
 distclean: clean
-	rm -rf .venv .venv-py* $(VENV) *.egg-info
+	rm -rf $(sort .venv $(VENV)) .venv-py* *.egg-info
