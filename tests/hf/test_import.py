@@ -194,3 +194,48 @@ def test_speech_mel_is_bigvgans(imported):
     got = mel(wave)
     assert got.shape == want.shape == (24000 // 5 // 240, 80)
     assert (got - want).abs().max().item() < 1e-4
+
+
+def test_generate_gives_transformers_greedy_text_and_codec_tokens(imported, monkeypatch):
+    """Greedy generate from the bundle vs transformers' generate on the same prompt ids: the
+    Thinker's reply feeds the Talker in both, and the codec tokens are the same. transformers'
+    Talker scores all 80 rows of its table; the ids that are neither codes nor pad/bos/eos
+    (mask and unused rows, which dual_track does not hold and never emits) are suppressed there."""
+    import dataclasses
+
+    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+    from omnitrain.inference.generate import Generator, user_turn
+
+    hf, *_, root = imported
+    hf.load_speakers(str(root / "qwen" / "spk_dict.pt"))
+    gen = Generator(root / "bundle")
+    gen.settings = dataclasses.replace(gen.settings, max_new_tokens=6, max_codec_tokens=12, talker_temperature=0.0,
+                                       repetition_penalty=1.0, min_codec_tokens=0, ode_steps=2)
+    conversation = user_turn("what is 7?")
+    ids = gen.prompt(conversation).input_ids[None]
+    reply = gen(conversation, speaker="Ethan")
+
+    class Captured(Exception):
+        pass
+
+    seen = {}
+    talker_generate = hf.talker.generate
+
+    def capture(*args, **kwargs):  # the codes, before token2wav runs
+        out = talker_generate(*args, **kwargs)
+        seen["text"] = kwargs["input_text_ids"][0, ids.shape[1]:].tolist()
+        seen["codes"] = out[0, kwargs["input_ids"].shape[1]:].tolist()
+        raise Captured
+
+    monkeypatch.setattr(hf.talker, "generate", capture)
+    suppress = SuppressTokensLogitsProcessor([i for i in range(65, 80) if i not in (70, 71, 72)])
+    with torch.no_grad(), pytest.raises(Captured):
+        hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), speaker="Ethan", generation_mode="audio",
+                    thinker_max_new_tokens=6, thinker_do_sample=False, thinker_eos_token_id=gen.eos,
+                    talker_max_new_tokens=12, talker_do_sample=False, talker_repetition_penalty=1.0,
+                    talker_eos_token_id=[70, 72], talker_logits_processor=LogitsProcessorList([suppress]))
+    assert len(reply.token_ids) == 6 and len(reply.codec_tokens) == 12
+    assert reply.codec_tokens.tolist() == seen["codes"]
+    # transformers' talker text ids: the prompt, the voice's bos_token, the Thinker's first reply token
+    assert seen["text"] == [SPEAKER_BOS["Ethan"], reply.token_ids[0]]
