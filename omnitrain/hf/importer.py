@@ -73,6 +73,14 @@ def import_hf(folder: Path, out: Path) -> dict:
     files = shards(folder)
     found = {key: spec for key, spec, _ in iter_specs(files)}
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _import(folder, out, config, fmt, files, found)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # no half bundle in the way of the next try
+        raise
+
+
+def _import(folder: Path, out: Path, config: dict, fmt, files: list[Path], found: dict[str, TensorSpec]) -> dict:
     (out / "tokenizer").mkdir()
     (out / HF_DIR).mkdir()
     plan = fmt.plan(folder, config, found)

@@ -239,3 +239,13 @@ def test_generate_gives_transformers_greedy_text_and_codec_tokens(imported, monk
     assert reply.codec_tokens.tolist() == seen["codes"]
     # transformers' talker text ids: the prompt, the voice's bos_token, the Thinker's first reply token
     assert seen["text"] == [SPEAKER_BOS["Ethan"], reply.token_ids[0]]
+
+
+def test_a_failed_import_leaves_no_half_bundle(tmp_path):
+    save_tiny(tmp_path / "qwen", talker=False)
+    config = json.loads((tmp_path / "qwen" / "config.json").read_text())
+    config["thinker_config"]["text_config"]["intermediate_size"] = 96  # the shards say 64
+    (tmp_path / "qwen" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HFError, match="has shape"):
+        import_hf(tmp_path / "qwen", tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
