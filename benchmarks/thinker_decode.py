@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     shape = dict(PRESETS[args.preset])
-    ours = build_omnitrain(shape, "auto", device).to(dtype).eval()
-    theirs = None if args.no_reference else build_transformers(shape, ours.cpu().float(), device).to(dtype).eval()
-    ours.to(device)
+    ours = build_omnitrain(shape, "auto", torch.device("cpu")).eval()  # fp32: transformers copies it
+    theirs = None if args.no_reference else build_transformers(shape, ours, device).to(dtype).eval()
+    ours = ours.to(device=device, dtype=dtype)
     contexts = [int(c) for c in args.contexts.split(",")]
     g = torch.Generator().manual_seed(0)
     rows = {}
