@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's GPU measurements in one run (~6 min on one H100/H200): results under $OUT.
+# Issue 12's GPU measurements in one run (~6 min on one H100/H200, each step capped, 570 s in all): results under $OUT.
 #   OUT=/some/dir bash benchmarks/gpu_issue12.sh            # from the repository root
 #   PY=python TINY=1 bash benchmarks/gpu_issue12.sh          # TINY=1: tiny shapes, a dry run
 # 1. cuda_checks.py: varlen GQA equals the repeated-K/V dense mask; host syncs of one
@@ -33,10 +33,10 @@ run() {  # name, limit in seconds, command...
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   git log -1 --oneline 2>/dev/null || true; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-run cuda_checks 150 $PY benchmarks/cuda_checks.py --device "$DEVICE" --json "$OUT/cuda_checks.json"
+run cuda_checks 120 $PY benchmarks/cuda_checks.py --device "$DEVICE" --json "$OUT/cuda_checks.json"
 run thinker_step 150 $PY benchmarks/thinker_step.py $STEP --device "$DEVICE" --dtype bf16 --variants auto \
   --json "$OUT/thinker_step.json"
-run thinker_step_ckpt 120 $PY benchmarks/thinker_step.py $STEP --device "$DEVICE" --dtype bf16 --variants ckpt \
+run thinker_step_ckpt 110 $PY benchmarks/thinker_step.py $STEP --device "$DEVICE" --dtype bf16 --variants ckpt \
   --json "$OUT/thinker_step_ckpt.json"
 run thinker_step_packed 100 $PY benchmarks/thinker_step.py $STEP --device "$DEVICE" --dtype bf16 --variants packed \
   --json "$OUT/thinker_step_packed.json"
