@@ -70,6 +70,12 @@ def test_config_checks_name_the_key():
         compose_config(["recipe=smoke", "lora.slots=[codec]"])
     with pytest.raises(ConfigError, match="lora.rank=0"):
         compose_config(["recipe=smoke", "lora.slots=[thinker]", "lora.rank=0"])
+    # torch FSDP cannot save a model whose every parameter outside the wrapped blocks is frozen
+    thinker_only = ["recipe=smoke", "lora.slots=[thinker]", "strategy=fsdp", "loss.codec=0", "loss.flow=0",
+                    "optim.freeze=[audio_encoder,vision_encoder]"]
+    with pytest.raises(ConfigError, match="strategy=fsdp cannot save this LoRA run"):
+        compose_config(thinker_only)
+    assert compose_config([*thinker_only, "lora.trainable=[norm.weight]"]).lora.trainable == ["norm.weight"]
 
 
 def test_plan_counts_only_adapters_as_trainable():

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from omnitrain.parallel.base import Strategy, register_strategy
+from omnitrain.slots import MODEL_SLOTS
 
 SHARDING = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"}
 
@@ -57,7 +58,24 @@ class FSDPStrategy(Strategy):
         elif o.state_dict_type == "full" and self.on_cpu:
             problems.append("strategy.state_dict_type=full crashes torch FSDP on the CPU while saving; use "
                             "strategy.state_dict_type=sharded (omnitrain export reads sharded checkpoints)")
-        return problems
+        return problems + self._lora_problems()
+
+    def _lora_problems(self) -> list[str]:
+        """torch FSDP cannot save a model whose root unit (everything outside the wrapped
+        blocks: embeddings, final norms, heads, small slots) has no trainable parameter:
+        its state_dict asserts. LoRA on some slots with every other slot frozen is that."""
+        cfg = self.cfg
+        lora = getattr(cfg, "lora", None)
+        if lora is None or not lora.slots or lora.trainable:
+            return []
+        frozen = set(cfg.optim.freeze) | ({"talker"} if cfg.loss.codec == 0 else set()) | (
+            {"dit"} if cfg.loss.flow == 0 else set())
+        if all(slot in frozen or slot in lora.slots for slot in MODEL_SLOTS if slot != "vocoder"):
+            return [f"strategy={self.name} cannot save this LoRA run: every parameter outside the Transformer "
+                    "blocks is frozen, and torch FSDP's state_dict fails on such a model. Use "
+                    "strategy=deepspeed_zero2 (or deepspeed_zero3), leave another slot training, or keep one "
+                    "such parameter training, e.g. lora.trainable=[norm.weight]"]
+        return []
 
     def lightning(self) -> Any:
         from omnitrain.parallel.fsdp.lightning_cpu import OmniFSDPStrategy
