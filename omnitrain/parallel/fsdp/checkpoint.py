@@ -31,6 +31,7 @@ from omnitrain.checkpoints.safe_load import load_file, load_pickle
 METADATA_CLASSES = {
     ("torch.distributed.checkpoint.metadata", "*"), ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
     ("torch", "Size"), ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"),
+    ("pathlib._local", "PosixPath"),  # where Python 3.13 pickles it from
     ("collections", "OrderedDict"),
     *(("torch", str(d).removeprefix("torch.")) for d in (
         torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
