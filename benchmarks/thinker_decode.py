@@ -4,7 +4,8 @@ The prompt (``context`` tokens) is prefilled once through ``Thinker.step``; then
 token is one ``step`` of one token against the cache (what ``ThinkerDecoder.feed`` runs).
 Goal (issue 12): flat in the context, within 1.5x from 64 to 1,024 tokens. For reference,
 the same with transformers' Qwen2ForCausalLM and its cache (same weights), and without
-any cache (the whole sequence re-run per token), interleaved in this process.
+any cache (the whole sequence re-run per token). Every context's sequence is decoded
+side by side, one token of each per round, so a busy machine slows them alike.
 
     .venv/bin/python benchmarks/thinker_decode.py --preset cpu
     .venv/bin/python benchmarks/thinker_decode.py --preset qwen05b --device cuda --dtype bf16
@@ -31,52 +32,44 @@ def positions(start: int, n: int, device) -> torch.Tensor:
     return torch.arange(start, start + n, device=device).view(1, 1, n)
 
 
-@torch.no_grad()
-def omnitrain_per_token(model, prompt: torch.Tensor, new: int) -> list[float]:
-    cache, device = KVCache(), prompt.device
-    hidden = model.step(model.embed(prompt), positions(0, prompt.shape[1], device), cache)
-    token = model.logits(hidden[:, -1:]).argmax(-1)
-    times, tokens = [], []
-    for i in range(new):
-        sync(device)
+class Decoder:
+    """One sequence being decoded greedily; ``step()`` adds one token and returns the
+    seconds it took. ``kind``: omnitrain (``Thinker.step`` + ``KVCache``), transformers
+    (its own cache) or no_cache (omnitrain re-running the whole sequence)."""
+
+    def __init__(self, kind: str, model, prompt: torch.Tensor) -> None:
+        self.kind, self.model, self.device, self.tokens = kind, model, prompt.device, []
+        self.length = prompt.shape[1]
+        with torch.no_grad():
+            if kind == "transformers":
+                out = model(input_ids=prompt, use_cache=True)
+                self.past, self.token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            else:
+                self.cache, self.seq = KVCache(), prompt
+                hidden = model.step(model.embed(prompt), positions(0, self.length, self.device), self.cache)
+                self.token = model.logits(hidden[:, -1:]).argmax(-1)
+
+    @torch.no_grad()
+    def step(self) -> float:
+        m = self.model
+        sync(self.device)
         t0 = time.perf_counter()
-        hidden = model.step(model.embed(token), positions(prompt.shape[1] + i, 1, device), cache)
-        token = model.logits(hidden[:, -1:]).argmax(-1)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-        tokens.append(int(token))
-    return times, tokens
-
-
-@torch.no_grad()
-def transformers_per_token(model, prompt: torch.Tensor, new: int) -> list[float]:
-    out = model(input_ids=prompt, use_cache=True)
-    past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    times, tokens = [], []
-    for _ in range(new):
-        sync(prompt.device)
-        t0 = time.perf_counter()
-        out = model(input_ids=token, past_key_values=past, use_cache=True)
-        past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-        sync(prompt.device)
-        times.append(time.perf_counter() - t0)
-        tokens.append(int(token))
-    return times, tokens
-
-
-@torch.no_grad()
-def no_cache_per_token(model, prompt: torch.Tensor, new: int) -> list[float]:
-    """The whole sequence re-run for each new token (what generation costs without a cache)."""
-    seq, times = prompt, []
-    for _ in range(new):
-        sync(prompt.device)
-        t0 = time.perf_counter()
-        hidden = model.step(model.embed(seq), positions(0, seq.shape[1], seq.device), KVCache())
-        token = model.logits(hidden[:, -1:]).argmax(-1)
-        sync(prompt.device)
-        times.append(time.perf_counter() - t0)
-        seq = torch.cat([seq, token], 1)
-    return times
+        if self.kind == "transformers":
+            out = m(input_ids=self.token, past_key_values=self.past, use_cache=True)
+            self.past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        elif self.kind == "omnitrain":
+            hidden = m.step(m.embed(self.token), positions(self.length, 1, self.device), self.cache)
+            token = m.logits(hidden[:, -1:]).argmax(-1)
+        else:
+            self.seq = torch.cat([self.seq, self.token], 1)
+            hidden = m.step(m.embed(self.seq), positions(0, self.seq.shape[1], self.device), KVCache())
+            token = m.logits(hidden[:, -1:]).argmax(-1)
+        sync(self.device)
+        elapsed = time.perf_counter() - t0
+        self.length += 1
+        self.token = token
+        self.tokens.append(int(token))
+        return elapsed
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None, help="weights' dtype (default bf16 on CUDA)")
     p.add_argument("--contexts", default="64,128,256,512,1024")
     p.add_argument("--new", type=int, default=16, help="new tokens timed per context (median)")
+    p.add_argument("--warmup", type=int, default=4, help="new tokens first decoded untimed")
     p.add_argument("--no-reference", action="store_true", help="omnitrain only (no transformers, no re-run)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--json", default=None)
@@ -99,19 +93,27 @@ def main(argv: list[str] | None = None) -> dict:
     ours = ours.to(device=device, dtype=dtype)
     contexts = [int(c) for c in args.contexts.split(",")]
     g = torch.Generator().manual_seed(0)
-    rows = {}
+    kinds = {"omnitrain": ours} if theirs is None else {"omnitrain": ours, "transformers": theirs, "no_cache": ours}
+    decoders = {}
     for ctx in contexts:
         prompt = torch.randint(0, shape["vocab"], (1, ctx), generator=g).to(device)
-        omnitrain_per_token(ours, prompt, 8)  # warm-up
-        times, tokens = omnitrain_per_token(ours, prompt, args.new)
-        row = {"omnitrain_ms": 1e3 * statistics.median(times)}
-        if theirs is not None:
-            transformers_per_token(theirs, prompt, 8)
-            ref_times, ref_tokens = transformers_per_token(theirs, prompt, args.new)
-            row["transformers_ms"] = 1e3 * statistics.median(ref_times)
-            # greedy tokens agree (bf16 may part ways after a near-tie)
-            row["same_greedy_tokens"] = sum(a == b for a, b in zip(tokens, ref_tokens)) / len(tokens)
-            row["no_cache_ms"] = 1e3 * statistics.median(no_cache_per_token(ours, prompt, min(4, args.new)))
+        for kind, model in kinds.items():
+            decoders[ctx, kind] = Decoder(kind, model, prompt)
+    # one token of every (context, kind) per round: load on the machine hits all alike
+    times = {key: [] for key in decoders}
+    for i in range(args.warmup + args.new):
+        for key, dec in decoders.items():
+            if key[1] == "no_cache" and i >= args.warmup + min(4, args.new):
+                continue  # the whole sequence per token: a few suffice
+            elapsed = dec.step()
+            if i >= args.warmup:
+                times[key].append(elapsed)
+    rows = {}
+    for ctx in contexts:
+        row = {f"{kind}_ms": 1e3 * statistics.median(times[ctx, kind]) for kind in kinds}
+        if theirs is not None:  # greedy tokens agree (bf16 may part ways after a near-tie)
+            ours_t, ref_t = decoders[ctx, "omnitrain"].tokens, decoders[ctx, "transformers"].tokens
+            row["same_greedy_tokens"] = sum(a == b for a, b in zip(ours_t, ref_t)) / len(ours_t)
         rows[ctx] = row
     first, last = rows[contexts[0]]["omnitrain_ms"], rows[contexts[-1]]["omnitrain_ms"]
     result = {"shape": shape, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
