@@ -29,7 +29,7 @@ class Qwen2ThinkerConfig:
     # recompute each block in backward (any strategy): activations of one block, not all
     activation_checkpointing: bool = False
     # torch.compile each block (fuses RMSNorm, rotary and SwiGLU's elementwise work); off by
-    # default: on a 2-core CPU it did not pay (docs/BENCHMARKS.md), GPUs: measure first
+    # default: on a 2-core CPU not a consistent win (docs/BENCHMARKS.md); measure first
     compile: bool = False
 
 
