@@ -20,20 +20,29 @@ class SegmentPlan:
     segment: Tensor  # segment slot of each sorted token
     position: Tensor  # position inside its segment
     lengths: Tensor  # tokens per segment
+    longest: int = -1  # the longest segment, known on the host (-1: read it when needed)
 
     @classmethod
-    def build(cls, segment_ids: Tensor) -> SegmentPlan:
+    def build(cls, segment_ids: Tensor, device: torch.device | str | None = None) -> SegmentPlan:
+        """``segment_ids`` on the CPU (the ids are usually made there) and ``device``: the
+        plan is made on the host, where reading the longest segment costs nothing, and
+        then moved, so the forward never reads a GPU tensor back."""
         order = torch.argsort(segment_ids, stable=True)
         lengths = torch.unique_consecutive(segment_ids[order], return_counts=True)[1]
         slots = torch.arange(lengths.numel(), device=segment_ids.device)
         segment = slots.repeat_interleave(lengths)
         starts = lengths.cumsum(0) - lengths
         position = torch.arange(order.numel(), device=segment_ids.device) - starts.repeat_interleave(lengths)
-        return cls(order, segment, position, lengths)
+        longest = int(lengths.max()) if segment_ids.device.type == "cpu" and lengths.numel() else -1
+        plan = cls(order, segment, position, lengths, longest)
+        if device is None:
+            return plan
+        return cls(*(t.to(device, non_blocking=True) for t in (order, segment, position, lengths)), longest)
 
     def pad(self, x: Tensor) -> Tensor:
         """(N, ...) -> (segments, longest, ...)."""
-        out = x.new_zeros(self.lengths.numel(), int(self.lengths.max()), *x.shape[1:])
+        longest = self.longest if self.longest >= 0 else int(self.lengths.max())
+        out = x.new_zeros(self.lengths.numel(), longest, *x.shape[1:])
         out[self.segment, self.position] = x[self.order]
         return out
 

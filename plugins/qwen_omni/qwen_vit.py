@@ -101,7 +101,8 @@ class QwenViT(VisionEncoder):
         return QwenPatchProcessor(cfg)
 
     def layout(self, grids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per patch, in merge order: (row, col) patch coordinates, frame-group id, window id."""
+        """Per patch, in merge order: (row, col) patch coordinates (on ``grids``' device),
+        frame-group id and window id (on the CPU, for ``SegmentPlan.build``)."""
         m = self.cfg.merge_size
         ws = self.cfg.window_size // m // self.cfg.patch_size  # window side in merged tokens
         rows, cols, frames, windows = [], [], [], []
@@ -123,7 +124,7 @@ class QwenViT(VisionEncoder):
             window_base += t * n_win
         device = grids.device
         return (torch.stack([torch.cat(rows), torch.cat(cols)], -1).to(device),
-                torch.cat(frames).to(device), torch.cat(windows).to(device))
+                torch.cat(frames), torch.cat(windows))  # ids stay on the host: plans are made there
 
     def rotary(self, coords: Tensor) -> tuple[Tensor, Tensor]:
         dim = self.cfg.hidden_size // self.cfg.heads // 2
@@ -135,7 +136,7 @@ class QwenViT(VisionEncoder):
     def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
         coords, frames, windows = self.layout(grids)
         cos, sin = self.rotary(coords)
-        full, local = SegmentPlan.build(frames), SegmentPlan.build(windows)
+        full, local = SegmentPlan.build(frames, patches.device), SegmentPlan.build(windows, patches.device)
         x = self.patch_embed(patches)
         for i, block in enumerate(self.blocks):
             x = block(x, full if i in self.cfg.fullatt_block_indexes else local, cos, sin)

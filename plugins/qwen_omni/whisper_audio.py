@@ -109,7 +109,8 @@ class WhisperAudioEncoder(AudioEncoder):
         after = (size - 1) // 2 + 1
         valid = torch.arange(h.shape[1], device=h.device)[None] < after[:, None]
         x = h[valid]  # chunk-major: clip order preserved
-        plan = SegmentPlan.build(torch.arange(len(sizes), device=h.device).repeat_interleave(after))
+        after_host = (torch.tensor(sizes, dtype=torch.long) - 1) // 2 + 1  # as `after`, on the host
+        plan = SegmentPlan.build(torch.arange(len(sizes)).repeat_interleave(after_host), h.device)
         for layer in self.layers:
             x = layer(x, plan)
         # average frame pairs within each clip (an odd last frame is dropped)
