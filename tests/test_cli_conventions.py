@@ -63,16 +63,17 @@ def test_every_verb_shows_two_examples_that_parse(verb, capsys):
 
 
 @pytest.mark.parametrize("override,key,suggestion", [
-    ("trainer.max_step=3", "trainer.max_step", "max_steps"),
-    ("+trainer.max_step=3", "trainer.max_step", "max_steps"),
+    ("trainer.max_step=3", "trainer.max_step", "trainer.max_steps"),
+    ("+trainer.max_step=3", "trainer.max_step", "trainer.max_steps"),
     ("nmae=x", "nmae", "name"),
     ("+nmae=x", "nmae", "name"),
-    ("thinker.layer=2", "thinker.layer", "layers"),
-    ("+thinker.layer=2", "thinker.layer", "layers"),
-    ("strategy.stag=2", "strategy.stag", "stage"),
+    ("thinker.layer=2", "thinker.layer", "thinker.layers"),
+    ("+thinker.layer=2", "thinker.layer", "thinker.layers"),
+    ("strategy.stag=2", "strategy.stag", "strategy.stage"),
     ("positon=rope1d", "positon", "position"),
     ("position=rope1dd", "rope1dd", "rope1d"),
     ("recipe=smok", "smok", "smoke"),
+    ("trainer.accumulate_grad_batchs=2", "trainer.accumulate_grad_batchs", "trainer.accumulate_grad_batches"),
 ])
 def test_mistyped_key_in_either_form_suggests_and_exits_2_before_any_work(override, key, suggestion, tmp_path, capsys):
     run_dir = tmp_path / "run"

@@ -32,7 +32,11 @@ def explain(message: str, recipes: Iterable[str]) -> str:
     if override:
         key = override.group(1)
         section, _, leaf = key.rpartition(".")
-        hint = suggest(leaf, known_keys(section))
+        known = known_keys(section)
+        if leaf in known:  # a real key the chosen config files leave unset (Lightning's many arguments)
+            return (f"'{key}' is not set in the chosen config files, so Hydra wants it added: "
+                    f"+{key}=... (with the '+')\n({first})")
+        hint = suggest(leaf, known, f"{section}." if section else "")
         return (f"unknown key '{key}'{hint}: check its spelling (`omnitrain config` prints the full config, "
                 f"`omnitrain train --help` the groups)\n({first})")
     if "Ambiguous value for argument" in message:

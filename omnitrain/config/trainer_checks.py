@@ -58,7 +58,7 @@ def trainer_problems(node: Mapping[str, Any]) -> list[str]:
         if key in OWNED:
             problems.append(f"trainer.{key} is set by omnitrain; use {OWNED[key]} instead")
         elif key not in params:
-            problems.append(f"unknown Lightning Trainer argument 'trainer.{key}'{suggest(key, params)}")
+            problems.append(f"unknown Lightning Trainer argument 'trainer.{key}'{suggest(key, params, 'trainer.')}")
         elif key in RULES and not RULES[key][0](node[key]):
             problems.append(f"trainer.{key}={node[key]!r}: must be {RULES[key][1]}")
     return problems

@@ -25,7 +25,7 @@ def _unknown_keys(node: DictConfig, schema: type, path: str) -> list[str]:
     problems = []
     for key in node:
         if key not in fields:
-            problems.append(f"unknown key '{path}.{key}'{suggest(key, fields)}")
+            problems.append(f"unknown key '{path}.{key}'{suggest(key, fields, f'{path}.')}")
         else:
             sub = fields[key].type
             sub_cls = sub if isinstance(sub, type) else None
@@ -45,7 +45,7 @@ def _unknown_plugin_keys(slot: str, node: DictConfig) -> list[str]:
     if name is None or name not in registry(slot):
         return []  # plugin_config says what is wrong
     fields = [f.name for f in dataclasses.fields(registry(slot).get(name).config_cls)]
-    return [f"unknown key '{slot}.{key}' for {slot}={name}{suggest(str(key), fields)}"
+    return [f"unknown key '{slot}.{key}' for {slot}={name}{suggest(str(key), fields, f'{slot}.')}"
             for key in node if key != "name" and key not in fields]
 
 

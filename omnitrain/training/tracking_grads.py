@@ -75,6 +75,9 @@ class GradNorms(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not pl_module.automatic_optimization or not _will_log(trainer):
             return  # the GAN vocoder stage steps two optimizers by hand: not tracked here
+        engine = getattr(trainer.strategy, "deepspeed_engine", None)
+        if engine is not None and not engine.is_gradient_accumulation_boundary():
+            return  # DeepSpeed accumulates itself: its gradients exist only at the boundary
         model = getattr(pl_module, "model", None)
         slots = [s for s in MODEL_SLOTS if model is not None and hasattr(model, s)]
         sharded = _is_deepspeed(trainer) or _is_fsdp(trainer)

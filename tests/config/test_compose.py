@@ -53,8 +53,8 @@ def test_every_registered_plugin_is_one_override_away(slot, name):
     "override,needle",
     [
         ("trainer.max_step=3", "max_step"),
-        ("+trainer.max_step=3", "did you mean 'max_steps'"),
-        ("+data.batchsize=3", "did you mean 'batch_size'"),
+        ("+trainer.max_step=3", "did you mean 'trainer.max_steps'"),
+        ("+data.batchsize=3", "did you mean 'data.batch_size'"),
         ("+optim.lrr=0.1", "optim.lrr"),
         ("optim.freeze=[encoder]", "not a trainable slot"),
         ("+trainer.logger=false", "set by omnitrain"),

@@ -16,6 +16,7 @@ from omnitrain.run_config import compose_config
 FREE_FORM = {"train_shards", "val_shards", "project", "entity", "tags", "speaker", "speakers", "freeze", "slot_lr",
              "betas", "norm_mean", "save_last", "enabled", "talker_detach_thinker"}
 FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and parameter globs
+FREE_FORM |= {"system"}  # generate.system: a free text (the system prompt)
 
 
 @pytest.mark.parametrize(
@@ -36,8 +37,8 @@ FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and p
         ("generate.top_p=1.5", "generate.top_p=1.5: must be a number > 0 and <= 1"),
         ("logger.wandb.mode=cloud", "logger.wandb.mode='cloud': must be one of"),
         ("speech.hop_length=0", "speech.hop_length=0: must be a number >= 1"),
-        ("trainer.max_step=3", "unknown key 'trainer.max_step' (did you mean 'max_steps'?)"),
-        ("data.batchsize=3", "unknown key 'data.batchsize' (did you mean 'batch_size'?)"),
+        ("trainer.max_step=3", "unknown key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
+        ("data.batchsize=3", "unknown key 'data.batchsize' (did you mean 'data.batch_size'?)"),
     ],
 )
 def test_out_of_range_values_fail_at_compose_time(override, needle):
