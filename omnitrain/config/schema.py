@@ -52,6 +52,7 @@ class OptimConfig:
     freeze: list[str] = field(default_factory=list)  # slots whose weights stay fixed
     slot_lr: dict[str, float] = field(default_factory=dict)  # per-slot learning rates
     nonfinite_patience: int = bounded(3, ge=1)  # non-finite steps in a row (each skipped) that stop the run
+    fused: bool | None = one_of(None, None, True, False)  # fused AdamW kernel; null: when every weight is on a GPU
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import logging
 import math
 
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
@@ -98,6 +99,17 @@ class OmniModule(StageModule):
             raise ValueError("every slot is frozen: nothing to train (check optim.freeze and loss weights)")
         return groups
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning refuses to clip for any fused optimizer under autocast, for fear of a
+        loss scale the fused step would undo; bf16 autocast has no loss scale, so clipping
+        by norm before the fused step is exact."""
+        plugin = self.trainer.precision_plugin
+        if (gradient_clip_val and isinstance(plugin, MixedPrecision) and plugin.scaler is None
+                and optimizer.defaults.get("fused") and gradient_clip_algorithm in (None, "norm")):
+            plugin.clip_grad_by_norm(optimizer, float(gradient_clip_val))
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         opt = self.cfg.optim
         groups = self.param_groups()
@@ -105,7 +117,8 @@ class OmniModule(StageModule):
         if optimizer is None:
             # fused: one kernel for every parameter on the GPU instead of a loop of small ones
             on_gpu = all(p.is_cuda for g in groups for p in g["params"])
-            optimizer = torch.optim.AdamW(groups, betas=tuple(opt.betas), eps=opt.eps, fused=on_gpu or None)
+            fused = on_gpu if opt.fused is None else opt.fused
+            optimizer = torch.optim.AdamW(groups, betas=tuple(opt.betas), eps=opt.eps, fused=fused or None)
         total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else 1))
 
         def lr_at(step: int) -> float:
