@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -120,22 +121,30 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     OmegaConf.save(OmegaConf.create(stored), out / "config.yaml")
     (out / "tokenizer").mkdir(exist_ok=True)
     build("tokenizer", cfg.tokenizer).save(out / "tokenizer")
+    write_manifest(out, cfg, str(Path(checkpoint).resolve()), parameters)
+    return out
+
+
+def write_manifest(out: Path, cfg: RunConfig, source: str, parameters: int,
+                   extra: dict[str, Any] | None = None) -> None:
+    """``manifest.json``: versions, plugin origins and the sha256 of every file in ``out``
+    (checked when the bundle is loaded)."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "source_checkpoint": str(Path(checkpoint).resolve()),
+        "source_checkpoint": source,
         "versions": {"omnitrain": omnitrain.__version__, "torch": torch.__version__},
         "plugins": {
             slot: {"name": cfg.slot(slot).name, "origin": registry(slot).get(cfg.slot(slot).name).origin}
             for slot in SLOTS
         },
         "parameters": parameters,
+        **(extra or {}),
         "files": {str(p.relative_to(out)): sha256_file(p) for p in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return out
 
 
 def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = False) -> tuple[OmniModel, RunConfig]:

@@ -21,27 +21,21 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from omnitrain.api import SPECIAL_TOKENS, Tokenizer, TurnTokens, register
+from omnitrain.api import ROLES, SPECIAL_TOKENS, Tokenizer, TurnTokens, register
 
 QWEN_OMNI_SYSTEM = (
     "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
     "auditory and visual inputs, as well as generating text and speech."
 )
 
-#: omnitrain role -> Qwen2.5-Omni token; turn roles all open with <|im_start|>
-ROLE_TOKENS: dict[str, str] = {
-    "audio_bos": "<|audio_bos|>",
-    "audio_eos": "<|audio_eos|>",
-    "vision_bos": "<|vision_bos|>",
-    "vision_eos": "<|vision_eos|>",
-    "audio": "<|AUDIO|>",
-    "image": "<|IMAGE|>",
-    "video": "<|VIDEO|>",
-    "system": "<|im_start|>",
-    "user": "<|im_start|>",
-    "assistant": "<|im_start|>",
-}
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+#: omnitrain role -> Qwen2.5-Omni token: the media markers are spelled as omnitrain's own;
+#: turn roles all open with <|im_start|>
+ROLE_TOKENS: dict[str, str] = {
+    **{role: SPECIAL_TOKENS[role] for role in
+       ("audio_bos", "audio_eos", "vision_bos", "vision_eos", "audio", "image", "video")},
+    **dict.fromkeys(ROLES, IM_START),
+}
 
 #: files a bundle carries so it loads on its own (and with transformers' AutoTokenizer)
 FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.json", "chat_template.jinja",
