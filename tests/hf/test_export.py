@@ -123,13 +123,19 @@ def test_tokenizer_and_processor_files_travel(tmp_path):
     """A folder with Qwen's tokenizer files imports with tokenizer=qwen2 reading the bundle's
     copy; the exported folder's tokenizer and processor config load in transformers and
     tokenise as the release's do."""
-    from transformers import AutoConfig, AutoTokenizer, WhisperFeatureExtractor
+    from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5OmniProcessor, WhisperFeatureExtractor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     from tests.plugins.test_qwen2_tokenizer import make_tokenizer
 
     hf = save_tiny(tmp_path / "qwen", vocab=448)  # the tiny BPE has 400 merges + Qwen's 14 specials
     make_tokenizer(tmp_path / "qwen")
-    WhisperFeatureExtractor(feature_size=128).save_pretrained(tmp_path / "qwen")
+    Qwen2_5OmniProcessor(  # the release's processor: Whisper features, Qwen2-VL image and video
+        image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
+        feature_extractor=WhisperFeatureExtractor(feature_size=128),
+        tokenizer=AutoTokenizer.from_pretrained(tmp_path / "qwen", local_files_only=True),
+    ).save_pretrained(tmp_path / "qwen")
     summary = import_hf(tmp_path / "qwen", tmp_path / "bundle")
     assert "tokenizer=qwen2" in summary["overrides"]
     model, cfg = load_bundle(tmp_path / "bundle")
@@ -142,12 +148,14 @@ def test_tokenizer_and_processor_files_travel(tmp_path):
     exported = AutoTokenizer.from_pretrained(tmp_path / "out", local_files_only=True)
     assert exported(text)["input_ids"] == release(text)["input_ids"]
     assert AutoConfig.from_pretrained(tmp_path / "out", local_files_only=True).model_type == "qwen2_5_omni"
-    assert (tmp_path / "out" / "preprocessor_config.json").is_file()
-    # every processor/tokenizer file of the release comes back as it was (AutoProcessor itself
-    # needs torchvision for Qwen's video processor, which this environment does not install)
+    processor = AutoProcessor.from_pretrained(tmp_path / "out", local_files_only=True)
+    assert type(processor).__name__ == "Qwen2_5OmniProcessor"
+    assert processor.tokenizer(text)["input_ids"] == release(text)["input_ids"]
+    # every processor/tokenizer file of the release comes back as it was
     for path in (tmp_path / "qwen").iterdir():
-        if path.suffix == ".json" and "safetensors" not in path.name:
-            want, got = json.loads(path.read_text()), json.loads((tmp_path / "out" / path.name).read_text())
+        if path.suffix in (".json", ".jinja") and "safetensors" not in path.name:
+            load = json.loads if path.suffix == ".json" else str
+            want, got = load(path.read_text()), load((tmp_path / "out" / path.name).read_text())
             assert got == want, path.name
 
     # greedy decoding of a ChatML prompt: omnitrain's generate and transformers' generate
