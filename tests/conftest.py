@@ -35,6 +35,17 @@ def smoke_cfg(demo_dir, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Benchmarks run in-process set torch's thread count; a later in-process run would
+    then sum in another order than its subprocess twin (a 1e-7 loss difference)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _environment_restored():
     """Training in-process sets MASTER_ADDR/MASTER_PORT/... (Lightning, DeepSpeed): each
     test leaves os.environ as it found it, so later subprocesses start clean."""

@@ -123,7 +123,13 @@ def test_tokenizer_and_processor_files_travel(tmp_path):
     """A folder with Qwen's tokenizer files imports with tokenizer=qwen2 reading the bundle's
     copy; the exported folder's tokenizer and processor config load in transformers and
     tokenise as the release's do."""
-    from transformers import AutoConfig, AutoProcessor, AutoTokenizer, Qwen2_5OmniProcessor, WhisperFeatureExtractor
+    from transformers import (
+        AutoConfig,
+        AutoProcessor,
+        AutoTokenizer,
+        Qwen2_5OmniProcessor,
+        WhisperFeatureExtractor,
+    )
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 

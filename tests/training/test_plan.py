@@ -88,7 +88,7 @@ def test_recipe_headers_state_the_planned_memory(path):
 @pytest.mark.parametrize("size", ["omni3b", "omni7b"])
 def test_stage_recipes_of_one_size_build_the_same_model(size):
     cfgs = [planned(p.stem)[0] for p in sorted(RECIPES.glob(f"{size}_*.yaml"))]
-    assert len(cfgs) == 4  # align, full, long, talker
+    assert len(cfgs) >= 4  # align, full, long, talker (and lora: adapters beside the same model)
     for cfg in cfgs[1:]:
         for slot in SLOTS:
             if slot != "position":
