@@ -16,7 +16,7 @@ import torch
 import torchaudio.functional as AF
 from PIL import Image
 
-from omnitrain.data.video_readers import choose_reader, open_video
+from omnitrain.data.video_readers import choose_reader, open_video, pyav_audio
 
 
 class MediaError(ValueError):
@@ -66,23 +66,10 @@ def _container_audio(data: bytes, what: str) -> tuple[torch.Tensor, int]:
     """The first audio stream of any container FFmpeg reads (mp3, m4a, mp4, webm), mono,
     at its own rate. PyAV, not decord: decord's reader crashes the process on some
     truncated files instead of raising."""
-    import av
-
     try:
-        with av.open(io.BytesIO(data)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise MediaError(f"{what}: no audio stream in the file")
-            to_mono = av.AudioResampler(format="flt", layout="mono")
-            pieces = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
-                      for out in to_mono.resample(frame)]
-            pieces += [out.to_ndarray().reshape(-1) for out in to_mono.resample(None)]
-            rate = int(stream.codec_context.sample_rate or 0)
-    except MediaError:
-        raise
+        wave, rate = pyav_audio(data)
     except Exception as exc:
         raise MediaError(f"{what}: not a decodable audio file ({why(exc, data)})") from exc
-    wave = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
     return torch.from_numpy(wave), rate
 
 

@@ -24,7 +24,7 @@ from omnitrain.data.batch import Batch
 from omnitrain.data.budget import TokenBudgetBatches
 from omnitrain.data.collate import collate
 from omnitrain.data.sample_builder import Example, SampleBuilder, SampleError
-from omnitrain.data.shards import ShardError, count_samples, resolve_shards
+from omnitrain.data.shards import ShardError, count_samples, listed, resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
 from omnitrain.plugin_loading import load_plugins
 
@@ -182,9 +182,8 @@ class SamplesComeOut:
         for shard in source:
             self.since += 1
             if self.since > self.limit:
-                shown = ", ".join(self.urls[:5]) + (" ..." if len(self.urls) > 5 else "")
                 raise ShardError(f"data.train_shards: {self.since - 1} shards read in a row gave no sample "
-                                 f"({shown}); they hold no readable samples. Check them with `tar tf`, or "
+                                 f"({listed(self.urls)}); they hold no readable samples. Check them with `tar tf`, or "
                                  "pack them again (`omnitrain data pack`)")
             yield shard
 

@@ -35,17 +35,18 @@ def resolve_shards(spec: str | Sequence[str] | None, field: str) -> list[str]:
                 missing.append(item)
     if missing:
         raise ShardError(
-            f"{field}: shard(s) not found: {_listed(missing)}. Create shards with "
+            f"{field}: shard(s) not found: {listed(missing)}. Create shards with "
             f"`omnitrain data demo DIR` or `omnitrain data pack MANIFEST DIR`, or fix the path."
         )
     empty = [f"{u} ({why})" for u in found if (why := empty_reason(u))]
     if empty:
-        raise ShardError(f"{field}: shard(s) with no samples: {_listed(empty)}. Remove them from {field} "
+        raise ShardError(f"{field}: shard(s) with no samples: {listed(empty)}. Remove them from {field} "
                          "or pack them again (`omnitrain data pack`)")
     return found
 
 
-def _listed(items: list[str]) -> str:
+def listed(items: list[str]) -> str:
+    """The first five of ``items`` and how many more: error messages stay readable."""
     return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 

@@ -132,13 +132,21 @@ class PyAVReader:
         return np.stack([got[i] for i in indices])
 
     def audio(self, sample_rate: int) -> np.ndarray:
-        av = self._av
-        with av.open(io.BytesIO(self._data)) as container:
-            if not container.streams.audio:
-                raise ValueError("no audio stream in the file")
-            to_mono = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            pieces = [out.to_ndarray().reshape(-1)
-                      for frame in container.decode(container.streams.audio[0])
-                      for out in to_mono.resample(frame)]
-            pieces += [out.to_ndarray().reshape(-1) for out in to_mono.resample(None)]
-        return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        return pyav_audio(self._data, sample_rate)[0]
+
+
+def pyav_audio(data: bytes, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """The first audio stream of any container FFmpeg reads, mono float32, at
+    ``sample_rate`` (None: the stream's own); returns (samples, rate)."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream in the file")
+        stream = container.streams.audio[0]
+        to_mono = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pieces = [out.to_ndarray().reshape(-1) for frame in container.decode(stream)
+                  for out in to_mono.resample(frame)]
+        pieces += [out.to_ndarray().reshape(-1) for out in to_mono.resample(None)]
+        rate = sample_rate or int(stream.codec_context.sample_rate or 0)
+    return (np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)), rate

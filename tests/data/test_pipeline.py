@@ -128,25 +128,32 @@ def test_truncated_tar_member_is_skipped_and_counted(demo_dir, tmp_path):
     assert len(batches) >= 1
 
 
-def test_undecodable_wav_is_skipped_and_counted(demo_dir, tmp_path):
+def validate_with_one_member_changed(demo_dir, tmp_path, matches, change):
+    """Validation over a copy of the first training shard in which the first member whose
+    name ``matches`` holds ``change(its bytes)``; returns (batches, skips, that sample's key)."""
     src = sorted(demo_dir.glob("train-*.tar"))[0]
     bad = tmp_path / "val-000000.tar"
     broken = []
 
     def edit(key, members):
         for name in list(members):
-            if name.startswith("audio_0") and not broken:
-                members[name] = b"RIFF....WAVEfmt garbage"
+            if matches(name) and not broken:
+                members[name] = change(members[name])
                 broken.append(key)
         return members
 
     rewrite(src, bad, edit)
     assert broken
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={bad}"))
-    batches, skipped = run_val_pipeline(cfg)
+    return (*run_val_pipeline(cfg), broken[0])
+
+
+def test_undecodable_wav_is_skipped_and_counted(demo_dir, tmp_path):
+    batches, skipped, broken = validate_with_one_member_changed(
+        demo_dir, tmp_path, lambda name: name.startswith("audio_0"), lambda data: b"RIFF....WAVEfmt garbage")
     unique = {k for b in batches for k in b.keys}
     assert set(skipped) == {"MediaError"}
-    assert not any(k.endswith(broken[0]) for k in unique)
+    assert not any(k.endswith(broken) for k in unique)
     assert len(unique) == SMALL_DEMO.per_shard - 1
 
 
@@ -156,28 +163,18 @@ def test_one_nan_in_a_wav_is_skipped_and_counted(demo_dir, tmp_path, member):
     import numpy as np
     import soundfile as sf
 
-    src = sorted(demo_dir.glob("train-*.tar"))[0]
-    bad = tmp_path / "val-000000.tar"
-    broken = []
+    def one_nan(data: bytes) -> bytes:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32")
+        wave[len(wave) // 2] = np.nan
+        buf = io.BytesIO()
+        sf.write(buf, wave, sr, format="WAV", subtype="FLOAT")
+        return buf.getvalue()
 
-    def edit(key, members):
-        for name in list(members):
-            if name.startswith(member) and name.endswith(".wav") and not broken:
-                wave, sr = sf.read(io.BytesIO(members[name]), dtype="float32")
-                wave[len(wave) // 2] = np.nan
-                buf = io.BytesIO()
-                sf.write(buf, wave, sr, format="WAV", subtype="FLOAT")
-                members[name] = buf.getvalue()
-                broken.append(key)
-        return members
-
-    rewrite(src, bad, edit)
-    assert broken
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={bad}"))
-    batches, skipped = run_val_pipeline(cfg)
+    batches, skipped, broken = validate_with_one_member_changed(
+        demo_dir, tmp_path, lambda name: name.startswith(member) and name.endswith(".wav"), one_nan)
     unique = {k for b in batches for k in b.keys}
     assert set(skipped) == {"MediaError"}  # (validation cycles its shards, so it may meet it twice)
-    assert not any(k.endswith(broken[0]) for k in unique) and len(unique) == SMALL_DEMO.per_shard - 1
+    assert not any(k.endswith(broken) for k in unique) and len(unique) == SMALL_DEMO.per_shard - 1
     assert all(torch.isfinite(b.speech_mel).all() and all(torch.isfinite(f).all() for f in b.audio_features)
                for b in batches)
 
