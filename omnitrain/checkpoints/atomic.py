@@ -64,13 +64,8 @@ def finish(partial: Path, final: Path) -> None:
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
     if final.exists() or final.is_symlink():  # saved again at the same step: replace it whole
-        old = final.with_name(final.name + ".old")
-        remove(old)
-        os.replace(final, old)
-        os.replace(partial, final)
-        remove(old)
-    else:
-        os.replace(partial, final)
+        retire(final)
+    os.replace(partial, final)
     fsync_dir(final.parent)
 
 
