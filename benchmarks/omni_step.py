@@ -1,0 +1,619 @@
+"""The full omni training step (OmniModel: encoders, Thinker, Talker, DiT): where the time
+goes per slot, and what the framework adds over a hand-written loop.
+
+**A. Where the time goes** (one hand-written loop, hooks on): each step is cut into
+regions on one timeline, every instant counted once, in the innermost region open:
+
+- ``data_wait``: blocked on the training DataLoader (``next``), the copy to the device too;
+- ``audio_encoder``, ``vision_encoder``: the slot module's forward (forward pre/post hooks);
+- ``thinker``: its forward, its token embedding and the LM head fused with the text loss
+  (``target_rows_loss``);
+- ``talker``: its forward and the codec cross-entropy;
+- ``dit``: the flow-matching loss (noise, the DiT forward, the masked MSE);
+- ``forward_other``: the rest of ``OmniModel.forward`` (placing encoder outputs into the
+  embeddings, the Talker's inputs and the speech conditions);
+- ``backward`` (all slots together), ``optimizer`` (clipping, AdamW, schedule, zero_grad).
+
+Timestamps are ``time.perf_counter`` on the CPU and CUDA events on a GPU (the step is
+synchronised once at its end, so the regions are GPU time, idle gaps included). Reported:
+the median ms of each region over the steps after ``--warmup``, and its share of all the
+measured time (so the shares sum to 100); tokens/s (real, unpadded Thinker tokens) and, with
+a known device peak (a data-sheet GPU or ``perf.peak_tflops``), MFU from
+``omnitrain.training.flops``.
+
+**B. Framework vs hand loop**: the same composed config, model init (the run seed), batches,
+optimizer and schedule, trained (1) by ``omnitrain.training.run.train`` -- the function
+``omnitrain train`` calls: the user's Trainer, callbacks, loggers (``logger=csv``), progress
+bar -- and (2) by a hand-written loop::
+
+    for batch in loader:                 # the same DataLoader class, pipeline and collation
+        reseed(step)                     # as StageModule does (same flow-matching noise)
+        loss = model(batch)["loss"]; loss.backward()
+        clip_grad_norm_(params, trainer.gradient_clip_val); opt.step(); sched.step(); opt.zero_grad()
+
+**Included in both**: data loading and collation (the DataLoader with the config's workers:
+the issue's "framework step" counts collation), the copy to the device, reading the loss
+(``float(loss)``) and, on CUDA, a synchronisation at the step's end. A step's time is the
+wall time between the ends of consecutive steps (Lightning: ``on_train_batch_end`` of a
+timing callback appended to the user's callbacks), so everything the loop does between
+batches counts. **Excluded from both**: validation (``trainer.limit_val_batches=0``) and
+checkpoint saving (``checkpoint.every_n_steps`` past the run, no ``last.ckpt``): neither is a
+per-step cost. Lightning's setup before the first batch is excluded (warm-up steps).
+
+The two run in ``--rounds`` rounds, each a fresh Lightning run then a fresh hand loop
+(order flipped every round; a busy machine slows both alike); ratio = median Lightning step /
+median hand step over all rounds' measured steps. Checks: the same sample keys in the same
+order, the losses of the two loops (equal up to float noise), and every loop changed the
+weights. ``--explain`` (default: when the ratio is above 1.10) runs Lightning once more with
+each callback's hooks, ``LightningModule.log`` and the loggers timed (mean ms per step).
+
+    .venv/bin/python benchmarks/omni_step.py                          # tiny size, baseline plugins, CPU
+    .venv/bin/python benchmarks/omni_step.py --plugins qwen --size demo --override data=demo_long
+    .venv/bin/python benchmarks/omni_step.py --device cuda --recipe omni05b_full --size omni05b
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = {
+    "baseline": [],
+    "qwen": ["audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit",
+             "position=tmrope"],
+}
+REGIONS = ("data_wait", "audio_encoder", "vision_encoder", "thinker", "talker", "dit", "forward_other",
+           "backward", "optimizer")
+SLOT_MODULES = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit")
+# functions OmniModel calls by module-level name, and the slot whose time they are
+LOSS_FUNCTIONS = {"target_rows_loss": "thinker", "_masked_ce": "talker", "flow_matching_loss": "dit"}
+GOAL = 1.10
+
+
+# ---- config ------------------------------------------------------------------------
+def overrides(args, run_dir: Path, total_steps: int) -> list[str]:
+    data = Path(args.data)
+    out = [f"recipe={args.recipe}", f"size={args.size}",
+           f"data.train_shards={data}/train-*.tar", f"data.val_shards={data}/val-*.tar"]
+    if args.device.startswith("cuda"):
+        out += ["trainer=gpu", "trainer.devices=1"]
+    out += PLUGINS[args.plugins] + list(args.override)
+    # the measured window: no validation, no checkpoint saves; the user's logging and callbacks
+    return out + [f"run_dir={run_dir}", "overwrite=true", "logger=csv", f"trainer.max_steps={total_steps}",
+                  "trainer.limit_val_batches=0", f"checkpoint.every_n_steps={total_steps + 1}",
+                  "checkpoint.save_last=false"]
+
+
+def compose(args, run_dir: Path, total_steps: int):
+    from omnitrain.run_config import compose_config
+
+    return compose_config(overrides(args, run_dir, total_steps))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---- the hand-written loop ----------------------------------------------------------
+@dataclass
+class RunResult:
+    """One training run's per-step record."""
+
+    name: str
+    times: list[float] = field(default_factory=list)  # seconds between consecutive step ends
+    losses: list[float] = field(default_factory=list)
+    keys: list[list[str]] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    regions: list[dict[str, float]] = field(default_factory=list)  # part A only
+    weights_changed: bool | None = None
+
+    def steady(self, warmup: int) -> list[float]:
+        return self.times[warmup:]
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def changed(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    """Every trainable slot moved (not only some parameter somewhere)."""
+    now = dict(model.named_parameters())
+    moved = {n.split(".")[0] for n, p in before.items() if not torch.equal(now[n].detach().cpu(), p)}
+    slots = {n.split(".")[0] for n in before}
+    return bool(slots) and moved == slots
+
+
+def batches(loader):
+    """Epoch after epoch, as Lightning's loop iterates the loader (``TrainEpochs``: a new
+    epoch's content depends on its number)."""
+    while True:
+        yield from loader
+
+
+class HandLoop:
+    """The model, optimizer, schedule and loader of the config, built as the Lightning path
+    builds them (``train``'s seed, ``OmniModule.configure_model`` and
+    ``configure_optimizers``, the task's DataModule), stepped by hand."""
+
+    def __init__(self, cfg, device: torch.device) -> None:
+        import lightning as L
+
+        from omnitrain.training.run import prepare
+        from omnitrain.training.tasks import task_spec
+
+        run = prepare(cfg)  # the per-rank batch size, the DataModule, the checks: as train() does
+        self.cfg, self.device = run.cfg, device
+        L.seed_everything(self.cfg.seed, workers=True)
+        module = task_spec(self.cfg).module(self.cfg)
+        module.configure_model()
+        self.module = module.to(device).train()
+        self.model = module.model
+        module.trainer = SimpleNamespace(max_steps=self.cfg.trainer.max_steps)  # what the schedule reads
+        opt = module.configure_optimizers()
+        module.trainer = None
+        self.optimizer, self.scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.clip = self.cfg.trainer.gradient_clip_val
+        precision = str(self.cfg.trainer.precision)
+        if precision not in ("32-true", "32", "bf16-mixed"):
+            raise SystemExit(f"trainer.precision={precision}: the hand loop does 32-true and bf16-mixed only")
+        self.autocast = precision == "bf16-mixed"
+        self.loader = run.data.train_dataloader()
+        self.meta = run.meta
+
+    def run(self, steps: int, timeline: Timeline | None = None) -> RunResult:
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        from omnitrain.training.stage_module import step_seed
+
+        before = snapshot(self.model)
+        out = RunResult("hand")
+        t = timeline or Timeline(self.device, enabled=False)
+        it = batches(self.loader)
+        last = time.perf_counter()
+        for step in range(steps):
+            t.begin("data_wait")
+            batch = move_data_to_device(next(it), self.device)
+            t.mark("forward_other")
+            torch.manual_seed(step_seed(int(self.cfg.seed), step, 0, 0))  # StageModule.on_train_batch_start
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                loss = self.model(batch)["loss"]
+            t.mark("backward")
+            loss.backward()
+            t.mark("optimizer")
+            if self.clip:
+                torch.nn.utils.clip_grad_norm_(self.params, float(self.clip))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            regions = t.end()
+            out.losses.append(float(loss.detach()))
+            sync(self.device)
+            now = time.perf_counter()
+            out.times.append(now - last)
+            last = now
+            out.keys.append(list(batch.keys))
+            out.tokens.append(batch.num_tokens)
+            if regions is not None:
+                out.regions.append(regions)
+                out.flops.append(batch_flops(self.cfg, self.meta, batch))
+        out.weights_changed = changed(self.model, before)
+        return out
+
+
+# ---- part A: regions on one timeline -------------------------------------------------
+class Timeline:
+    """Marks on one clock; each interval belongs to the region open at its start. Regions
+    nest (``push``/``pop``): time is counted in the innermost one only."""
+
+    def __init__(self, device: torch.device, enabled: bool = True) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.enabled = enabled
+        self.marks: list[tuple[object, str | None]] = []
+        self.stack: list[str] = []
+
+    def _stamp(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def mark(self, region: str | None) -> None:
+        """From now on, time is ``region``'s (the base region of the step, under any pushes)."""
+        if self.enabled:
+            self.stack = [region] if region else []
+            self.marks.append((self._stamp(), region))
+
+    def begin(self, region: str) -> None:
+        self.marks = []
+        self.mark(region)
+
+    def push(self, region: str) -> None:
+        if self.enabled:
+            self.stack.append(region)
+            self.marks.append((self._stamp(), region))
+
+    def pop(self) -> None:
+        if self.enabled and self.stack:
+            self.stack.pop()
+            self.marks.append((self._stamp(), self.stack[-1] if self.stack else None))
+
+    def end(self) -> dict[str, float] | None:
+        """Close the step: seconds per region."""
+        if not self.enabled:
+            return None
+        self.mark(None)
+        sync(self.device)
+        totals = dict.fromkeys(REGIONS, 0.0)
+        for (t0, region), (t1, _) in zip(self.marks, self.marks[1:]):
+            if region is not None:
+                totals[region] += t0.elapsed_time(t1) / 1e3 if self.cuda else t1 - t0
+        return totals
+
+
+@contextlib.contextmanager
+def slot_timers(model: torch.nn.Module, timeline: Timeline):
+    """Hooks on each slot module's forward, the Thinker's embedding, and OmniModel's loss
+    functions (by module-level name); all removed on exit. Yields what was instrumented."""
+    import omnitrain.model.omni_model as omni_model
+
+    handles, restore, found = [], [], []
+    for slot in SLOT_MODULES:
+        module = getattr(model, slot, None)
+        if module is None:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda m, a, s=slot: timeline.push(s)))
+        handles.append(module.register_forward_hook(lambda m, a, o: timeline.pop()))
+        found.append(f"{slot}.forward")
+
+    def timed(fn, region):
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            timeline.push(region)
+            try:
+                return fn(*a, **k)
+            finally:
+                timeline.pop()
+        return wrapper
+
+    if hasattr(model.thinker, "embed"):
+        model.thinker.embed = timed(model.thinker.embed, "thinker")  # an instance attribute shadows the method
+        restore.append(lambda: delattr(model.thinker, "embed"))
+        found.append("thinker.embed")
+    for name, region in LOSS_FUNCTIONS.items():
+        fn = getattr(omni_model, name, None)
+        if fn is None:
+            continue  # renamed: its time stays in forward_other (the report lists what was timed)
+        setattr(omni_model, name, timed(fn, region))
+        restore.append(functools.partial(setattr, omni_model, name, fn))
+        found.append(f"omni_model.{name} -> {region}")
+    try:
+        yield found
+    finally:
+        for h in handles:
+            h.remove()
+        for undo in restore:
+            undo()
+
+
+def batch_flops(cfg, meta, batch) -> float:
+    from omnitrain.training.flops import sequence_lengths, step_flops
+    from omnitrain.training.model_stats import model_stats
+
+    stats = getattr(meta, "_bench_stats", None)
+    if stats is None:
+        stats = meta._bench_stats = model_stats(meta, cfg)
+    frames = int(getattr(cfg.dit, "mel_frames_per_code", 1))
+    return step_flops(stats, sequence_lengths(batch, meta.talker, frames), cfg)
+
+
+def where_time_goes(args, device: torch.device, workdir: Path) -> dict:
+    from omnitrain.training.flops import device_peak_flops
+
+    total = args.warmup + args.steps
+    cfg = compose(args, workdir / "breakdown", total)
+    loop = HandLoop(cfg, device)
+    timeline = Timeline(device)
+    with slot_timers(loop.model, timeline) as timed:
+        run = loop.run(total, timeline)
+    steady = run.regions[args.warmup:]
+    wall = sum(sum(r.values()) for r in steady)
+    rows = {name: {"ms": 1e3 * statistics.median(r[name] for r in steady),
+                   "percent": 100 * sum(r[name] for r in steady) / wall} for name in REGIONS}
+    step_s = [sum(r.values()) for r in steady]
+    seconds = sum(step_s)
+    tokens = sum(run.tokens[args.warmup:])
+    flops = sum(run.flops[args.warmup:])
+    peak = device_peak_flops(loop.cfg)
+    return {"regions": rows, "step_ms": 1e3 * statistics.median(step_s),
+            "tokens_per_s": tokens / seconds, "tflops_per_s": flops / seconds / 1e12,
+            "mfu": flops / seconds / peak if peak else None, "timed": timed,
+            "losses": run.losses, "weights_changed": run.weights_changed}
+
+
+# ---- part B: the user's Lightning path -------------------------------------------------
+def lightning_callback_cls():
+    import lightning as L
+
+    class StepClock(L.Callback):
+        """Step-end times, losses, batch keys; the weights before the first step."""
+
+        def __init__(self, device: torch.device, warmup: int, probe: Probe | None = None) -> None:
+            self.device, self.warmup, self.probe = device, warmup, probe
+            self.result = RunResult("lightning")
+            self.before: dict[str, torch.Tensor] = {}
+            self.last = 0.0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.before = snapshot(pl_module.model)
+            if self.probe is not None:
+                self.probe.attach(trainer, pl_module)
+            sync(self.device)
+            self.last = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+            self.result.losses.append(float(outputs["loss"]))
+            sync(self.device)
+            now = time.perf_counter()
+            self.result.times.append(now - self.last)
+            self.last = now
+            self.result.keys.append(list(batch.keys))
+            self.result.tokens.append(batch.num_tokens)
+            if self.probe is not None and len(self.result.times) == self.warmup:
+                self.probe.reset()  # count the measured steps only
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.result.weights_changed = changed(pl_module.model, self.before)
+
+    return StepClock
+
+
+class Probe:
+    """Host time in each callback hook, the module's hooks, ``LightningModule.log`` and the
+    loggers' writes. Exclusive: a hook's own ``pl_module.log`` calls count under
+    ``module.log``, not under the hook, so the rows add up."""
+
+    HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+             "on_before_optimizer_step", "on_before_zero_grad", "on_train_epoch_start", "on_train_epoch_end")
+    # what the hand loop does too (not framework overhead): the model, clipping, the reseed
+    SHARED = ("OmniModel.forward", "module configure_gradient_clipping", "module on_train_batch_start")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.stack: list[list[float]] = []  # [start, time in nested probes]
+
+    def reset(self) -> None:
+        self.seconds, self.calls = {}, {}
+
+    def _wrap(self, owner, attr: str, label: str) -> None:
+        fn = getattr(owner, attr)
+
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            frame = [time.perf_counter(), 0.0]
+            self.stack.append(frame)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.stack.pop()
+                spent = time.perf_counter() - frame[0]
+                if self.stack:
+                    self.stack[-1][1] += spent
+                self.seconds[label] = self.seconds.get(label, 0.0) + spent - frame[1]
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        setattr(owner, attr, wrapper)
+
+    def attach(self, trainer, pl_module) -> None:
+        import lightning as L
+
+        for cb in trainer.callbacks:
+            if type(cb).__name__ == "StepClock":
+                continue
+            for hook in self.HOOKS:
+                if getattr(type(cb), hook) is not getattr(L.Callback, hook):  # overridden: does something
+                    self._wrap(cb, hook, f"callback {type(cb).__name__}.{hook}")
+        for hook in ("on_train_batch_start", "on_before_optimizer_step", "configure_gradient_clipping"):
+            self._wrap(pl_module, hook, f"module {hook}")
+        self._wrap(pl_module, "log", "module.log (all self.log calls)")
+        for logger in trainer.loggers:
+            for attr in ("log_metrics", "save"):
+                self._wrap(logger, attr, f"logger {type(logger).__name__}.{attr}")
+        self._wrap(pl_module.model, "forward", "OmniModel.forward")
+
+
+def lightning_run(args, device: torch.device, run_dir: Path, probe: Probe | None = None) -> RunResult:
+    import omnitrain.training.run as run_mod
+
+    total = args.warmup + args.steps
+    cfg = compose(args, run_dir, total)
+    clock = lightning_callback_cls()(device, args.warmup, probe)
+    build = run_mod.build_trainer
+
+    def build_with_clock(*a, **k):
+        trainer = build(*a, **k)
+        trainer.callbacks.append(clock)
+        return trainer
+
+    run_mod.build_trainer = build_with_clock
+    try:
+        quiet = contextlib.nullcontext() if args.progress else _quiet()
+        with quiet:  # Lightning's bar writes to stdout; the bar's work is still done
+            run_mod.train(cfg)
+    finally:
+        run_mod.build_trainer = build
+    return clock.result
+
+
+class _Devnull:
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet():
+    with contextlib.redirect_stdout(_Devnull()), contextlib.redirect_stderr(_Devnull()):
+        yield
+
+
+def framework_vs_hand(args, device: torch.device, workdir: Path) -> dict:
+    total = args.warmup + args.steps
+    lightning, hand, rounds = [], [], []
+    for r in range(args.rounds):
+        order = ("lightning", "hand") if r % 2 == 0 else ("hand", "lightning")
+        got = {}
+        for name in order:
+            if name == "lightning":
+                got[name] = lightning_run(args, device, workdir / f"lightning{r}")
+            else:
+                got[name] = HandLoop(compose(args, workdir / f"hand{r}", total), device).run(total)
+        lightning.append(got["lightning"])
+        hand.append(got["hand"])
+        lm, hm = statistics.median(got["lightning"].steady(args.warmup)), statistics.median(got["hand"].steady(args.warmup))
+        rounds.append({"order": list(order), "lightning_ms": 1e3 * lm, "hand_ms": 1e3 * hm, "ratio": lm / hm})
+    l_times = [t for run in lightning for t in run.steady(args.warmup)]
+    h_times = [t for run in hand for t in run.steady(args.warmup)]
+    l_med, h_med = statistics.median(l_times), statistics.median(h_times)
+    same_keys = all(a.keys == b.keys for a, b in zip(lightning, hand))
+    loss_diff = max(abs(a - b) for x, y in zip(lightning, hand) for a, b in zip(x.losses, y.losses))
+    return {
+        "lightning_step_ms": 1e3 * l_med, "hand_step_ms": 1e3 * h_med, "ratio": l_med / h_med,
+        "ratio_goal": GOAL, "rounds": rounds, "measured_steps_each": len(l_times),
+        "checks": {
+            "same_batches": same_keys,
+            "max_loss_diff": loss_diff,
+            "losses_finite": all(all(map(_finite, r.losses)) for r in lightning + hand),
+            "lightning_weights_changed": all(r.weights_changed for r in lightning),
+            "hand_weights_changed": all(r.weights_changed for r in hand),
+            "first_losses": {"lightning": lightning[0].losses[0], "hand": hand[0].losses[0]},
+        },
+    }
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def explain(args, device: torch.device, workdir: Path, hand_ms: float) -> dict:
+    """One more Lightning run with the probe: mean ms per measured step in each hook."""
+    probe = Probe()
+    run = lightning_run(args, device, workdir / "explain", probe)
+    n = len(run.steady(args.warmup))
+    parts = {k: 1e3 * v / n for k, v in sorted(probe.seconds.items(), key=lambda kv: -kv[1])}
+    step_ms = 1e3 * statistics.median(run.steady(args.warmup))
+    extra = sum(v for k, v in parts.items() if k not in Probe.SHARED)
+    return {"step_ms_probed": step_ms, "hand_step_ms": hand_ms, "mean_ms_per_step": parts,
+            "calls_per_step": {k: v / n for k, v in probe.calls.items()},
+            "framework_only_ms": extra,
+            "shared_with_hand_loop": [k for k in parts if k in Probe.SHARED],
+            "note": "exclusive host time in each hook (a hook's self.log calls count under module.log); "
+                    "framework_only_ms sums the rows the hand loop does not do; the rest of the difference "
+                    "is Lightning's loop itself (fetching, hook dispatch, closures, result collection)"}
+
+
+# ---- report -----------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(ROOT / "data" / "demo"), help="shard directory (train-*.tar, val-*.tar)")
+    p.add_argument("--plugins", choices=sorted(PLUGINS), default="baseline")
+    p.add_argument("--size", default="tiny", help="size=... (configs/size/): tiny, demo, omni05b, ...")
+    p.add_argument("--recipe", default="smoke", help="the base recipe (batch size, workers, logging)")
+    p.add_argument("--override", action="append", default=[], help="an extra config override (repeatable), "
+                   "e.g. data=demo_long, data.batch_size=8")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--steps", type=int, default=20, help="measured steps per run (median)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="part B: Lightning/hand rounds (order flipped each)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--parts", default="A,B", help="A: where the time goes; B: framework vs hand loop")
+    p.add_argument("--explain", choices=("auto", "always", "never"), default="auto",
+                   help="time Lightning's callbacks/logging once more (auto: when the ratio is above 1.10)")
+    p.add_argument("--progress", action="store_true", help="show Lightning's output and progress bar")
+    p.add_argument("--json", default=None, help="write the results here")
+    args = p.parse_args(argv)
+    parts = {s.strip().upper() for s in args.parts.split(",")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    result = {"command": " ".join(["benchmarks/omni_step.py", *(argv if argv is not None else sys.argv[1:])]),
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} threads)",
+              "plugins": args.plugins, "size": args.size, "recipe": args.recipe, "overrides": args.override,
+              "steps": args.steps, "warmup": args.warmup, "torch": torch.__version__}
+    try:
+        with tempfile.TemporaryDirectory(prefix="omni_step_") as tmp:
+            work = Path(tmp)
+            if "A" in parts:
+                result["breakdown"] = where_time_goes(args, device, work)
+            if "B" in parts:
+                result["framework"] = fw = framework_vs_hand(args, device, work)
+                if args.explain == "always" or (args.explain == "auto" and fw["ratio"] > GOAL):
+                    result["explain"] = explain(args, device, work, fw["hand_step_ms"])
+    finally:
+        torch.set_num_threads(threads)
+    print_report(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def print_report(result: dict) -> None:
+    print(f"# omni step, {result['device']}: plugins={result['plugins']} size={result['size']} "
+          f"recipe={result['recipe']} {' '.join(result['overrides'])}; median of {result['steps']} "
+          f"after {result['warmup']} warm-up")
+    if "breakdown" in result:
+        b = result["breakdown"]
+        mfu = f", MFU {100 * b['mfu']:.2f}%" if b["mfu"] else ""
+        print(f"\n## Where the time goes (hand loop, hooks on): step {b['step_ms']:.1f} ms, "
+              f"{b['tokens_per_s']:,.0f} tokens/s, {b['tflops_per_s']:.4f} TFLOP/s{mfu}")
+        print("| region | ms (median) | % of step |\n|---|---|---|")
+        for name, row in b["regions"].items():
+            print(f"| {name} | {row['ms']:.2f} | {row['percent']:.1f}% |")
+    if "framework" in result:
+        f = result["framework"]
+        print(f"\n## Framework vs hand loop ({len(f['rounds'])} rounds, {f['measured_steps_each']} steps each)")
+        print("| round | order | Lightning ms | hand ms | ratio |\n|---|---|---|---|---|")
+        for i, r in enumerate(f["rounds"]):
+            print(f"| {i} | {' then '.join(r['order'])} | {r['lightning_ms']:.1f} | {r['hand_ms']:.1f} | "
+                  f"{r['ratio']:.3f}x |")
+        verdict = "meets" if f["ratio"] <= GOAL else "misses"
+        print(f"| all | | **{f['lightning_step_ms']:.1f}** | **{f['hand_step_ms']:.1f}** | "
+              f"**{f['ratio']:.3f}x** ({verdict} <= {GOAL}x) |")
+        c = f["checks"]
+        print(f"checks: same batches {c['same_batches']}, max |loss diff| {c['max_loss_diff']:.2e}, "
+              f"weights changed: Lightning {c['lightning_weights_changed']}, hand {c['hand_weights_changed']}")
+    if "explain" in result:
+        e = result["explain"]
+        print(f"\n## Where Lightning's extra time goes (probed run: step {e['step_ms_probed']:.1f} ms; "
+              f"hand loop {e['hand_step_ms']:.1f} ms)")
+        print("| hook (exclusive host time) | ms per step | calls per step |\n|---|---|---|")
+        for name, ms in e["mean_ms_per_step"].items():
+            shared = " (the hand loop does this too)" if name in e["shared_with_hand_loop"] else ""
+            print(f"| {name}{shared} | {ms:.3f} | {e['calls_per_step'][name]:.1f} |")
+        print(f"| **framework only, sum** | **{e['framework_only_ms']:.2f}** | |")
+
+
+if __name__ == "__main__":
+    main()

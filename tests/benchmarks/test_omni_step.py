@@ -1,0 +1,44 @@
+"""benchmarks/omni_step.py at the tiny size: the per-slot breakdown is measured (every
+region timed, the shares add up), and the framework/hand ratio comes from two real
+training runs over the same batches that both changed the weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import omni_step  # noqa: E402
+
+
+def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_path):
+    out = tmp_path / "omni_step.json"
+    result = omni_step.main(["--data", str(demo_dir), "--steps", "3", "--warmup", "1", "--rounds", "1",
+                             "--threads", "1", "--explain", "always", "--json", str(out)])
+    assert json.loads(out.read_text())["framework"]["ratio"] == result["framework"]["ratio"]
+
+    b = result["breakdown"]
+    assert set(b["regions"]) == set(omni_step.REGIONS)
+    for name, row in b["regions"].items():
+        assert row["ms"] > 0, f"{name} was not timed"
+    assert math.isclose(sum(r["percent"] for r in b["regions"].values()), 100.0, abs_tol=0.5)
+    # every slot module and every loss function OmniModel calls was instrumented
+    assert {f"{s}.forward" for s in omni_step.SLOT_MODULES} <= set(b["timed"])
+    assert sum(name.startswith("omni_model.") for name in b["timed"]) == len(omni_step.LOSS_FUNCTIONS)
+    assert b["tokens_per_s"] > 0 and b["weights_changed"] and all(map(math.isfinite, b["losses"]))
+
+    f = result["framework"]
+    assert f["lightning_step_ms"] > 0 and f["hand_step_ms"] > 0
+    assert math.isclose(f["ratio"], f["lightning_step_ms"] / f["hand_step_ms"])
+    assert f["measured_steps_each"] == 3
+    c = f["checks"]
+    assert c["same_batches"] and c["losses_finite"]
+    assert c["lightning_weights_changed"] and c["hand_weights_changed"]
+    assert c["max_loss_diff"] < 1e-4  # same init, batches, noise and optimizer: the same losses
+
+    e = result["explain"]
+    assert e["mean_ms_per_step"]["OmniModel.forward"] > 0
+    assert any(k.startswith("callback Throughput") for k in e["mean_ms_per_step"])
+    assert e["framework_only_ms"] > 0
