@@ -133,13 +133,20 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
 
     cfg = compose_config(args.overrides)
     codec = build("codec", cfg.codec)
-    sizes = DemoSizes(train=args.train, val=args.val, heldout=args.heldout, per_shard=args.per_shard)
+    given = {k: v for k, v in (("train", args.train), ("val", args.val), ("per_shard", args.per_shard)) if v is not None}
+    if args.profile == "long":  # benchmark-sized samples (omnitrain/data/build/demo_long.py)
+        from omnitrain.data.build.demo_long import LongSizes, make_long_demo
+
+        sizes, write = LongSizes(**given), make_long_demo
+    else:
+        sizes, write = DemoSizes(heldout=args.heldout, **given), make_demo
     t0 = time.perf_counter()
     with tqdm(total=sizes.train + sizes.val, desc="demo samples", unit="sample") as bar:
-        result = make_demo(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update)
+        result = write(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update)
     n = sum(s["samples"] for s in result["shards"])
+    held = result["heldout"] or "none (the long profile is a benchmark workload)"
     print(f"wrote {n} samples in {len(result['shards'])} shards to {args.out} "
-          f"({time.perf_counter() - t0:.1f}s); held-out prompts: {result['heldout']}")
+          f"({time.perf_counter() - t0:.1f}s); held-out prompts: {held}")
     return 0
 
 
@@ -394,10 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("demo", help="write the demo dataset as webdataset shards")
     s.add_argument("out")
-    s.add_argument("--train", type=int, default=1600)
-    s.add_argument("--val", type=int, default=64)
-    s.add_argument("--heldout", type=int, default=8)
-    s.add_argument("--per-shard", type=int, default=200)
+    s.add_argument("--profile", choices=["short", "long"], default="short",
+                   help="short: the seconds-long demo; long: real omni lengths (10-30 s audio, 448x448 "
+                        "images, 10 s video, 100-400-token replies) for benchmarks (data=demo_long)")
+    s.add_argument("--train", type=int, default=None, help="train samples (short: 1600, long: 64)")
+    s.add_argument("--val", type=int, default=None, help="val samples (short: 64, long: 8)")
+    s.add_argument("--heldout", type=int, default=8, help="held-out prompts (short profile only)")
+    s.add_argument("--per-shard", type=int, default=None, help="samples per shard (short: 200, long: 16)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_demo)

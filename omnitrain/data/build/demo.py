@@ -133,14 +133,7 @@ def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key
         members["video_0.mp4"], _ = video_of(a, b, rng)
         content.append({"video": "video_0.mp4", "use_audio": True})
     content.append({"text": PROMPTS[kind].format(a=a, b=b)})
-    speech = reply_speech([a, b], codec)
-    members["reply.wav"] = encode_audio(speech, codec.sample_rate)
-    # the voice's reference utterance (the DiT's speaker conditioning): another digit
-    ref_digit = random.Random(f"{key}/reference").randrange(10)
-    members["reference.wav"] = encode_audio(reply_speech([ref_digit], codec), codec.sample_rate)
-    buf = io.BytesIO()
-    np.save(buf, codec.encode(speech).numpy().astype(np.int32))
-    members["reply.codec.npy"] = buf.getvalue()
+    members.update(speech_members([a, b], codec, key))
     conversation = {
         "turns": [
             {"role": "user", "content": content},
@@ -151,6 +144,20 @@ def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key
     }
     members["json"] = json.dumps(conversation).encode()
     return {"__key__": key, **members}
+
+
+def speech_members(digits: list[int], codec: Codec, key: str) -> dict[str, bytes]:
+    """The spoken reply's members: reply.wav, its codec tokens, and reference.wav."""
+    speech = reply_speech(digits, codec)
+    # the voice's reference utterance (the DiT's speaker conditioning): another digit
+    ref_digit = random.Random(f"{key}/reference").randrange(10)
+    buf = io.BytesIO()
+    np.save(buf, codec.encode(speech).numpy().astype(np.int32))
+    return {
+        "reply.wav": encode_audio(speech, codec.sample_rate),
+        "reference.wav": encode_audio(reply_speech([ref_digit], codec), codec.sample_rate),
+        "reply.codec.npy": buf.getvalue(),
+    }
 
 
 def heldout_pairs(seed: int, n: int) -> list[tuple[str, int, int]]:
