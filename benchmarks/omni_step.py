@@ -41,8 +41,9 @@ checkpoint saving (``checkpoint.every_n_steps`` past the run, no ``last.ckpt``):
 per-step cost. Lightning's setup before the first batch is excluded (warm-up steps).
 
 The two run in ``--rounds`` rounds, each a fresh Lightning run then a fresh hand loop
-(order flipped every round; a busy machine slows both alike); ratio = median Lightning step /
-median hand step over all rounds' measured steps. Checks: the same sample keys in the same
+(order flipped every round; a busy machine slows both alike); a round's ratio = its median
+Lightning step / its median hand step, the ratio = the median of the rounds' ratios (the
+medians over all rounds' steps pooled are reported too). Checks: the same sample keys in the same
 order, the losses of the two loops (equal up to float noise), and every loop changed the
 weights. ``--explain`` (default: when the ratio is above 1.10) runs Lightning once more with
 each callback's hooks, ``LightningModule.log`` and the loggers timed (mean ms per step).
@@ -84,9 +85,12 @@ GOAL = 1.10
 
 # ---- config ------------------------------------------------------------------------
 def overrides(args, run_dir: Path, total_steps: int) -> list[str]:
-    data = Path(args.data)
-    out = [f"recipe={args.recipe}", f"size={args.size}",
-           f"data.train_shards={data}/train-*.tar", f"data.val_shards={data}/val-*.tar"]
+    out = [f"recipe={args.recipe}", f"size={args.size}"]
+    data = args.data
+    if data is None and not any(o.startswith("data=") for o in args.override):
+        data = ROOT / "data" / "demo"  # else the data=... group names its shards
+    if data is not None:
+        out += [f"data.train_shards={Path(data)}/train-*.tar", f"data.val_shards={Path(data)}/val-*.tar"]
     if args.device.startswith("cuda"):
         out += ["trainer=gpu", "trainer.devices=1"]
     out += PLUGINS[args.plugins] + list(args.override)
@@ -500,7 +504,10 @@ def framework_vs_hand(args, device: torch.device, workdir: Path) -> dict:
     same_keys = all(a.keys == b.keys for a, b in zip(lightning, hand))
     loss_diff = max(abs(a - b) for x, y in zip(lightning, hand) for a, b in zip(x.losses, y.losses))
     return {
-        "lightning_step_ms": 1e3 * l_med, "hand_step_ms": 1e3 * h_med, "ratio": l_med / h_med,
+        # the ratio: the median over rounds of each round's two medians (a round's pair ran
+        # back to back, so the machine's load drifting between rounds cancels)
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "lightning_step_ms": 1e3 * l_med, "hand_step_ms": 1e3 * h_med, "pooled_ratio": l_med / h_med,
         "ratio_goal": GOAL, "rounds": rounds, "measured_steps_each": len(l_times),
         "checks": {
             "same_batches": same_keys,
@@ -537,7 +544,8 @@ def explain(args, device: torch.device, workdir: Path, hand_ms: float) -> dict:
 # ---- report -----------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(ROOT / "data" / "demo"), help="shard directory (train-*.tar, val-*.tar)")
+    p.add_argument("--data", default=None, help="shard directory (train-*.tar, val-*.tar); default data/demo, "
+                   "or the shards of a data=... override")
     p.add_argument("--plugins", choices=sorted(PLUGINS), default="baseline")
     p.add_argument("--size", default="tiny", help="size=... (configs/size/): tiny, demo, omni05b, ...")
     p.add_argument("--recipe", default="smoke", help="the base recipe (batch size, workers, logging)")
@@ -599,8 +607,9 @@ def print_report(result: dict) -> None:
             print(f"| {i} | {' then '.join(r['order'])} | {r['lightning_ms']:.1f} | {r['hand_ms']:.1f} | "
                   f"{r['ratio']:.3f}x |")
         verdict = "meets" if f["ratio"] <= GOAL else "misses"
-        print(f"| all | | **{f['lightning_step_ms']:.1f}** | **{f['hand_step_ms']:.1f}** | "
-              f"**{f['ratio']:.3f}x** ({verdict} <= {GOAL}x) |")
+        print(f"| all steps pooled | | {f['lightning_step_ms']:.1f} | {f['hand_step_ms']:.1f} | "
+              f"{f['pooled_ratio']:.3f}x |")
+        print(f"ratio (median of the rounds' ratios): **{f['ratio']:.3f}x** ({verdict} the goal <= {GOAL}x)")
         c = f["checks"]
         print(f"checks: same batches {c['same_batches']}, max |loss diff| {c['max_loss_diff']:.2e}, "
               f"weights changed: Lightning {c['lightning_weights_changed']}, hand {c['hand_weights_changed']}")

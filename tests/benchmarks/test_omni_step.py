@@ -31,7 +31,10 @@ def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_p
 
     f = result["framework"]
     assert f["lightning_step_ms"] > 0 and f["hand_step_ms"] > 0
-    assert math.isclose(f["ratio"], f["lightning_step_ms"] / f["hand_step_ms"])
+    assert math.isclose(f["pooled_ratio"], f["lightning_step_ms"] / f["hand_step_ms"])
+    (r,) = f["rounds"]  # one round: its ratio is the ratio, from its two medians
+    assert r["lightning_ms"] > 0 and r["hand_ms"] > 0
+    assert math.isclose(f["ratio"], r["lightning_ms"] / r["hand_ms"]) and math.isclose(f["ratio"], f["pooled_ratio"])
     assert f["measured_steps_each"] == 3
     c = f["checks"]
     assert c["same_batches"] and c["losses_finite"]
