@@ -148,7 +148,8 @@ class AudioEncoder(SlotModule, ABC):
     @abstractmethod
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
         """Padded features (N, n_mels, T) with frame counts (N,) -> tokens (sum_i n_i, out_dim)
-        in item order."""
+        in item order. ``lengths`` is on the CPU (plan with it freely; move what the device
+        needs): reading a GPU tensor back would stall the step."""
 
 
 class VisionProcessor(ABC):
@@ -180,7 +181,8 @@ class VisionEncoder(SlotModule, ABC):
     @abstractmethod
     def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
         """Patches of all items concatenated (N, patch_dim) and their grids (items, 3) ->
-        merged tokens (sum_i t*h*w/merge^2, out_dim) in item order."""
+        merged tokens (sum_i t*h*w/merge^2, out_dim) in item order. ``grids`` is on the CPU,
+        as ``lengths`` is for audio encoders."""
 
 
 class PositionScheme(nn.Module, ABC):

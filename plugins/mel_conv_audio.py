@@ -57,6 +57,8 @@ class MelConvAudioEncoder(AudioEncoder):
         return WhisperLogMel(cfg.n_mels)
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
+        tokens = audio_token_count(lengths)  # per clip, on the host
+        lengths = lengths.to(features.device, non_blocking=True)
         frames = torch.arange(features.shape[-1], device=features.device)
         x = F.gelu(self.conv1(features))
         x = x * (frames[None] < lengths[:, None])[:, None]  # padding must not leak into conv2
@@ -69,6 +71,7 @@ class MelConvAudioEncoder(AudioEncoder):
         for layer in self.layers:
             x = layer(x, mask)
         pooled = F.avg_pool1d(x.transpose(1, 2), kernel_size=2, stride=2).transpose(1, 2)
-        out_len = audio_token_count(lengths)  # elementwise on the tensor: nothing read back
-        keep = torch.arange(pooled.shape[1], device=x.device)[None] < out_len[:, None]
-        return self.proj(self.ln_post(pooled[keep]))
+        # each clip's first ``tokens`` pooled frames, picked by positions found on the host
+        # (a boolean mask on the GPU would read its count back)
+        keep = (torch.arange(pooled.shape[1])[None] < tokens[:, None]).view(-1).nonzero()[:, 0]
+        return self.proj(self.ln_post(pooled.flatten(0, 1)[keep.to(x.device, non_blocking=True)]))

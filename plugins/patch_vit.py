@@ -62,8 +62,9 @@ class PatchViT(VisionEncoder):
     def processor(cls, cfg: PatchViTConfig) -> VisionProcessor:
         return QwenPatchProcessor(cfg)
 
-    def _positions(self, grids: Tensor) -> Tensor:
-        """2D sinusoidal embedding of each patch's (row, col), in merge order."""
+    def _positions(self, grids: Tensor, device: torch.device) -> Tensor:
+        """2D sinusoidal embedding of each patch's (row, col), in merge order; the
+        coordinates are laid out on the host (``grids`` is there) and moved once."""
         m, dim = self.cfg.merge_size, self.cfg.dim
         rows, cols = [], []
         for t, h, w in grids.tolist():
@@ -71,14 +72,14 @@ class PatchViT(VisionEncoder):
             col = torch.arange(w).view(1, 1, w // m, m).expand(h // m, m, w // m, m)
             rows.append(r.permute(0, 2, 1, 3).reshape(-1).repeat(t))
             cols.append(col.permute(0, 2, 1, 3).reshape(-1).repeat(t))
-        r = torch.cat(rows).to(grids.device)
-        c = torch.cat(cols).to(grids.device)
+        r = torch.cat(rows).to(device, non_blocking=True)
+        c = torch.cat(cols).to(device, non_blocking=True)
         return torch.cat([sinusoidal_embedding(r, dim // 2), sinusoidal_embedding(c, dim // 2)], -1)
 
     def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
-        x = self.patch_embed(patches) + self._positions(grids).to(patches.dtype)
+        x = self.patch_embed(patches) + self._positions(grids, patches.device).to(patches.dtype)
         sizes = grids.prod(-1)
-        item = torch.repeat_interleave(torch.arange(1, len(sizes) + 1, device=x.device), sizes)
+        item = torch.repeat_interleave(torch.arange(1, len(sizes) + 1), sizes).to(x.device, non_blocking=True)
         mask = segment_mask(item[None])  # items never attend to each other
         for layer in self.layers:
             x = layer(x[None], mask)[0]

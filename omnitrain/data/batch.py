@@ -6,12 +6,15 @@ Speech targets are indexed per sample, not per row, so packing needs no change h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
 
 from omnitrain.nn.varlen import DocRuns
+
+# sizes the model reads on the host to plan its work (chunks, windows, index lists)
+HOST_FIELDS = ("audio_lengths", "vision_grids")
 
 
 @dataclass
@@ -21,9 +24,9 @@ class Batch:
     doc_ids: Tensor  # (B, L) int64, 0 = padding
     labels: Tensor  # (B, L) int64, IGNORE_INDEX where no text loss
     audio_features: Tensor  # (Na, n_mels, T) float, Na may be 0
-    audio_lengths: Tensor  # (Na,) feature frames per clip
+    audio_lengths: Tensor  # (Na,) feature frames per clip; stays on the host (HOST_FIELDS)
     vision_patches: Tensor  # (Np, patch_dim) float, all images/videos concatenated
-    vision_grids: Tensor  # (Nv, 3) patch grid (t, h, w) per item
+    vision_grids: Tensor  # (Nv, 3) patch grid (t, h, w) per item; stays on the host
     speech_rows: Tensor  # (S,) batch row of each sample with a spoken reply
     reply_positions: Tensor  # (S, R) positions of its reply tokens in that row
     reply_mask: Tensor  # (S, R) bool
@@ -45,6 +48,22 @@ class Batch:
     target_index: Tensor | None = None
     # the most tokens before a spoken reply in its own sample (the Talker's prompt width)
     longest_prompt: int | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device``, except ``HOST_FIELDS``: the encoders lay out their chunks
+        and windows from those sizes, and reading them on the host costs no GPU round trip.
+        (Lightning moves a batch with this method.)"""
+        non_blocking = torch.device(device).type != "cpu"  # host -> device copies only
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in HOST_FIELDS:
+                moved[f.name] = value.cpu() if isinstance(value, Tensor) else value
+            elif isinstance(value, Tensor):
+                moved[f.name] = value.to(device, non_blocking=non_blocking)
+            elif isinstance(value, DocRuns):
+                moved[f.name] = value.to(device)
+        return replace(self, **moved)
 
     @property
     def num_tokens(self) -> int:

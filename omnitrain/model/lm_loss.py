@@ -15,6 +15,7 @@ Otherwise each chunk is checkpointed (its logits recomputed in backward).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -43,10 +44,11 @@ class _FusedHeadCE(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=rows.device)
         device = rows.device.type
         # the matmuls' dtype: autocast's if on (cast the weight once, not once per chunk)
-        dtype = (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device)
+        amp = torch.amp.is_autocast_available(device)  # not on "meta" (the no-sync test)
+        dtype = (torch.get_autocast_dtype(device) if amp and torch.is_autocast_enabled(device)
                  else torch.promote_types(rows.dtype, weight.dtype))
         w = weight.to(dtype)
-        with torch.autocast(device, enabled=False):
+        with torch.autocast(device, enabled=False) if amp else contextlib.nullcontext():
             for i in range(0, rows.shape[0], chunk):
                 h, t = rows[i:i + chunk].to(dtype), targets[i:i + chunk]
                 logits = F.linear(h, w).float()  # one (chunk, vocab) buffer, reused in place below

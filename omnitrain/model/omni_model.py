@@ -111,11 +111,14 @@ class OmniModel(nn.Module):
 
     # ---- Thinker ---------------------------------------------------------------
     def _encode(self, slot: str, inputs, device, dtype) -> tuple[Tensor, Tensor]:
+        """The encoder gets its data on ``device`` and its sizes (clip lengths, patch grids)
+        on the host, where it plans its work without reading the GPU (``Batch.to`` keeps
+        them there; ``.cpu()`` is free then)."""
         encoder = getattr(self, slot)
         if inputs[0].shape[0] > 0:
-            return encoder(*(x.to(device) for x in inputs)), torch.zeros((), device=device)
+            return encoder(inputs[0].to(device), inputs[1].cpu()), torch.zeros((), device=device)
         dummy = self._dummy(slot)
-        out = encoder(dummy[0].to(device=device, dtype=dtype), dummy[1].to(device))
+        out = encoder(dummy[0].to(device=device, dtype=dtype), dummy[1])
         return out[:0], out.sum() * 0.0  # keeps the encoder in the graph with zero grads
 
     def embed_inputs(self, batch: Batch) -> Tensor:

@@ -155,24 +155,19 @@ class FlowDiT(DiT):
             nn.init.zeros_(layer.bias)
 
     def reference_embedding(self, cond: SpeechCondition, keep: Tensor) -> Tensor:
-        """ECAPA of each item's reference (its own length); zeros where dropped or absent."""
-        lengths = torch.where(keep, cond.reference_lengths, torch.zeros_like(cond.reference_lengths))
-        dtype = param_dtype(self)
-        need = self.ref_encoder.min_frames
-        parts, order = [], []
-        for n in lengths.unique().tolist():
-            rows = (lengths == n).nonzero()[:, 0]
-            if n == 0:  # no reference: the all-zeros mel, as the unconditional branch
-                ref = torch.zeros(1, need, self.n_mels, device=keep.device, dtype=dtype)
-                parts.append(self.ref_encoder(ref).expand(len(rows), -1))
-            else:
-                ref = cond.reference[rows, :n].to(dtype)
-                if n < need:  # too short for the reflect padding: repeat the edge frame
-                    ref = F.pad(ref.transpose(1, 2), (0, need - n), mode="replicate").transpose(1, 2)
-                parts.append(self.ref_encoder(ref))
-            order.append(rows)
-        # items were encoded grouped by length: put them back in item order
-        return torch.cat(parts)[torch.argsort(torch.cat(order))]
+        """ECAPA of each item's reference at its own length, all items in one call; where
+        dropped (``keep`` False) or absent (length 0), the ECAPA of an all-zeros mel, the
+        unconditional branch. Nothing is read back from the device."""
+        dtype, need = param_dtype(self), self.ref_encoder.min_frames
+        n = cond.reference_lengths.to(keep.device)
+        S, T, M = cond.reference.shape
+        width = max(T, need)
+        # a reference shorter than the reflect padding repeats its edge frame up to ``need``
+        src = torch.arange(width, device=keep.device)[None].minimum((n - 1).clamp_min(0)[:, None])
+        refs = cond.reference.to(dtype).gather(1, src[..., None].expand(-1, -1, M))
+        lengths = torch.cat([n.clamp_min(need), torch.full((1,), need, device=n.device, dtype=n.dtype)])
+        emb = self.ref_encoder(torch.cat([refs, refs.new_zeros(1, width, M)]), lengths)
+        return torch.where((keep & (n > 0))[:, None], emb[:S], emb[S:])
 
     def forward(self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor,
                 cond: SpeechCondition | None = None, offset: int = 0) -> Tensor:

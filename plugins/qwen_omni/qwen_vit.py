@@ -101,8 +101,8 @@ class QwenViT(VisionEncoder):
         return QwenPatchProcessor(cfg)
 
     def layout(self, grids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Per patch, in merge order: (row, col) patch coordinates (on ``grids``' device),
-        frame-group id and window id (on the CPU, for ``SegmentPlan.build``)."""
+        """Per patch, in merge order: (row, col) patch coordinates, frame-group id and
+        window id, laid out on the host from ``grids`` (a CPU tensor)."""
         m = self.cfg.merge_size
         ws = self.cfg.window_size // m // self.cfg.patch_size  # window side in merged tokens
         rows, cols, frames, windows = [], [], [], []
@@ -122,9 +122,7 @@ class QwenViT(VisionEncoder):
             windows.append(window_base + (torch.arange(t)[:, None] * n_win + in_frame[None]).reshape(-1))
             frame_base += t
             window_base += t * n_win
-        device = grids.device
-        return (torch.stack([torch.cat(rows), torch.cat(cols)], -1).to(device),
-                torch.cat(frames), torch.cat(windows))  # ids stay on the host: plans are made there
+        return torch.stack([torch.cat(rows), torch.cat(cols)], -1), torch.cat(frames), torch.cat(windows)
 
     def rotary(self, coords: Tensor) -> tuple[Tensor, Tensor]:
         dim = self.cfg.hidden_size // self.cfg.heads // 2
@@ -135,7 +133,7 @@ class QwenViT(VisionEncoder):
 
     def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
         coords, frames, windows = self.layout(grids)
-        cos, sin = self.rotary(coords)
+        cos, sin = self.rotary(coords.to(patches.device, non_blocking=True))
         full, local = SegmentPlan.build(frames, patches.device), SegmentPlan.build(windows, patches.device)
         x = self.patch_embed(patches)
         for i, block in enumerate(self.blocks):

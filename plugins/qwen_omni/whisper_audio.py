@@ -92,36 +92,56 @@ class WhisperAudioEncoder(AudioEncoder):
         return WhisperLogMel(cfg.n_mels)
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
-        chunk = 2 * self.cfg.n_window
-        lengths = lengths.tolist()
-        # cut every clip into 2 s chunks (the last one shorter); chunks never span clips
-        pieces, sizes = [], []
-        for i, n in enumerate(lengths):
-            for start in range(0, n, chunk):
-                pieces.append(features[i, :, start : min(start + chunk, n)])
-                sizes.append(min(chunk, n - start))
-        size = torch.tensor(sizes, device=features.device)
-        padded = torch.stack([F.pad(p, (0, chunk - p.shape[-1])) for p in pieces])  # (C, mels, chunk)
-        frames = torch.arange(chunk, device=features.device)
-        h = F.gelu(self.conv1(padded)) * (frames[None] < size[:, None])[:, None]
+        chunk, device = 2 * self.cfg.n_window, features.device
+        plan = ChunkPlan.build(lengths, chunk, features.shape[-1])
+        # every clip cut into 2 s chunks (the last one shorter, zero-padded); chunks never
+        # span clips. Gathered by indices made on the host: no per-clip loop, no GPU read
+        clip, frame = plan.clip.to(device, non_blocking=True), plan.frame.to(device, non_blocking=True)
+        real = plan.real.to(device, features.dtype, non_blocking=True)
+        padded = features[clip[:, None], :, frame].transpose(1, 2) * real[:, None]  # (C, mels, chunk)
+        h = F.gelu(self.conv1(padded)) * real[:, None]
         h = F.gelu(self.conv2(h)).transpose(1, 2)  # (C, chunk / 2, d)
         h = h + self.positions[: h.shape[1]].to(h)  # device too: made on the CPU under zero.Init
-        after = (size - 1) // 2 + 1
-        valid = torch.arange(h.shape[1], device=h.device)[None] < after[:, None]
-        x = h[valid]  # chunk-major: clip order preserved
-        after_host = (torch.tensor(sizes, dtype=torch.long) - 1) // 2 + 1  # as `after`, on the host
-        plan = SegmentPlan.build(torch.arange(len(sizes)).repeat_interleave(after_host), h.device)
+        x = h.flatten(0, 1)[plan.kept.to(device, non_blocking=True)]  # chunk-major: clip order kept
+        segments = SegmentPlan.build(torch.arange(len(plan.after)).repeat_interleave(plan.after), device)
         for layer in self.layers:
-            x = layer(x, plan)
+            x = layer(x, segments)
         # average frame pairs within each clip (an odd last frame is dropped)
-        out, start = [], 0
-        for n in lengths:
-            m = (n - 1) // 2 + 1
-            k = audio_token_count(n)
-            clip = x[start : start + 2 * k].view(k, 2, -1).mean(1)
-            out.append(clip)
-            start += m
-        return self.proj(self.ln_post(torch.cat(out)))
+        pooled = x[plan.pairs.to(device, non_blocking=True)].mean(1)
+        return self.proj(self.ln_post(pooled))
+
+
+@dataclass
+class ChunkPlan:
+    """Where each 2 s chunk's frames come from and which outputs are kept, found on the host
+    from the clip lengths (a CPU tensor), so the forward only gathers."""
+
+    clip: Tensor  # (C,) the clip of each chunk
+    frame: Tensor  # (C, chunk) source frame of each chunk position (clamped where padding)
+    real: Tensor  # (C, chunk) float: 1 at real frames, 0 at padding
+    after: Tensor  # (C,) frames each chunk has after the stride-2 conv
+    kept: Tensor  # flat (C * chunk/2) positions of those frames, chunk-major
+    pairs: Tensor  # (tokens, 2) the frame pair each output token averages
+
+    @classmethod
+    def build(cls, lengths: Tensor, chunk: int, frames: int) -> ChunkPlan:
+        lengths = lengths.cpu().long()
+        per_clip = (lengths + chunk - 1) // chunk
+        clip = torch.arange(len(lengths)).repeat_interleave(per_clip)
+        first_chunk = per_clip.cumsum(0) - per_clip
+        start = (torch.arange(len(clip)) - first_chunk[clip]) * chunk
+        size = (lengths[clip] - start).clamp(max=chunk)
+        offset = torch.arange(chunk)
+        frame = (start[:, None] + offset).clamp(max=frames - 1)
+        real = (offset < size[:, None]).float()
+        after = (size - 1) // 2 + 1
+        kept = (torch.arange((chunk - 1) // 2 + 1) < after[:, None]).view(-1).nonzero()[:, 0]
+        conv = (lengths - 1) // 2 + 1  # frames per clip after the conv, all its chunks
+        tokens = audio_token_count(lengths)
+        owner = torch.arange(len(lengths)).repeat_interleave(tokens)
+        j = torch.arange(int(tokens.sum())) - (tokens.cumsum(0) - tokens)[owner]
+        first = (conv.cumsum(0) - conv)[owner] + 2 * j
+        return cls(clip, frame, real, after, kept, torch.stack([first, first + 1], 1))
 
 
 def hf_audio_state_dict(hf: dict[str, Tensor]) -> dict[str, Tensor]:

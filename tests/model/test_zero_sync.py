@@ -1,56 +1,96 @@
 """A training step that never waits on the GPU: no tensor is read back to the host
-(``aten._local_scalar_dense``: ``int(t)``, ``.item()``) and no data-dependent shape is
-asked for (``aten.nonzero``) in the forward and backward of the built-in (baseline)
-plugins. Documents, target rows and prompt widths come with the batch, found by collate in
-the data workers. Counted with a dispatch mode, so it runs on the CPU too."""
+(``int(t)``, ``.item()``, ``.tolist()``) and no data-dependent shape is asked for
+(``nonzero``, a boolean mask index, ``unique``, ``repeat_interleave`` by a tensor) in the
+forward and backward of the built-in plugins, baseline and Qwen2.5-Omni alike.
+
+On the CPU every such read is free and invisible, so the step runs with the model and
+the batch on PyTorch's ``meta`` device, where tensors have shapes but no data: any read of
+device data raises there, as ``torch.cuda.set_sync_debug_mode("error")`` does on a GPU
+(the CUDA form of the test, below). What the model legitimately reads on the host (clip
+lengths, patch grids, document runs, target rows: ``Batch.HOST_FIELDS`` and the plans
+made in the data workers) stays on the CPU, as ``Batch.to`` leaves it."""
 
 from __future__ import annotations
 
-import collections
 import traceback
 
+import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from omnitrain.data.batch import HOST_FIELDS
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.registry import registry
 from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
 
-SYNCS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default}
+PLUGIN_SETS = {
+    "baseline": (),
+    "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit",
+             "position=tmrope"),
+}
 
 
-class SyncCounter(TorchDispatchMode):
-    """Counts host round trips, with the line of omnitrain code that asked for each."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.where: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in SYNCS:
-            ours = [f for f in traceback.extract_stack()
-                    if ("omnitrain" in f.filename or "plugins" in f.filename) and "site-packages" not in f.filename]
-            self.where[f"{func} at {ours[-1].filename}:{ours[-1].lineno}" if ours else str(func)] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def test_the_counter_sees_a_host_read():
-    with SyncCounter() as c:
-        int(torch.ones(3).sum())
-        torch.arange(4).nonzero()
-    assert sum(c.where.values()) == 2
-
-
-def test_a_training_step_reads_nothing_back(demo_dir, tmp_path):
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run"))
+def model_and_batch(demo_dir, tmp_path, plugins: str):
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", *PLUGIN_SETS[plugins]))
     torch.manual_seed(0)
     model = OmniModel(cfg)
-    batch = next(iter(make_pipeline(cfg, "train", model.tokenizer.special_id("pad"))))
-    assert batch.speech_rows.numel() and batch.audio_lengths.numel(), "the batch must exercise every slot"
+    batches = iter(make_pipeline(cfg, "train", model.tokenizer.special_id("pad")))
+    # the first batch that exercises every slot: audio, images or video, spoken replies
+    batch = next(b for b in batches if b.speech_rows.numel() and b.audio_lengths.numel() and b.vision_grids.numel())
     model(batch)["loss"].backward()  # warm-up: dummies, caches
-    with SyncCounter() as c:
+    return model, batch
+
+
+def step_or_where(model, batch) -> str | None:
+    """None if a training step ran; else the line of omnitrain code that read data."""
+    try:
         losses = model(batch)
         losses["loss"].backward()
+    except (NotImplementedError, RuntimeError) as exc:
+        ours = [f for f in traceback.extract_tb(exc.__traceback__)
+                if ("omnitrain" in f.filename or "plugins" in f.filename) and "site-packages" not in f.filename]
+        where = f"{ours[-1].filename}:{ours[-1].lineno}: {ours[-1].line}" if ours else "?"
+        return f"{where}\n  ({type(exc).__name__}: {str(exc).splitlines()[0]})"
     assert set(losses) == {"text", "codec", "flow", "loss"}
-    assert not c.where, f"host round trips in the training step: {dict(c.where)}"
+    return None
+
+
+@pytest.mark.parametrize("plugins", list(PLUGIN_SETS))
+def test_a_training_step_reads_nothing_back(demo_dir, tmp_path, plugins):
+    model, batch = model_and_batch(demo_dir, tmp_path, plugins)
+    meta = batch.to("meta")
+    assert all(getattr(meta, f).device.type == "cpu" for f in HOST_FIELDS)
+    assert meta.input_ids.device.type == "meta" and meta.doc_runs.cu_seqlens.device.type == "meta"
+    where = step_or_where(model.to("meta"), meta)
+    assert where is None, f"the training step reads device data on the host at {where}"
+
+
+def test_the_check_sees_a_host_read(demo_dir, tmp_path, monkeypatch):
+    """The same check fails when a plugin reads a device tensor back (here: the Qwen DiT
+    asks for its references' lengths as Python ints, as it once did)."""
+    model, batch = model_and_batch(demo_dir, tmp_path, "qwen")
+    FlowDiT = registry("dit").get("flow_dit").cls
+    honest = FlowDiT.reference_embedding
+
+    def reads_lengths(self, cond, keep):
+        cond.reference_lengths.unique().tolist()
+        return honest(self, cond, keep)
+
+    monkeypatch.setattr(FlowDiT, "reference_embedding", reads_lengths)
+    where = step_or_where(model.to("meta"), batch.to("meta"))
+    assert where is not None and "flow_dit.py" in where
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the meta test above stands in)")
+@pytest.mark.parametrize("plugins", list(PLUGIN_SETS))
+def test_no_cuda_sync_in_a_training_step(demo_dir, tmp_path, plugins):
+    model, batch = model_and_batch(demo_dir, tmp_path, plugins)
+    model, batch = model.cuda(), batch.to("cuda")
+    model(batch)["loss"].backward()  # warm-up on the device
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(batch)["loss"].backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
