@@ -35,6 +35,8 @@ def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_p
     (r,) = f["rounds"]  # one round: its ratio is the ratio, from its two medians
     assert r["lightning_ms"] > 0 and r["hand_ms"] > 0
     assert math.isclose(f["ratio"], r["lightning_ms"] / r["hand_ms"]) and math.isclose(f["ratio"], f["pooled_ratio"])
+    assert r["lightning_cpu_ms"] > 0 and r["hand_cpu_ms"] > 0
+    assert math.isclose(f["cpu_ratio"], r["lightning_cpu_ms"] / r["hand_cpu_ms"])
     assert f["measured_steps_each"] == 3
     c = f["checks"]
     assert c["same_batches"] and c["losses_finite"]
