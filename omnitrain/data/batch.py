@@ -13,6 +13,17 @@ from torch import Tensor
 
 from omnitrain.nn.varlen import DocRuns
 
+
+@dataclass
+class BatchSizes:
+    """A batch's sizes as plain ints, counted in collate from the samples: the throughput
+    and FLOP meters read them every step, which on the device tensors would be a GPU
+    round trip each time."""
+
+    documents: list[int]  # tokens of each sample, in token order
+    replies: list[tuple[int, int, int]]  # (prompt, reply, codec) tokens of each spoken reply
+
+
 # sizes the model reads on the host to plan its work (chunks, windows, index lists)
 HOST_FIELDS = ("audio_lengths", "vision_grids")
 
@@ -44,10 +55,11 @@ class Batch:
     doc_runs: DocRuns | None = None
     # flat positions of the (B, L-1) next-token grid that carry a text target, found in the
     # data workers (the loss selects those rows without reading the GPU); None: found there.
-    # A batch edited after collate (labels, doc_ids) must set both fields to None
+    # A batch edited after collate (labels, doc_ids) must set both fields (and ``sizes``) to None
     target_index: Tensor | None = None
     # the most tokens before a spoken reply in its own sample (the Talker's prompt width)
     longest_prompt: int | None = None
+    sizes: BatchSizes | None = None  # None: count them from the tensors (reads the device)
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch on ``device``, except ``HOST_FIELDS``: the encoders lay out their chunks
@@ -67,7 +79,7 @@ class Batch:
 
     @property
     def num_tokens(self) -> int:
-        return int((self.doc_ids != 0).sum())
+        return sum(self.sizes.documents) if self.sizes is not None else int((self.doc_ids != 0).sum())
 
     def prompt_lengths(self) -> Tensor:
         """(S,) tokens before each spoken reply in its own sample (rows may hold several)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from omnitrain.data.batch import Batch
+from omnitrain.data.batch import Batch, BatchSizes
 from omnitrain.data.sample_builder import Example
 from omnitrain.nn.varlen import doc_runs
 from omnitrain.tokens import IGNORE_INDEX
@@ -118,6 +118,8 @@ def collate(
         labels=labels,
         target_index=(targets != IGNORE_INDEX).flatten().nonzero()[:, 0],
         longest_prompt=max((int(e.reply_positions[0]) for e in speakers), default=0),
+        sizes=BatchSizes([len(e) for e in placed],
+                         [(int(e.reply_positions[0]), len(e.reply_positions), len(e.codec_tokens)) for e in speakers]),
         audio_features=audio_features,
         audio_lengths=audio_lengths,
         vision_patches=torch.cat(patches) if patches else torch.zeros(0, 1),

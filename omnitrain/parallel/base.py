@@ -102,12 +102,13 @@ class Strategy:
         """Where a strategy clips gradients itself (Lightning otherwise does)."""
 
     # ---- non-finite steps (``omnitrain.training.nonfinite``) ---------------------------
-    def local_grads_finite(self, trainer: Any) -> bool:
-        """Whether this rank's gradients (its shard, under FSDP) are all finite."""
+    def local_grads_finite(self, trainer: Any) -> Any:
+        """Whether this rank's gradients (its shard, under FSDP) are all finite: a 0-dim
+        bool tensor on the device (the caller reads it once, with the losses) or True."""
         import torch
 
         grads = [p.grad for p in trainer.lightning_module.parameters() if p.grad is not None]
-        return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True)))
+        return True if not grads else torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True))
 
     def drop_step(self, trainer: Any) -> None:
         """Make the coming optimizer step a no-op: torch optimizers leave a parameter

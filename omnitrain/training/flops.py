@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from omnitrain.config.typed import RunConfig
-from omnitrain.data.batch import Batch
+from omnitrain.data.batch import Batch, BatchSizes
 from omnitrain.slots import SLOT_SPECS, Talker
 from omnitrain.training.model_stats import ModelStats
 from omnitrain.training.module import frozen_slots
@@ -50,20 +50,25 @@ def gradient_slots(cfg: RunConfig) -> set[str]:
 
 def sequence_lengths(batch: Batch, talker: Talker, dit_frames_per_code: int) -> dict[str, list[int]]:
     """Real sequence lengths each slot processes in this batch (the Talker says its own:
-    ``sequence_length``, e.g. the dual-track one also reads the prompt)."""
-    thinker: list[int] = []
-    for row in batch.doc_ids:  # packed rows hold several documents; 0 = padding
-        thinker += torch.unique(row[row > 0], return_counts=True)[1].tolist()
-    audio = [(int(n) - 1) // 2 + 1 for n in batch.audio_lengths] if batch.audio_lengths.numel() else []
-    vision = [int(g.prod()) for g in batch.vision_grids] if batch.vision_grids.numel() else []
-    talker_lengths, dit = [], []
-    if batch.speech_rows.numel():
-        codes = batch.codec_mask.sum(1)
-        per_reply = zip(batch.prompt_lengths().tolist(), batch.reply_mask.sum(1).tolist(), codes.tolist())
-        talker_lengths = [talker.sequence_length(p, r, c) for p, r, c in per_reply]
-        dit = [int(c) * dit_frames_per_code for c in codes]
-    return {"thinker": thinker, "audio_encoder": audio, "vision_encoder": vision,
+    ``sequence_length``, e.g. the dual-track one also reads the prompt). From the sizes
+    collate counted (``batch.sizes``) and the host fields: nothing is read off the device."""
+    sizes = batch.sizes or count_sizes(batch)
+    audio = ((batch.audio_lengths.cpu() - 1) // 2 + 1).tolist()
+    vision = batch.vision_grids.cpu().prod(-1).tolist()
+    talker_lengths = [talker.sequence_length(p, r, c) for p, r, c in sizes.replies]
+    dit = [c * dit_frames_per_code for _, _, c in sizes.replies]
+    return {"thinker": sizes.documents, "audio_encoder": audio, "vision_encoder": vision,
             "talker": talker_lengths, "dit": dit}
+
+
+def count_sizes(batch: Batch) -> BatchSizes:
+    """``BatchSizes`` of a batch that has none (built outside collate), from its tensors."""
+    documents: list[int] = []
+    for row in batch.doc_ids:  # packed rows hold several documents; 0 = padding
+        documents += torch.unique(row[row > 0], return_counts=True)[1].tolist()
+    replies = list(zip(batch.prompt_lengths().tolist(), batch.reply_mask.sum(1).tolist(),
+                       batch.codec_mask.sum(1).tolist())) if batch.speech_rows.numel() else []
+    return BatchSizes(documents, replies)
 
 
 def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig) -> float:

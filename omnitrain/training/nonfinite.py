@@ -33,7 +33,7 @@ class NonFiniteGuard(L.Callback):
         self.patience = patience
         self.skipped_total = 0
         self.in_a_row = 0
-        self._finite = True  # every loss of the current optimizer step so far
+        self._finite: torch.Tensor | bool = True  # every loss of this optimizer step so far (on the device)
         self._keys: list[str] = []  # sample keys of the current optimizer step
         self._dropped = False
 
@@ -41,14 +41,15 @@ class NonFiniteGuard(L.Callback):
         self._keys.extend(getattr(batch, "keys", []) or [])
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if pl_module.automatic_optimization:
-            self._finite = self._finite and bool(torch.isfinite(loss.detach()).all())
+        if pl_module.automatic_optimization:  # kept on the device: read once per optimizer step
+            self._finite = torch.isfinite(loss.detach()).all() & self._finite
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not pl_module.automatic_optimization:
             return
         strategy = pl_module.strategy
-        bad_here = not self._finite or not strategy.local_grads_finite(trainer)
+        # the one host read of the step: losses of every micro-batch and the gradients together
+        bad_here = not bool(strategy.local_grads_finite(trainer) & self._finite)
         # every rank must drop the same step (one rank's NaN would otherwise desync the weights)
         self._dropped = trainer.strategy.reduce_boolean_decision(bad_here, all=False)
         if self._dropped and getattr(trainer.precision_plugin, "scaler", None) is None:

@@ -12,7 +12,7 @@ from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.run_config import compose_config
-from omnitrain.training.flops import sequence_lengths, step_flops
+from omnitrain.training.flops import count_sizes, sequence_lengths, step_flops
 from omnitrain.training.model_stats import model_stats
 from tests.helpers import smoke_overrides
 
@@ -64,3 +64,19 @@ def test_sequence_lengths_are_the_real_unpadded_tokens(demo_dir, tmp_path):
     dual = compose_config(smoke_overrides(demo_dir, tmp_path, "talker=dual_track"))
     with_prompt = sequence_lengths(batch, meta_model(dual).talker, 2)["talker"]
     assert with_prompt == (batch.prompt_lengths() + codes + 2).tolist()  # it also reads the prompt
+
+
+def test_collate_counts_the_sizes_the_tensors_hold(demo_dir, tmp_path):
+    """The meters read ``batch.sizes`` (counted in the data workers) instead of the device
+    tensors: they must agree with what the tensors say, packed rows included."""
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, "data.batching=tokens", "data.pack_length=512", "data.max_tokens=512",
+                                         "data.rows_per_batch=2"))
+    batches = iter(make_pipeline(cfg, "train", 256))
+    batch = next(b for b in batches if b.speech_rows.numel() and len(b.sizes.documents) > b.input_ids.shape[0])
+    assert batch.sizes == count_sizes(batch)
+    assert batch.num_tokens == int((batch.doc_ids != 0).sum())
+    # the meters read nothing off the device: a batch whose tensors hold no data gives the same
+    meta = batch.to("meta")
+    talker = meta_model(cfg).talker
+    assert sequence_lengths(meta, talker, 2) == sequence_lengths(batch, talker, 2)
+    assert meta.num_tokens == batch.num_tokens
