@@ -33,11 +33,12 @@ from torch import Tensor
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video, require_finite
+from omnitrain.data.turns import turn_problem
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import AudioFeatureExtractor, PositionScheme, Tokenizer, VisionProcessor
-from omnitrain.tokens import IGNORE_INDEX, ROLES
+from omnitrain.tokens import IGNORE_INDEX
 
 
 class SampleError(ValueError):
@@ -166,13 +167,12 @@ class SampleBuilder:
         return ex
 
     def _with_system(self, turns: list, key: str) -> list:
-        """Checks the roles; puts the tokenizer's default system turn first where there is none."""
+        """Checks every turn (``omnitrain.data.turns``, as packing does); puts the tokenizer's
+        default system turn first where there is none."""
         for i, turn in enumerate(turns):
-            role = turn.get("role") if isinstance(turn, Mapping) else None
-            if role not in ROLES:
-                raise SampleError(f"sample {key}: turns[{i}].role must be one of {list(ROLES)}, got {role!r}")
-            if role == "system" and i > 0:
-                raise SampleError(f"sample {key}: turns[{i}] is a system turn; only the first turn may be one")
+            problem = turn_problem(turn, i)
+            if problem:
+                raise SampleError(f"sample {key}: {problem}")
         default = self.tok.default_system
         if turns[0]["role"] != "system" and default:
             return [{"role": "system", "content": [{"text": default}]}, *turns]
@@ -182,8 +182,6 @@ class SampleBuilder:
         """The turn's opening, then its parts in order; adjacent text parts are encoded as one
         string, as a chat template joins them, and a leading text together with the opening
         (``Tokenizer.encode_turn_start``). Returns where the content starts."""
-        if not isinstance(parts, list):
-            raise SampleError(f"{where}.content must be a list of parts")
         train = role == "assistant"
         text: list[str] = []
         start: int | None = None  # None: the opening is not written yet
@@ -200,12 +198,8 @@ class SampleBuilder:
             seq.text(ids, train=train)
             text.clear()
 
-        for j, part in enumerate(parts):
-            if not isinstance(part, Mapping):
-                raise SampleError(f"{where}.content[{j}] must be an object")
+        for j, part in enumerate(parts):  # their shapes were checked (``turn_problem``)
             if "text" in part:
-                if not isinstance(part["text"], str):
-                    raise SampleError(f"{where}.content[{j}].text must be a string")
                 text.append(part["text"])
                 continue
             flush()
@@ -229,10 +223,8 @@ class SampleBuilder:
             ex.vision_patches.append(patches)
             ex.vision_grids.append(grid)
             seq.media([sp["vision_bos"]] + [sp["image"]] * seg.tokens + [sp["vision_eos"]], seg)
-        elif "video" in part:
-            self._video(seq, ex, part, media, where)
         else:
-            raise SampleError(f"{where}: a content part needs one of text/audio/image/video, got {sorted(part)}")
+            self._video(seq, ex, part, media, where)
 
     def _video(self, seq: _Sequence, ex: Example, part: Mapping, media, where: str) -> None:
         sp, v = self.special, self.vision

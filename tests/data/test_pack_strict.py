@@ -169,3 +169,22 @@ def test_a_pack_that_keeps_nothing_fails(media, tmp_path, capsys):
     code = main(["data", "pack", str(manifest), str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "no sample of" in err and "all 2 non-empty line(s) were skipped" in err
+
+
+def test_pack_and_training_refuse_a_turn_with_the_same_words():
+    """One checker (``omnitrain.data.turns``) for both sides: a part with two kinds (text and
+    audio: training used to take the text and drop the audio) and a user turn with speech
+    (ignored in training before) are refused at pack time and at training time alike."""
+    from omnitrain.data.build.pack import PackError, _check_turn
+    from omnitrain.data.sample_builder import SampleBuilder, SampleError
+    from omnitrain.run_config import compose_config
+
+    builder = SampleBuilder.from_config(compose_config(["recipe=smoke"]))
+    for turn, needle in (
+        ({"role": "user", "content": [{"text": "hi", "audio": "a.wav"}]}, "needs exactly one of"),
+        ({"role": "user", "content": [{"text": "hi"}], "speech": "a.wav"}, "only assistant turns speak"),
+    ):
+        with pytest.raises(PackError, match=needle):
+            _check_turn(turn, 0, "line 1")
+        with pytest.raises(SampleError, match=needle):
+            builder.build({"turns": [turn]}, lambda name: b"", "k")

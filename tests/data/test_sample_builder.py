@@ -85,7 +85,7 @@ def test_missing_media_member_names_the_sample(builder):
     [
         ({}, "'turns' must be a non-empty list"),
         ({"turns": [{"role": "robot", "content": []}]}, "role must be"),
-        ({"turns": [{"role": "user", "content": [{"sound": "x"}]}]}, "needs one of"),
+        ({"turns": [{"role": "user", "content": [{"sound": "x"}]}]}, "needs exactly one of"),
         ({"turns": [{"role": "user", "content": [{"text": 5}]}]}, "text must be a string"),
     ],
 )

@@ -28,10 +28,8 @@ import numpy as np
 from omnitrain.checksums import sha256_file
 from omnitrain.data.build.shard_writer import ShardWriter
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video, why
+from omnitrain.data.turns import MEDIA, turn_problem
 from omnitrain.slots import Codec
-from omnitrain.tokens import ROLES
-
-MEDIA = ("audio", "image", "video")
 
 
 class PackError(ValueError):
@@ -222,28 +220,8 @@ class Packer:
 
 
 def _check_turn(turn, t: int, where: str) -> None:
-    """The turn shapes training accepts (``SampleBuilder``), checked here so a bad line is
-    skipped at pack time, not in the middle of a run."""
-    if not isinstance(turn, dict):
-        raise PackError(f"{where}: turns[{t}] must be an object with 'role' and 'content'")
-    role = turn.get("role")
-    if role not in ROLES:
-        raise PackError(f"{where}: turns[{t}].role must be one of {list(ROLES)}, got {role!r}")
-    content = turn.get("content", [])
-    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
-        raise PackError(f"{where}: turns[{t}].content must be a list of parts (objects)")
-    if role == "system":
-        if t > 0:
-            raise PackError(f"{where}: turns[{t}] is a system turn; only the first turn may be one")
-        if any(set(p) != {"text"} for p in content):
-            raise PackError(f"{where}: the system turn may only hold text parts")
-    for key in ("speech", "codec", "reference"):
-        if key in turn and role != "assistant":
-            raise PackError(f"{where}: turns[{t}] has '{key}' but only assistant turns speak")
-    for p, part in enumerate(content):
-        kinds = [k for k in ("text", *MEDIA) if k in part]
-        if len(kinds) != 1:
-            raise PackError(f"{where}: turns[{t}].content[{p}] needs exactly one of text/audio/image/video, "
-                            f"got {sorted(part)}")
-        if kinds[0] == "text" and not isinstance(part["text"], str):
-            raise PackError(f"{where}: turns[{t}].content[{p}].text must be a string")
+    """The turn shapes training accepts (``omnitrain.data.turns``), checked here so a bad
+    line is skipped at pack time, not in the middle of a run."""
+    problem = turn_problem(turn, t)
+    if problem:
+        raise PackError(f"{where}: {problem}")
