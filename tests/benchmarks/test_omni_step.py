@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import omni_step  # noqa: E402
+import omni_timing  # noqa: E402
 
 
 def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_path):
@@ -20,13 +21,13 @@ def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_p
     assert json.loads(out.read_text())["framework"]["ratio"] == result["framework"]["ratio"]
 
     b = result["breakdown"]
-    assert set(b["regions"]) == set(omni_step.REGIONS)
+    assert set(b["regions"]) == set(omni_timing.REGIONS)
     for name, row in b["regions"].items():
         assert row["ms"] > 0, f"{name} was not timed"
     assert math.isclose(sum(r["percent"] for r in b["regions"].values()), 100.0, abs_tol=0.5)
     # every slot module and every loss function OmniModel calls was instrumented
-    assert {f"{s}.forward" for s in omni_step.SLOT_MODULES} <= set(b["timed"])
-    assert sum(name.startswith("omni_model.") for name in b["timed"]) == len(omni_step.LOSS_FUNCTIONS)
+    assert {f"{s}.forward" for s in omni_timing.SLOT_MODULES} <= set(b["timed"])
+    assert sum(name.startswith("omni_model.") for name in b["timed"]) == len(omni_timing.LOSS_FUNCTIONS)
     assert b["tokens_per_s"] > 0 and b["weights_changed"] and all(map(math.isfinite, b["losses"]))
 
     f = result["framework"]
