@@ -53,7 +53,8 @@ loggers timed (mean ms per step).
 
     .venv/bin/python benchmarks/omni_step.py                          # tiny size, baseline plugins, CPU
     .venv/bin/python benchmarks/omni_step.py --plugins qwen --size demo --override data=demo_long
-    .venv/bin/python benchmarks/omni_step.py --device cuda --recipe omni05b_full --size omni05b
+    .venv/bin/python benchmarks/omni_step.py --device cuda --recipe omni05b_full --size omni05b \
+        --override strategy=auto --override trainer.accumulate_grad_batches=1     # one GPU (not run yet)
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ class HandLoop:
         from omnitrain.training.run import prepare
         from omnitrain.training.tasks import task_spec
 
+        if cfg.strategy.name != "auto" or int(cfg.trainer.accumulate_grad_batches) != 1:
+            raise SystemExit(f"strategy={cfg.strategy.name}, trainer.accumulate_grad_batches="
+                             f"{cfg.trainer.accumulate_grad_batches}: the hand loop is one device, one batch per "
+                             "step; add --override strategy=auto --override trainer.accumulate_grad_batches=1")
         run = prepare(cfg)  # the per-rank batch size, the DataModule, the checks: as train() does
         self.cfg, self.device = run.cfg, device
         L.seed_everything(self.cfg.seed, workers=True)
@@ -422,6 +427,11 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="omni_step_") as tmp:
             work = Path(tmp)
+            cfg = compose(args, work / "config", args.warmup + args.steps)  # fails fast on a bad override
+            result["slots"] = {s: cfg.slot(s).name for s in ("audio_encoder", "vision_encoder", "position",
+                                                            "thinker", "talker", "dit")}
+            result["batch"] = {"batching": cfg.data.batching, "batch_size": cfg.data.batch_size,
+                               "num_workers": cfg.data.num_workers, "precision": str(cfg.trainer.precision)}
             if "A" in parts:
                 result["breakdown"] = where_time_goes(args, device, work)
             if "B" in parts:
@@ -437,9 +447,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_report(result: dict) -> None:
-    print(f"# omni step, {result['device']}: plugins={result['plugins']} size={result['size']} "
-          f"recipe={result['recipe']} {' '.join(result['overrides'])}; median of {result['steps']} "
-          f"after {result['warmup']} warm-up")
+    print(f"# omni step, {result['device']}: recipe={result['recipe']} size={result['size']} "
+          f"{' '.join(result['overrides'])}; median of {result['steps']} after {result['warmup']} warm-up")
+    print("slots: " + ", ".join(f"{k}={v}" for k, v in result["slots"].items())
+          + "; " + ", ".join(f"{k} {v}" for k, v in result["batch"].items()))
     if "breakdown" in result:
         b = result["breakdown"]
         mfu = f", MFU {100 * b['mfu']:.2f}%" if b["mfu"] else ""
