@@ -49,7 +49,8 @@ reported beside it: on a shared machine, other jobs' load is in the wall time on
 the same sample keys in the same order, the losses of the two loops (equal up to float
 noise), and every loop changed the weights. ``--explain`` (default: when the ratio is above
 1.10) runs Lightning once more with each callback's hooks, ``LightningModule.log`` and the
-loggers timed (mean ms per step).
+loggers timed (mean ms per step); ``--without A,B`` removes callbacks from the Lightning run
+(an ablation: what the ratio would be without them).
 
     .venv/bin/python benchmarks/omni_step.py                          # tiny size, baseline plugins, CPU
     .venv/bin/python benchmarks/omni_step.py --plugins qwen --size demo --override data=demo_long
@@ -301,9 +302,14 @@ def lightning_run(args, device: torch.device, run_dir: Path, probe: Probe | None
     clock = lightning_callback_cls()(device, args.warmup, probe)
     build = run_mod.build_trainer
 
+    drop = set(args.without)
+
     def build_with_clock(*a, **k):
         trainer = build(*a, **k)
-        trainer.callbacks.append(clock)
+        names = {type(c).__name__ for c in trainer.callbacks}
+        if drop - names:
+            raise SystemExit(f"--without {','.join(sorted(drop - names))}: not among the run's callbacks {sorted(names)}")
+        trainer.callbacks[:] = [c for c in trainer.callbacks if type(c).__name__ not in drop] + [clock]
         return trainer
 
     run_mod.build_trainer = build_with_clock
@@ -414,6 +420,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--explain", choices=("auto", "always", "never"), default="auto",
                    help="time Lightning's callbacks/logging once more (auto: when the ratio is above 1.10)")
     p.add_argument("--progress", action="store_true", help="show Lightning's output and progress bar")
+    p.add_argument("--without", type=lambda v: [n for n in v.split(",") if n], default=[],
+                   help="an ablation: the Lightning run without these callbacks (class names, comma-separated), "
+                   "e.g. Throughput,GradNorms,NonFiniteGuard")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     parts = {s.strip().upper() for s in args.parts.split(",")}
@@ -423,6 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"command": " ".join(["benchmarks/omni_step.py", *(argv if argv is not None else sys.argv[1:])]),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} threads)",
               "plugins": args.plugins, "size": args.size, "recipe": args.recipe, "overrides": args.override,
+              "lightning_without": args.without,
               "steps": args.steps, "warmup": args.warmup, "torch": torch.__version__}
     try:
         with tempfile.TemporaryDirectory(prefix="omni_step_") as tmp:
@@ -449,6 +459,8 @@ def main(argv: list[str] | None = None) -> dict:
 def print_report(result: dict) -> None:
     print(f"# omni step, {result['device']}: recipe={result['recipe']} size={result['size']} "
           f"{' '.join(result['overrides'])}; median of {result['steps']} after {result['warmup']} warm-up")
+    if result["lightning_without"]:
+        print(f"ablation: the Lightning run without {', '.join(result['lightning_without'])}")
     print("slots: " + ", ".join(f"{k}={v}" for k, v in result["slots"].items())
           + "; " + ", ".join(f"{k} {v}" for k, v in result["batch"].items()))
     if "breakdown" in result:

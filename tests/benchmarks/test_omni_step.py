@@ -48,3 +48,13 @@ def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_p
     assert e["mean_ms_per_step"]["OmniModel.forward"] > 0
     assert any(k.startswith("callback Throughput") for k in e["mean_ms_per_step"])
     assert e["framework_only_ms"] > 0
+
+
+def test_the_ablation_runs_lightning_without_the_named_callbacks(demo_dir):
+    result = omni_step.main(["--data", str(demo_dir), "--parts", "B", "--steps", "2", "--warmup", "1",
+                             "--rounds", "1", "--threads", "1", "--explain", "always",
+                             "--without", "Throughput,GradNorms"])
+    hooks = result["explain"]["mean_ms_per_step"]
+    assert not any("Throughput" in k or "GradNorms" in k for k in hooks)
+    assert any(k.startswith("callback NonFiniteGuard") for k in hooks)  # the others still run
+    assert "breakdown" not in result and result["framework"]["checks"]["lightning_weights_changed"]
