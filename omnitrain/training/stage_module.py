@@ -76,13 +76,30 @@ class StageModule(L.LightningModule):
         return self.strategy.full_parameters(self.trainer if self._trainer is not None else None)
 
     def _log_skips(self, batch: Batch) -> None:
+        """Samples dropped so far, every rank's together, logged on logging steps. Every rank
+        joins the same gather on the same steps, whether or not it skipped anything: a
+        collective only on the rank that met a bad sample (``sync_dist`` on a key only it
+        logs) paired with the others' gradient all-reduce and hung the run."""
         self.skipped.update(batch.skipped)
-        if self.skipped:
-            total = float(sum(self.skipped.values()))
-            self.log("data/skipped", total, prog_bar=True, reduce_fx="sum", sync_dist=True)
-            for reason, n in self.skipped.items():
-                self.log(f"data/skipped_{reason}", float(n), reduce_fx="sum", sync_dist=True)
+        connector = getattr(self._trainer, "_logger_connector", None)  # None: no Trainer (tests)
+        if not getattr(connector, "should_update_logs", True):
+            return
+        totals = summed_across_ranks(self.skipped)
+        if totals:
+            self.log("data/skipped", float(sum(totals.values())), prog_bar=True)
+            for reason, n in sorted(totals.items()):
+                self.log(f"data/skipped_{reason}", float(n))
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Strategies that clip gradients themselves do it here (FSDP: by the global norm)."""
         self.strategy.before_optimizer_step(self.trainer, self.cfg.trainer.gradient_clip_val)
+
+
+def summed_across_ranks(counts: Counter[str]) -> Counter[str]:
+    """Every rank's counts added up (one small object gather; every rank must call it)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return Counter(counts)
+    gathered: list[dict[str, int] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(counts))
+    return sum((Counter(g) for g in gathered if g), Counter())
