@@ -10,6 +10,7 @@ import torch
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.training.flops import device_peak_flops, sequence_lengths, step_flops
+from omnitrain.training.log_steps import will_log
 from omnitrain.training.model_stats import ModelStats, model_stats
 
 
@@ -22,7 +23,9 @@ class Throughput(L.Callback):
 
     ``perf/data_wait``: the fraction of the step the loop spent between the previous
     batch's end and this batch's start, i.e. waiting for the data loader (near 0 when the
-    loader keeps up; near 1 when the GPU starves). The time of a validation is excluded."""
+    loader keeps up; near 1 when the GPU starves). The time of a validation is excluded.
+    The rates are updated every step and logged on logging steps (the progress bar shows
+    the last logged ones)."""
 
     def __init__(self, meta: OmniModel | None = None, smoothing: float = 0.9) -> None:
         """``meta``: the run's model on the meta device (built here if not given)."""
@@ -73,6 +76,9 @@ class Throughput(L.Callback):
         for key, value in current.items():
             old = self._rates.get(key)
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value
-            pl_module.log(key, self._rates[key], prog_bar=key in ("perf/tokens_per_s", "perf/mfu"))
+        if not will_log(trainer):  # each LightningModule.log costs ~0.4 ms of host time
+            return
+        for key, value in self._rates.items():
+            pl_module.log(key, value, prog_bar=key in ("perf/tokens_per_s", "perf/mfu"))
         if torch.cuda.is_available() and pl_module.device.type == "cuda":  # what `omnitrain plan` predicts
             pl_module.log("perf/max_memory_gib", torch.cuda.max_memory_allocated(pl_module.device) / 2**30)

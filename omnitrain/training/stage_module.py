@@ -19,6 +19,7 @@ from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import Strategy, strategy_for
 from omnitrain.training.init_from import load_matching
+from omnitrain.training.log_steps import will_log
 
 
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -81,8 +82,7 @@ class StageModule(L.LightningModule):
         collective only on the rank that met a bad sample (``sync_dist`` on a key only it
         logs) paired with the others' gradient all-reduce and hung the run."""
         self.skipped.update(batch.skipped)
-        connector = getattr(self._trainer, "_logger_connector", None)  # None: no Trainer (tests)
-        if not getattr(connector, "should_update_logs", True):
+        if not will_log(self._trainer):  # None: no Trainer (tests)
             return
         totals = summed_across_ranks(self.skipped)
         if totals:

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 
 from omnitrain.slots import MODEL_SLOTS
+from omnitrain.training.log_steps import will_log
 
 
 def _squared_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -62,18 +63,12 @@ def _is_fsdp(trainer) -> bool:
     return isinstance(trainer.strategy, FSDPStrategy)
 
 
-def _will_log(trainer) -> bool:
-    """Whether the coming optimizer step's metrics are written (Lightning's own rule)."""
-    connector = getattr(trainer, "_logger_connector", None)
-    return bool(getattr(connector, "should_update_logs", True))
-
-
 class GradNorms(L.Callback):
     """Logs ``grad/norm`` (every trainable parameter) and ``grad/norm_<slot>`` for each
     of ``MODEL_SLOTS`` that has gradients; norms are before clipping."""
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if not pl_module.automatic_optimization or not _will_log(trainer):
+        if not pl_module.automatic_optimization or not will_log(trainer):
             return  # the GAN vocoder stage steps two optimizers by hand: not tracked here
         engine = getattr(trainer.strategy, "deepspeed_engine", None)
         if engine is not None and not engine.is_gradient_accumulation_boundary():
