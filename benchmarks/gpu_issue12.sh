@@ -8,6 +8,9 @@
 #    shape, 4 x 4,096 tokens, bf16 autocast, fused AdamW (varlen; then per-block checkpointing;
 #    then rows packed with 3-15 documents).
 # 3. thinker_decode.py: ms per new token with the KV cache, 64 to 1,024 tokens of context.
+# PART=2 (a second call, ~4 min): the zero-sync test under torch.cuda.set_sync_debug_mode("error")
+# (tests/model/test_zero_sync.py, both plugin sets) and omni_step.py (omni05b_full's full omni step
+# per slot, Qwen2.5-Omni plugins on the long demo profile, bf16-mixed; then Lightning vs a hand loop).
 # Each step has its own time limit and log; a failing step does not stop the others.
 set -u
 cd "$(dirname "$0")/.."
@@ -17,8 +20,10 @@ DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 if [ "${TINY:-0}" = 1 ]; then
   STEP="--preset tiny --steps 3 --warmup 2"; DECODE="--preset tiny --contexts 64,256 --new 4"
+  OMNI="--size tiny --override trainer=cpu --steps 3 --warmup 2 --rounds 1"; LONG="--train 8 --val 4"
 else
   STEP="--preset qwen05b --steps 8 --warmup 3"; DECODE="--preset qwen05b --contexts 64,128,256,512,1024 --new 32"
+  OMNI="--size omni05b --steps 10 --warmup 3 --rounds 2"; LONG=""
 fi
 run() {  # name, limit in seconds, command...
   local name=$1 limit=$2; shift 2
@@ -33,6 +38,16 @@ run() {  # name, limit in seconds, command...
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
   git log -1 --oneline 2>/dev/null || true; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if [ "${PART:-1}" = 2 ]; then
+  run zero_sync 120 $PY -m pytest -q -p no:cacheprovider tests/model/test_zero_sync.py -rs
+  $PY -m omnitrain data demo "$OUT/demo_long" --profile long $LONG > "$OUT/demo_long.log" 2>&1
+  # omni05b_full on one GPU: strategy=auto, no accumulation (what omni_step compares)
+  run omni_step 300 $PY benchmarks/omni_step.py --device "$DEVICE" --plugins qwen --recipe omni05b_full $OMNI \
+    --override strategy=auto --override trainer.accumulate_grad_batches=1 --override trainer.precision=bf16-mixed \
+    --override data=demo_long --data "$OUT/demo_long" --json "$OUT/omni_step.json"
+  echo "results in $OUT (summary.txt, *.json, *.log)"
+  exit 0
+fi
 run cuda_checks 120 $PY benchmarks/cuda_checks.py --device "$DEVICE" --json "$OUT/cuda_checks.json"
 run thinker_step 150 $PY benchmarks/thinker_step.py $STEP --device "$DEVICE" --dtype bf16 --variants auto \
   --json "$OUT/thinker_step.json"
