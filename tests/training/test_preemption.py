@@ -29,6 +29,15 @@ def losses(run: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
+def same_curve(resumed: dict[int, float], straight: dict[int, float]) -> bool:
+    """The same steps with the same losses. The steps before the signal ran in a fresh
+    process and the straight run in this one, whose earlier tests may leave another float
+    reduction order (seen once: one step 1 ulp apart, 8e-8 relative); a wrong resume (data
+    position, RNG, weights) differs by far more than 1e-6."""
+    return resumed.keys() == straight.keys() and all(
+        abs(resumed[k] - straight[k]) <= 1e-6 * abs(straight[k]) for k in straight)
+
+
 def start_training(demo_dir: Path, run: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "omnitrain", "train",
            *smoke_overrides(demo_dir, run, *EXTRA, "trainer.max_steps=100000")]
@@ -68,7 +77,7 @@ def test_sigterm_saves_at_the_next_step_exits_nonzero_and_resumes_on_the_same_cu
     assert main(["train", *more]) == 0
     straight = tmp_path / "straight"
     assert main(["train", *smoke_overrides(demo_dir, straight, *EXTRA, f"trainer.max_steps={step + 2}")]) == 0
-    assert losses(run) == losses(straight)
+    assert same_curve(losses(run), losses(straight))
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
@@ -115,4 +124,4 @@ def test_an_error_inside_training_saves_the_last_completed_step(demo_dir, tmp_pa
     straight = tmp_path / "straight"
     assert main(["train", *smoke_overrides(demo_dir, run, *EXTRA, "trainer.max_steps=7", "resume=last")]) == 0
     assert main(["train", *smoke_overrides(demo_dir, straight, *EXTRA, "trainer.max_steps=7")]) == 0
-    assert losses(run) == losses(straight)
+    assert same_curve(losses(run), losses(straight))
