@@ -57,8 +57,6 @@ class Batch:
     # data workers (the loss selects those rows without reading the GPU); None: found there.
     # A batch edited after collate (labels, doc_ids) must set both fields (and ``sizes``) to None
     target_index: Tensor | None = None
-    # the most tokens before a spoken reply in its own sample (the Talker's prompt width)
-    longest_prompt: int | None = None
     sizes: BatchSizes | None = None  # None: count them from the tensors (reads the device)
 
     def to(self, device: torch.device | str) -> Batch:
@@ -76,6 +74,12 @@ class Batch:
             elif isinstance(value, DocRuns):
                 moved[f.name] = value.to(device)
         return replace(self, **moved)
+
+    @property
+    def longest_prompt(self) -> int | None:
+        """The most tokens before a spoken reply in its own sample (the Talker's prompt
+        width), from ``sizes``; None without them."""
+        return None if self.sizes is None else max((p for p, _, _ in self.sizes.replies), default=0)
 
     @property
     def num_tokens(self) -> int:

@@ -117,7 +117,6 @@ def collate(
         doc_runs=doc_runs(doc_ids),
         labels=labels,
         target_index=(targets != IGNORE_INDEX).flatten().nonzero()[:, 0],
-        longest_prompt=max((int(e.reply_positions[0]) for e in speakers), default=0),
         sizes=BatchSizes([len(e) for e in placed],
                          [(int(e.reply_positions[0]), len(e.reply_positions), len(e.codec_tokens)) for e in speakers]),
         audio_features=audio_features,

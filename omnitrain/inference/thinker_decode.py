@@ -67,7 +67,7 @@ class ThinkerDecoder:
             reply_positions=torch.arange(self.prompt_length, L, device=device)[None],
             reply_mask=torch.ones(1, len(self.new), dtype=torch.bool, device=device),
             speaker_ids=cond.speaker, reference_mel=cond.reference, reference_lengths=cond.reference_lengths,
-            doc_runs=None, target_index=None, longest_prompt=None, sizes=None,  # found for this grid
+            doc_runs=None, target_index=None, sizes=None,  # found for the prompt's grid, not this one
         )
 
     def talker_context(self, cond: SpeechCondition) -> TalkerContext:
