@@ -25,10 +25,8 @@ def reflect_index(lengths: Tensor, frames: int, left: int, right: int) -> Tensor
     return torch.where(pos > last, 2 * last - pos, pos).clamp(0, frames - 1)
 
 
-def frame_mask(lengths: Tensor | None, x: Tensor) -> Tensor:
-    """(B, 1, T) x's dtype: 1 at each item's own frames (all ones without lengths)."""
-    if lengths is None:
-        return torch.ones_like(x[:, :1])
+def frame_mask(lengths: Tensor, x: Tensor) -> Tensor:
+    """(B, 1, T) x's dtype: 1 at each item's own frames."""
     return (torch.arange(x.shape[-1], device=x.device)[None] < lengths[:, None])[:, None].to(x.dtype)
 
 
@@ -114,16 +112,18 @@ class AttentiveStatsPool(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         T = x.shape[-1]
-        mask = frame_mask(lengths, x)
         if lengths is None:
-            uniform = torch.full_like(x[:, :1], 1.0 / T)
+            mask, uniform = None, torch.full_like(x[:, :1], 1.0 / T)
         else:  # 1 / n computed at >= fp32, as 1.0 / T is
+            mask = frame_mask(lengths, x)
             inverse = 1.0 / lengths.to(torch.promote_types(x.dtype, torch.float32))
             uniform = (mask * inverse[:, None, None]).to(x.dtype)
         mean, std = self._stats(x, uniform)
         context = torch.cat([x, mean[..., None].expand(-1, -1, T), std[..., None].expand(-1, -1, T)], 1)
         scores = self.conv(torch.tanh(self.tdnn(context)))
-        weights = scores.masked_fill(mask == 0, float("-inf")).softmax(dim=2)
+        if mask is not None:  # frames past an item's end get no weight
+            scores = scores.masked_fill(mask == 0, float("-inf"))
+        weights = scores.softmax(dim=2)
         mean, std = self._stats(x, weights)
         return torch.cat([mean, std], dim=1)[..., None]
 
