@@ -152,6 +152,7 @@ class HandLoop:
     def __init__(self, cfg, device: torch.device) -> None:
         import lightning as L
 
+        from omnitrain.training.flops import BatchFlops
         from omnitrain.training.run import prepare
         from omnitrain.training.tasks import task_spec
 
@@ -177,7 +178,7 @@ class HandLoop:
             raise SystemExit(f"trainer.precision={precision}: the hand loop does 32-true and bf16-mixed only")
         self.autocast = precision == "bf16-mixed"
         self.loader = run.data.train_dataloader()
-        self.meta = run.meta
+        self.flops = BatchFlops(run.meta, self.cfg)
 
     def run(self, steps: int, timeline: Timeline | None = None) -> RunResult:
         from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -215,23 +216,12 @@ class HandLoop:
             out.tokens.append(batch.num_tokens)
             if regions is not None:
                 out.regions.append(regions)
-                out.flops.append(batch_flops(self.cfg, self.meta, batch))
+                out.flops.append(self.flops(batch))
         out.weights_changed = changed(self.model, before)
         return out
 
 
 # ---- part A: where the time goes --------------------------------------------------
-def batch_flops(cfg, meta, batch) -> float:
-    from omnitrain.training.flops import sequence_lengths, step_flops
-    from omnitrain.training.model_stats import model_stats
-
-    stats = getattr(meta, "_bench_stats", None)
-    if stats is None:
-        stats = meta._bench_stats = model_stats(meta, cfg)
-    frames = int(getattr(cfg.dit, "mel_frames_per_code", 1))
-    return step_flops(stats, sequence_lengths(batch, meta.talker, frames), cfg)
-
-
 def where_time_goes(args, device: torch.device, workdir: Path) -> dict:
     from omnitrain.training.flops import device_peak_flops
 

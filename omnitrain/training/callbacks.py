@@ -9,9 +9,8 @@ import torch
 
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.training.flops import device_peak_flops, sequence_lengths, step_flops
+from omnitrain.training.flops import BatchFlops, device_peak_flops
 from omnitrain.training.log_steps import will_log
-from omnitrain.training.model_stats import ModelStats, model_stats
 
 
 class Throughput(L.Callback):
@@ -33,7 +32,7 @@ class Throughput(L.Callback):
         self.smoothing = smoothing
         self._last: float | None = None
         self._rates: dict[str, float] = {}
-        self._stats: ModelStats | None = None
+        self._flops: BatchFlops | None = None
         self._peak: float | None = None
         self._wait = 0.0  # seconds between the previous batch's end and this batch's start
 
@@ -42,9 +41,8 @@ class Throughput(L.Callback):
 
         cfg = pl_module.cfg
         meta = self._meta or meta_model(cfg)  # shapes only: works under any sharding
-        self._stats, self._talker = model_stats(meta, cfg), meta.talker
+        self._flops = BatchFlops(meta, cfg)
         self._peak = device_peak_flops(cfg)
-        self._frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))
 
     def on_train_batch_start(self, trainer, pl_module, batch: Batch, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -61,7 +59,7 @@ class Throughput(L.Callback):
         self._last = now
         world = trainer.world_size
         if isinstance(batch, Batch):
-            flops = step_flops(self._stats, sequence_lengths(batch, self._talker, self._frames_per_code), pl_module.cfg)
+            flops = self._flops(batch)
             current = {
                 "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
                 "perf/tokens_per_s": batch.num_tokens * world / dt,

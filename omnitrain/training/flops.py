@@ -20,11 +20,12 @@ reply + codec tokens + bos per spoken reply, DiT = mel frames per reply.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch, BatchSizes
 from omnitrain.slots import SLOT_SPECS, Talker
-from omnitrain.training.model_stats import ModelStats
+from omnitrain.training.model_stats import ModelStats, model_stats
 from omnitrain.training.module import frozen_slots
 
 # dense bf16/fp16 tensor-core peak per device, by name substring (vendor data sheets)
@@ -69,6 +70,18 @@ def count_sizes(batch: Batch) -> BatchSizes:
     replies = list(zip(batch.prompt_lengths().tolist(), batch.reply_mask.sum(1).tolist(),
                        batch.codec_mask.sum(1).tolist())) if batch.speech_rows.numel() else []
     return BatchSizes(documents, replies)
+
+
+class BatchFlops:
+    """Model FLOPs of one training step on a batch of this run: the slot statistics and the
+    DiT's mel frames per code are taken once, from the run's model (the meta one will do)."""
+
+    def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
+        self.stats, self.talker, self.cfg = model_stats(model, cfg), model.talker, cfg
+        self.frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))
+
+    def __call__(self, batch: Batch) -> float:
+        return step_flops(self.stats, sequence_lengths(batch, self.talker, self.frames_per_code), self.cfg)
 
 
 def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig) -> float:
