@@ -64,8 +64,7 @@ def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: Bat
     strategy = strategy_for(cfg)
     kind, grads = strategy.compute_kind(), gradient_slots(cfg)
     # slots that recompute their own blocks whatever the strategy (thinker.activation_checkpointing)
-    own = {s for s in ("thinker",)
-           if getattr(getattr(getattr(model, s), "cfg", None), "activation_checkpointing", False)}
+    own = {"thinker"} if getattr(getattr(model.thinker, "cfg", None), "activation_checkpointing", False) else set()
     full = activation_bytes(model, shape, kind, grads, recompute=own)
     recomputed = activation_bytes(model, shape, kind, grads, recompute=True)
     recompute = bool(getattr(strategy, "recomputes", False))
