@@ -22,13 +22,13 @@ def test_single_node_torchrun_one_process_per_gpu():
     out = dry_run("torchrun_single_node.sh", "omni3b_full", "optim.lr=1e-5", GPUS="8").stdout.split()
     assert out[:6] == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "8"]
     assert out[6:] == ["-m", "omnitrain", "train", "recipe=omni3b_full", "trainer.devices=8",
-                       "trainer.num_nodes=1", "optim.lr=1e-5"]
+                       "trainer.num_nodes=1", "resume=auto", "optim.lr=1e-5"]
 
 
 def test_multi_node_torchrun_rendezvous():
     out = dry_run("torchrun_multi_node.sh", "omni7b_full", NODES="2", MASTER_ADDR="10.0.0.1", GPUS="8").stdout
     assert "--nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint 10.0.0.1:29500" in out
-    assert out.strip().endswith("recipe=omni7b_full trainer.devices=8 trainer.num_nodes=2")
+    assert out.strip().endswith("recipe=omni7b_full trainer.devices=8 trainer.num_nodes=2 resume=auto")
 
 
 def test_multi_node_needs_the_master_address():
@@ -39,16 +39,29 @@ def test_multi_node_needs_the_master_address():
 def test_slurm_one_task_per_gpu_from_the_allocation():
     out = dry_run("slurm.sbatch", "omni7b_full", SLURM_NTASKS_PER_NODE="8(x2)", SLURM_JOB_NUM_NODES="2").stdout
     assert out.split() == ["srun", "--kill-on-bad-exit=1", "python", "-m", "omnitrain", "train",
-                           "recipe=omni7b_full", "trainer.devices=8", "trainer.num_nodes=2"]
+                           "recipe=omni7b_full", "trainer.devices=8", "trainer.num_nodes=2", "resume=auto"]
 
 
 def test_slurm_job_is_signalled_before_its_end_and_a_requeued_job_resumes():
+    """The first start and a requeued one run the same command: resume=auto starts fresh
+    or continues from the newest complete checkpoint."""
     script = (LAUNCH / "slurm.sbatch").read_text()
     assert "#SBATCH --signal=USR1@120" in script and "#SBATCH --requeue" in script
     env = {"SLURM_NTASKS_PER_NODE": "8", "SLURM_JOB_NUM_NODES": "1"}
-    assert "resume=last" not in dry_run("slurm.sbatch", "omni3b_full", **env).stdout
-    out = dry_run("slurm.sbatch", "omni3b_full", SLURM_RESTART_COUNT="1", **env).stdout
-    assert out.split()[-1] == "resume=last"
+    first = dry_run("slurm.sbatch", "omni3b_full", **env).stdout
+    assert first.split()[-1] == "resume=auto"
+    assert dry_run("slurm.sbatch", "omni3b_full", SLURM_RESTART_COUNT="1", **env).stdout == first
+
+
+@pytest.mark.parametrize("script,env", [
+    ("torchrun_single_node.sh", {"GPUS": "8"}),
+    ("torchrun_multi_node.sh", {"NODES": "2", "MASTER_ADDR": "10.0.0.1", "GPUS": "8"}),
+    ("slurm.sbatch", {"SLURM_NTASKS_PER_NODE": "8", "SLURM_JOB_NUM_NODES": "1"}),
+])
+def test_a_resume_given_by_the_user_comes_after_resume_auto(script, env):
+    """Hydra keeps the last value of a key: the user's resume=PATH must follow the script's."""
+    out = dry_run(script, "omni3b_full", "resume=/ckpt/step-000100.ckpt", **env).stdout.split()
+    assert out.index("resume=auto") < out.index("resume=/ckpt/step-000100.ckpt")
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in LAUNCH.iterdir()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -21,6 +22,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 FP16 = {"16", "16-mixed", "16-true"}
+
+# ``strategy.timeout_s``: how long a collective waits for the other ranks before this rank
+# fails. torch's own NCCL default (10 minutes), not Lightning's 30: a rank that died or hung
+# (a stuck NCCL kernel, a SIGSTOPped or swapping process) frees every GPU of the job within
+# about this much, while the longest legitimate wait (the other ranks at a barrier while
+# rank 0 writes a multi-GB checkpoint, a first batch from cold storage) stays well under it.
+DEFAULT_TIMEOUT_S = 600
+# what an NCCL process group does on a timed-out collective, unless the user set it already
+# (torch reads the first name of each list; the others are older spellings)
+NCCL_WATCHDOG_NAMES = {
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING": ("TORCH_NCCL_ASYNC_ERROR_HANDLING", "NCCL_ASYNC_ERROR_HANDLING"),
+    "TORCH_NCCL_ENABLE_MONITORING": ("TORCH_NCCL_ENABLE_MONITORING",),
+    "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC": ("TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC",),
+}
 
 
 def precision_kind(precision: str) -> str:
@@ -62,12 +77,48 @@ class Strategy:
         backend = getattr(self.options, "process_group_backend", None)
         return "gloo" if backend is None and self.on_cpu else backend
 
+    @property
+    def timeout_s(self) -> int:
+        return int(getattr(self.options, "timeout_s", DEFAULT_TIMEOUT_S))
+
     def timeout(self) -> timedelta:
-        return timedelta(seconds=getattr(self.options, "timeout_s", 1800))
+        return timedelta(seconds=self.timeout_s)
+
+    @property
+    def uses_nccl(self) -> bool:
+        """Whether the process group will be NCCL (Lightning's choice on CUDA when unset)."""
+        backend = self.process_group_backend()
+        if backend is not None:
+            return backend == "nccl"
+        import torch
+
+        return not self.on_cpu and torch.cuda.is_available()
+
+    def nccl_watchdog(self) -> dict[str, str]:
+        """PyTorch's NCCL watchdog, set in the environment before the process group starts
+        (only the variables the user has not set; none without NCCL). Returns what it set.
+
+        - ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1``: a collective that times out
+          (``strategy.timeout_s``) aborts the communicators and ends the process, so
+          torchrun/srun see a failed rank and stop the job instead of it hanging.
+        - ``TORCH_NCCL_ENABLE_MONITORING=1`` and ``TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC``: a
+          monitor thread ends the process when the watchdog itself is stuck (in a hung CUDA
+          or NCCL call, an abort that never returns) for ``max(60, timeout_s)`` seconds,
+          so nothing of NCCL hangs longer than a collective may wait.
+        """
+        if not self.uses_nccl:
+            return {}
+        wanted = {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "TORCH_NCCL_ENABLE_MONITORING": "1",
+                  "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC": str(max(60, self.timeout_s))}
+        chosen = {k: v for k, v in wanted.items() if not any(n in os.environ for n in NCCL_WATCHDOG_NAMES[k])}
+        os.environ.update(chosen)
+        return chosen
 
     # ---- training -----------------------------------------------------------------
     def lightning(self) -> Any:
-        """The object (or name) given to ``lightning.Trainer(strategy=...)``."""
+        """The object (or name) given to ``lightning.Trainer(strategy=...)``; a strategy
+        that makes a process group calls ``nccl_watchdog`` here, before it starts."""
+        self.nccl_watchdog()
         return "auto"
 
     def checkpoint_io(self) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omnitrain.parallel.base import Strategy, register_strategy
+from omnitrain.parallel.base import DEFAULT_TIMEOUT_S, Strategy, register_strategy
 
 
 @dataclass
@@ -15,7 +15,7 @@ class DDPOptions:
     static_graph: bool = False
     gradient_as_bucket_view: bool = False
     process_group_backend: str | None = None  # None: gloo on CPU, NCCL on GPU
-    timeout_s: int = 1800
+    timeout_s: int = DEFAULT_TIMEOUT_S  # seconds a collective waits for the other ranks
 
 
 @register_strategy
@@ -27,6 +27,7 @@ class DDPStrategy(Strategy):
         from lightning.pytorch.strategies import DDPStrategy as LightningDDP
 
         o = self.options
+        self.nccl_watchdog()  # before the process group starts
         return LightningDDP(process_group_backend=self.process_group_backend(), timeout=self.timeout(),
                             find_unused_parameters=o.find_unused_parameters, static_graph=o.static_graph,
                             gradient_as_bucket_view=o.gradient_as_bucket_view)

@@ -7,7 +7,8 @@ after the next optimizer step every rank learns whether any rank got a signal, t
 save a step checkpoint together, and once that step's metrics are logged training stops
 with ``Preempted`` (exit code 128 + signal, so a scheduler sees a killed job, not a
 finished one). Under SLURM, rank 0
-requeues the job first, and the requeued job continues with ``resume=last``. A second
+requeues the job first, and the requeued job continues (``scripts/launch/slurm.sbatch``
+passes ``resume=auto``). A second
 Ctrl+C stops at once, without saving.
 
 An exception inside training of a single process saves a checkpoint of the last
@@ -41,8 +42,8 @@ class Preempted(RuntimeError):
         self.signum, self.step, self.checkpoint, self.requeued = signum, step, checkpoint, requeued
         name = signal.Signals(signum).name
         where = f"saved {checkpoint}" if checkpoint else "checkpointing is off, nothing saved"
-        after = "the job was requeued; it continues with resume=last" if requeued else \
-            "continue with the same command and resume=last"
+        after = "the job was requeued; it continues with resume=auto" if requeued else \
+            "continue with the same command and resume=last (or resume=auto)"
         super().__init__(f"{name} received: stopped after step {step}, {where}; {after}")
 
     @property

@@ -30,26 +30,34 @@ log = logging.getLogger("omnitrain")
 
 
 def resume_path(resume: str | None, run_dir: Path) -> str | None:
-    """``resume=last`` (the newest complete checkpoint of ``run_dir``) or a path -> an
-    existing checkpoint (file or sharded folder)."""
+    """``resume=last`` (the newest complete checkpoint of ``run_dir``), ``resume=auto``
+    (that checkpoint if there is one, else None: a fresh run) or a path -> an existing
+    checkpoint (file or sharded folder)."""
     if not resume:
         return None
-    if resume == "last":
-        folder = run_dir / "checkpoints"
-        path = newest_complete(folder) if folder.is_dir() else None
-        if path is None:
-            raise FileNotFoundError(f"resume=last: no complete checkpoint in '{folder}' (start the run "
-                                    "without resume, or give resume=PATH)")
-        pointed = (folder / "last.ckpt").resolve() if (folder / "last.ckpt").exists() else None
-        if pointed != path.resolve():
-            log.warning("resume=last: last.ckpt is missing or incomplete (a save was interrupted); "
-                        "resuming from the newest complete checkpoint %s", path.name)
-        else:
-            log.warning("resume=last: resuming from %s", path.name)
-        return str(path)
+    if resume in ("last", "auto"):
+        return newest_in_run_dir(resume, run_dir / "checkpoints")
     path = Path(resume)
     if not path.exists():
         raise FileNotFoundError(f"resume={resume}: checkpoint '{path}' does not exist")
+    return str(path)
+
+
+def newest_in_run_dir(resume: str, folder: Path) -> str | None:
+    """``resume=last`` or ``resume=auto``: the newest complete checkpoint in ``folder``
+    (``auto`` without one: None, a fresh run)."""
+    path = newest_complete(folder) if folder.is_dir() else None
+    if path is None and resume == "auto":
+        return None
+    if path is None:
+        raise FileNotFoundError(f"resume=last: no complete checkpoint in '{folder}' (start the run "
+                                "without resume or with resume=auto, or give resume=PATH)")
+    pointed = (folder / "last.ckpt").resolve() if (folder / "last.ckpt").exists() else None
+    if pointed != path.resolve():
+        log.warning("resume=%s: last.ckpt is missing or incomplete (a save was interrupted); "
+                    "resuming from the newest complete checkpoint %s", resume, path.name)
+    else:
+        log.warning("resume=%s: resuming from %s", resume, path.name)
     return str(path)
 
 
@@ -77,6 +85,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     ckpt_path = resume_path(cfg.resume, Path(cfg.run_dir))
     if ckpt_path is None:
         refuse_to_clobber(cfg)
+        if cfg.resume == "auto":
+            log.warning("resume=auto: no checkpoint in %s: starting a fresh run", Path(cfg.run_dir) / "checkpoints")
         return Prepared(cfg, data, meta, None)
     step = check_resume_shapes(cfg, Path(ckpt_path), meta)
     return Prepared(cfg, data, meta, ckpt_path, step)
@@ -86,11 +96,15 @@ def refuse_to_clobber(cfg: RunConfig) -> None:
     """A fresh run into a run_dir with checkpoints would replace them: say how to go on."""
     folder = Path(cfg.run_dir) / "checkpoints"
     found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if found and not cfg.overwrite and cfg.resume == "auto":  # names of checkpoints, none complete
+        raise ConfigError(
+            f"resume=auto: run_dir={cfg.run_dir} holds {', '.join(found[:4])} in checkpoints/ but no complete "
+            "checkpoint; give resume=PATH, or start over with overwrite=true (removes them)")
     if found and not cfg.overwrite:
         raise ConfigError(
             f"run_dir={cfg.run_dir} already holds checkpoints ({', '.join(found[:4])}); a fresh run would "
-            "replace them. Continue that run with resume=last, start over with overwrite=true (removes "
-            "them and the run's metrics), or choose another run_dir")
+            "replace them. Continue that run with resume=last (or resume=auto), start over with "
+            "overwrite=true (removes them and the run's metrics), or choose another run_dir")
 
 
 def warn_if_too_big(cfg: RunConfig, meta: OmniModel) -> None:
@@ -117,7 +131,8 @@ def train(cfg: RunConfig) -> tuple[L.Trainer, L.LightningModule]:
     cfg = run.cfg
     warn_if_too_big(cfg, run.meta)
     L.seed_everything(cfg.seed, workers=True)
-    trainer = build_trainer(cfg, run.meta, run.resume_step)
+    # the trainer sees the checkpoint actually resumed (None: a fresh run), not "auto"
+    trainer = build_trainer(cfg.replace(resume=run.ckpt_path), run.meta, run.resume_step)
     run_dir = Path(cfg.run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from omnitrain.parallel.base import Strategy, register_strategy
+from omnitrain.parallel.base import DEFAULT_TIMEOUT_S, Strategy, register_strategy
 from omnitrain.parallel.deepspeed.config import (
     check_deepspeed_config,
     deepspeed_config,
@@ -34,7 +34,7 @@ class DeepSpeedOptions:
     overlap_comm: bool = True
     contiguous_gradients: bool = True
     process_group_backend: str | None = None
-    timeout_s: int = 1800
+    timeout_s: int = DEFAULT_TIMEOUT_S  # seconds a collective waits for the other ranks
 
 
 @register_strategy
@@ -66,6 +66,7 @@ class DeepSpeedStrategy(Strategy):
     def lightning(self) -> Any:
         from omnitrain.parallel.deepspeed.lightning_cpu import OmniDeepSpeedStrategy
 
+        self.nccl_watchdog()  # before the process group starts
         return OmniDeepSpeedStrategy(config=deepspeed_config(self.options, self.cfg),
                                      process_group_backend=self.process_group_backend(), timeout=self.timeout())
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from omnitrain.parallel.base import Strategy, register_strategy
+from omnitrain.parallel.base import DEFAULT_TIMEOUT_S, Strategy, register_strategy
 from omnitrain.slots import MODEL_SLOTS
 
 SHARDING = {"FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"}
@@ -24,7 +24,7 @@ class FSDPOptions:
     cpu_offload: bool = False
     activation_checkpointing: bool = False  # recompute each block in backward
     process_group_backend: str | None = None
-    timeout_s: int = 1800
+    timeout_s: int = DEFAULT_TIMEOUT_S  # seconds a collective waits for the other ranks
 
 
 def block_types(cfg: Any) -> set[type]:
@@ -80,6 +80,7 @@ class FSDPStrategy(Strategy):
     def lightning(self) -> Any:
         from omnitrain.parallel.fsdp.lightning_cpu import OmniFSDPStrategy
 
+        self.nccl_watchdog()  # before the process group starts
         o, units = self.options, block_types(self.cfg)
         return OmniFSDPStrategy(
             sharding_strategy=o.sharding_strategy, state_dict_type=o.state_dict_type, cpu_offload=o.cpu_offload,
