@@ -142,7 +142,7 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
         sizes, write = DemoSizes(heldout=args.heldout, **given), make_demo
     t0 = time.perf_counter()
     with tqdm(total=sizes.train + sizes.val, desc="demo samples", unit="sample") as bar:
-        result = write(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update)
+        result = write(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update, measure=_length_meter(cfg))
     n = sum(s["samples"] for s in result["shards"])
     held = result["heldout"] or "none (the long profile is a benchmark workload)"
     print(f"wrote {n} samples in {len(result['shards'])} shards to {args.out} "
@@ -174,7 +174,8 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
         raise UsageError(f"--root {args.root}: not a folder")
     options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify,
                           root=str(Path(args.root).resolve()) if args.root else None)
-    packer = Packer(Path(args.manifest), Path(args.out), build("codec", cfg.codec), options)
+    measure = None if args.no_lengths else _length_meter(cfg)
+    packer = Packer(Path(args.manifest), Path(args.out), build("codec", cfg.codec), options, measure)
     with tqdm(total=packer.line_count(), desc=f"packing {args.manifest}", unit="line") as bar:
         result = packer.run(progress=bar.update)
     shards, skipped = result["shards"], result["skipped"]
@@ -186,6 +187,14 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
         for s in skipped[:5]:
             print(f"  line {s['line']}: {s['reason']}")
     return 0
+
+
+def _length_meter(cfg):
+    """Records each sample's Thinker tokens in index.json (token batching plans epochs
+    from them), for the tokenizer and encoders of ``cfg``."""
+    from omnitrain.data.sample_lengths import LengthMeter
+
+    return LengthMeter(cfg)
 
 
 def _parse_size(text: str) -> int:
@@ -425,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard-size", default="256MB", help="target shard size (default 256MB)")
     s.add_argument("--prefix", default="shard", help="shard file prefix, e.g. train or val")
     s.add_argument("--no-verify", action="store_true", help="skip the decode check of every media file")
+    s.add_argument("--no-lengths", action="store_true",
+                   help="do not record each sample's token count in index.json (data.batching=tokens then "
+                        "measures them once at the first training run)")
     s.add_argument("--root", help="only read media inside this folder (symlinks resolved): for manifests "
                                   "from elsewhere")
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")

@@ -7,6 +7,7 @@ Hydra configs from configs/ and recipes/.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# shard counts and sample lengths are cached per user: the tests keep theirs to themselves
+os.environ["OMNITRAIN_CACHE"] = tempfile.mkdtemp(prefix="omnitrain-test-cache-")
 
 from omnitrain.data.build.demo import make_demo  # noqa: E402
 from omnitrain.registry import build  # noqa: E402

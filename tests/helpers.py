@@ -48,16 +48,16 @@ def model_outputs(model, batch) -> dict:
 def modality_batches(cfg, pad_id: int, size: int = 2):
     """(a batch of text-only prompts, a batch holding audio, image and video) from the
     training shards: ranks given one each disagree on which encoders have real input."""
-    import webdataset as wds
-
     from omnitrain.data.collate import collate
-    from omnitrain.data.pipeline import BuildExamples
+    from omnitrain.data.examples import ExampleBuilder
     from omnitrain.data.shards import resolve_shards
+    from omnitrain.data.tar_samples import read_shard
 
     urls = resolve_shards(cfg.data.train_shards, "data.train_shards")
-    samples = wds.tarfile_to_samples()({"url": u} for u in urls)
+    build = ExampleBuilder(cfg)
+    examples = (build(sample) for url in urls for _, sample in read_shard(url))
     text_only, audio, vision = [], [], []
-    for ex in BuildExamples(cfg)(samples):
+    for ex in filter(None, examples):
         if not ex.audio_features and not ex.vision_patches:
             text_only.append(ex)
         elif ex.audio_features and ex.vision_patches:

@@ -68,11 +68,27 @@ def _plugins_named(overrides: list[str], recipes: dict[str, Path]) -> list[str]:
     return specs
 
 
+# values that are paths or URLs: brace patterns, spaces and colons (``pipe:cat {a,b}.tar``)
+# are Hydra syntax, so an unquoted value is quoted for the user
+VERBATIM_KEYS = ("data.train_shards", "data.val_shards", "data.index")
+
+
+def quote_verbatim(override: str) -> str:
+    """``data.train_shards=pipe:cat x-{0..3}.tar`` -> ``data.train_shards='pipe:cat x-{0..3}.tar'``."""
+    key, sep, value = override.partition("=")
+    if not sep or key.lstrip("+~") not in VERBATIM_KEYS or not value or value[0] in "'\"[":
+        return override
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{key}={quote}{value}{quote}"
+    return override
+
+
 def compose_run(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
     """The composed config, validated against every schema (keys, types, plugins).
     Raises ``ConfigError`` with a message that says what to change. Callers use
     ``omnitrain.run_config.compose_config``: the typed config, with every owner's checks."""
-    overrides = list(overrides)
+    overrides = [quote_verbatim(o) for o in overrides]
     refused = hydra_problems(overrides)
     if refused:
         raise ConfigError("invalid overrides:\n  - " + "\n  - ".join(refused))

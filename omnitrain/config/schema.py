@@ -32,7 +32,9 @@ class DataConfig:
     val_num_workers: int = bounded(0, ge=0)
     prefetch_factor: int = bounded(4, ge=1)
     shuffle_buffer: int = bounded(256, ge=1)
-    epoch_batches: int = bounded(100, ge=1)  # batches per rank per epoch (the same on every rank)
+    index: str | None = None  # index.json (path or URL) with each shard's samples; default: the one beside the shards
+    epoch_batches: int | None = bounded(None, ge=1)  # cap an epoch at this many batches per rank; the next continues the pass. None: an epoch is one pass
+    log_samples: bool = one_of(False, False, True)  # <run_dir>/data_log/rank-<R>.jsonl: the samples of every optimizer step
     max_tokens: int = bounded(2048, ge=1)  # longer samples are skipped and counted
     pack_length: int | None = bounded(None, ge=1)  # pack several samples per row up to this many tokens
     batching: str = one_of("samples", "samples", "tokens")  # samples: batch_size samples per step; tokens: a token budget

@@ -111,8 +111,10 @@ def validate(cfg: DictConfig) -> None:
             problems.append(f"data.max_tokens={data.max_tokens} exceeds data.pack_length={data.pack_length}; "
                             "a sample must fit in one row")
     from omnitrain.config.lora_checks import check_lora
+    from omnitrain.config.path_checks import check_run_paths
     from omnitrain.config.speech_checks import check_speech
 
+    problems += check_run_paths(cfg)
     problems += check_lora(cfg)
     problems += check_speech(cfg)
     if not problems:

@@ -58,6 +58,8 @@ class Batch:
     # A batch edited after collate (labels, doc_ids) must set both fields (and ``sizes``) to None
     target_index: Tensor | None = None
     sizes: BatchSizes | None = None  # None: count them from the tensors (reads the device)
+    # where the batch stands in the data stream: {"pass", "position" (rank batch in the pass), "repeat"}
+    stream: dict | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch on ``device``, except ``HOST_FIELDS``: the encoders lay out their chunks

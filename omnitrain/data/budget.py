@@ -1,67 +1,56 @@
-"""Length-aware batching into a token budget.
+"""Length-aware batching into a token budget, planned from each sample's length.
 
-Each batch is ``rows`` rows of at most ``row_length`` tokens. Samples wait in a buffer;
-a batch takes them longest first into the first row with room (first fit decreasing),
-so short samples fill the gaps long ones leave and padding stays small. A sample that
-has waited through ``patience`` batches goes first, so none starves. The number of
-batches per epoch is fixed elsewhere (``with_epoch``), so every rank takes the same
-number of steps however many samples each batch holds.
+Each batch is ``rows`` rows of at most ``row_length`` tokens. Samples wait in a buffer of
+``buffer``; a batch takes them longest first into the first row with room (first fit
+decreasing), so short samples fill the gaps long ones leave and padding stays small. A
+sample that has waited through ``patience`` batches goes first, so none starves. The
+batches are planned before any sample is read (``pass_plan``), from the lengths in the
+shards' index, so every rank knows its number of steps up front.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import numpy as np
 
 from omnitrain.data.batch import Batch
-from omnitrain.data.sample_builder import Example
+
+Planned = tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]  # (ids, rows as positions in ids)
 
 
-class TokenBudgetBatches:
-    def __init__(self, rows: int, row_length: int, buffer: int,
-                 collate: Callable[..., Batch], patience: int = 4) -> None:
-        """``collate(examples, rows=[[indices], ...])`` builds the batch."""
-        self.rows, self.row_length, self.buffer = rows, row_length, buffer
-        self.collate, self.patience = collate, patience
+def token_batches(order: np.ndarray, cost: np.ndarray, rows: int, row_length: int, buffer: int,
+                  patience: int = 4) -> list[Planned]:
+    """The batches of the ids in ``order``, where id ``i`` takes ``cost[i]`` tokens."""
+    waiting: list[tuple[int, int]] = []  # (arrival batch, id)
+    out: list[Planned] = []
 
-    def choose(self, waiting: list[tuple[int, Example]], batch_no: int) -> list[list[int]]:
-        """Rows of indices into ``waiting`` (of (arrival batch, example)) that fill the budget."""
-        overdue = [i for i, (since, _) in enumerate(waiting) if batch_no - since >= self.patience]
+    def emit() -> None:
+        n = len(out)
+        overdue = [i for i, (since, _) in enumerate(waiting) if n - since >= patience]
         late = set(overdue)
-        rest = sorted((i for i in range(len(waiting)) if i not in late), key=lambda i: -len(waiting[i][1]))
-        room = [self.row_length] * self.rows
-        rows: list[list[int]] = [[] for _ in range(self.rows)]
+        rest = sorted((i for i in range(len(waiting)) if i not in late), key=lambda i: -cost[waiting[i][1]])
+        room = [row_length] * rows
+        filled: list[list[int]] = [[] for _ in range(rows)]
         for i in overdue + rest:
-            n = len(waiting[i][1])
+            need = int(cost[waiting[i][1]])
             for r, free in enumerate(room):
-                if n <= free:
-                    room[r] -= n
-                    rows[r].append(i)
+                if need <= free:
+                    room[r] -= need
+                    filled[r].append(i)
                     break
-        return [row for row in rows if row]
+        filled = [r for r in filled if r]
+        chosen = [i for r in filled for i in r]
+        position = {i: k for k, i in enumerate(chosen)}
+        out.append((tuple(int(waiting[i][1]) for i in chosen), tuple(tuple(position[i] for i in r) for r in filled)))
+        taken = set(chosen)
+        waiting[:] = [w for i, w in enumerate(waiting) if i not in taken]
 
-    def __call__(self, examples: Iterator[Example]) -> Iterator[Batch]:
-        waiting: list[tuple[int, Example]] = []
-        batch_no = 0
-        for ex in examples:
-            if len(ex) > self.row_length:
-                raise ValueError(f"sample {ex.key} has {len(ex)} tokens > data.pack_length={self.row_length}; "
-                                 "set data.max_tokens <= data.pack_length")
-            waiting.append((batch_no, ex))
-            if len(waiting) >= self.buffer:
-                yield self._emit(waiting, batch_no)
-                batch_no += 1
-        while waiting:  # a finite stream: empty the buffer
-            yield self._emit(waiting, batch_no)
-            batch_no += 1
-
-    def _emit(self, waiting: list[tuple[int, Example]], batch_no: int) -> Batch:
-        rows = self.choose(waiting, batch_no)
-        order = [i for row in rows for i in row]
-        batch = [waiting[i][1] for i in order]
-        slot = {i: k for k, i in enumerate(order)}
-        chosen = set(order)
-        waiting[:] = [w for i, w in enumerate(waiting) if i not in chosen]
-        return self.collate(batch, rows=[[slot[i] for i in row] for row in rows])
+    for sample in order:
+        waiting.append((len(out), int(sample)))
+        if len(waiting) >= buffer:
+            emit()
+    while waiting:
+        emit()
+    return out
 
 
 def padding_waste(batch: Batch) -> float:

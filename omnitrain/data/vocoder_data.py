@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.media import load_audio
-from omnitrain.data.pipeline import SizedPipeline, train_epoch
 from omnitrain.data.sample_builder import SampleError
-from omnitrain.data.shards import count_samples, resolve_shards
+from omnitrain.data.shard_index import load_index
+from omnitrain.data.shards import resolve_shards
 from omnitrain.data.skips import SKIPS, on_shard_error
 from omnitrain.features.speech_mel import SpeechMel
 
@@ -65,23 +65,47 @@ def collate_segments(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor
     return torch.stack([m for m, _ in items]), torch.stack([w for _, w in items])
 
 
+class SizedPipeline(IterableDataset):
+    """A fixed-length epoch with a ``__len__`` (for progress bars); picklable, unlike
+    ``DataPipeline.with_length``."""
+
+    def __init__(self, pipeline: wds.DataPipeline, length: int) -> None:
+        self.pipeline, self.length = pipeline, length
+
+    def __iter__(self) -> Iterator:
+        return iter(self.pipeline)
+
+    def __len__(self) -> int:
+        return self.length
+
+
 def make_vocoder_pipeline(cfg: RunConfig, split: str) -> SizedPipeline:
+    """Segments of the spoken replies. Training draws shards with replacement (seeded per
+    rank and worker) for ``data.epoch_batches`` batches (default: about one pass): the
+    vocoder sees random segments, so exact passes matter less than for the model stages."""
     data, frames = cfg.data, cfg.vocoder_train.segment_frames
     speech = cfg.speech
+    urls = resolve_shards(data.train_shards if split == "train" else data.val_shards, f"data.{split}_shards")
+    total = load_index(urls, data.index).total
+    batch = wds.batched(data.batch_size, collation_fn=collate_segments, partial=False)
     if split == "train":
-        return SizedPipeline(*train_epoch(
-            cfg,
+        workers = max(1, data.num_workers)
+        batches = data.epoch_batches or max(1, total // data.batch_size)
+        per_worker = -(-batches // workers)
+        pipeline = wds.DataPipeline(
+            wds.ResampledShards(urls, seed=cfg.seed, deterministic=True),
+            wds.tarfile_to_samples(handler=on_shard_error),
+            wds.detshuffle(data.shuffle_buffer, seed=cfg.seed),
             SpeechSegments(speech, frames, True, cfg.seed),
-            wds.batched(data.batch_size, collation_fn=collate_segments, partial=False),
-        ))
-    urls = resolve_shards(data.val_shards, "data.val_shards")
-    total = sum(count_samples(u) for u in urls)
+            batch,
+        ).with_epoch(per_worker)
+        return SizedPipeline(pipeline, per_worker * workers)
     batches = max(1, total // data.batch_size)
     stages = [
         wds.SimpleShardList(urls),
         wds.tarfile_to_samples(handler=on_shard_error),
         SpeechSegments(speech, frames, False, cfg.seed),
-        wds.batched(data.batch_size, collation_fn=collate_segments, partial=False),
+        batch,
     ]
     return SizedPipeline(wds.DataPipeline(*stages).with_epoch(batches), batches)
 

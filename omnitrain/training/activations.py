@@ -25,6 +25,7 @@ kernels (FlashAttention, memory-efficient SDPA, or CPU flash), so no L x L score
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -165,10 +166,10 @@ def batch_shape(cfg: RunConfig, model: nn.Module, draws: int = 8) -> BatchShape:
 
 
 def draw_batches(cfg: RunConfig, model: nn.Module, n: int) -> list[Batch]:
-    """The first ``n`` training batches of rank 0, drawn in this process."""
+    """The first ``n`` training batches of one process (fewer if a pass holds fewer),
+    drawn in this process."""
     from omnitrain.data.pipeline import make_pipeline
 
     pad = model.tokenizer.special_id("pad")
     local = cfg.replace(data=dataclasses.replace(cfg.data, num_workers=0))
-    stream = iter(make_pipeline(local, "train", pad, 0))
-    return [next(stream) for _ in range(n)]
+    return list(itertools.islice(make_pipeline(local, "train", pad, world=1, rank=0), n))

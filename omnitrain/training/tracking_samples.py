@@ -17,7 +17,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.collate import collate
-from omnitrain.data.pipeline import _Members
+from omnitrain.data.examples import _Members
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.data.shards import resolve_shards
 from omnitrain.inference.sampling import sample_next

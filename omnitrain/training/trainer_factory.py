@@ -18,6 +18,7 @@ from omnitrain.training.checkpoint_callback import StepCheckpoints
 from omnitrain.training.csv_metrics import ResumableCSVLogger
 from omnitrain.training.nonfinite import NonFiniteGuard
 from omnitrain.training.preemption import SaveOnSignal
+from omnitrain.training.sample_log import SampleLog
 from omnitrain.training.tracking_grads import GradNorms
 from omnitrain.training.tracking_progress import RunProgressBar
 
@@ -72,6 +73,8 @@ def build_callbacks(cfg: RunConfig, meta: OmniModel | None = None) -> list[L.Cal
         GradNorms(),
         RunProgressBar(refresh_rate=max(1, int(cfg.trainer.log_every_n_steps) // 2)),
     ]
+    if cfg.data.log_samples:
+        callbacks.append(SampleLog(cfg.run_dir))
     if cfg.logger.csv.enabled or cfg.logger.wandb.enabled or cfg.logger.tensorboard.enabled:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
         callbacks.append(AudioSamples(cfg.run_dir, int(cfg.speech.sample_rate), int(cfg.logger.samples)))
@@ -83,6 +86,8 @@ def build_trainer(cfg: RunConfig, meta: OmniModel | None = None, resume_step: in
     ``resume_step``: the step a resumed run continues from."""
     strategy = strategy_for(cfg)
     trainer_args = strategy.trainer_args(cfg.trainer.lightning())
+    # a fresh training loader every epoch: each epoch's length is its own (omnitrain.data.datamodule)
+    trainer_args.setdefault("reload_dataloaders_every_n_epochs", 1)
     loggers = build_loggers(cfg, resume_step)
     writer = strategy.checkpoint_io()
     return L.Trainer(

@@ -17,6 +17,7 @@ FREE_FORM = {"train_shards", "val_shards", "project", "entity", "tags", "speaker
              "betas", "norm_mean", "save_last", "enabled", "talker_detach_thinker"}
 FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and parameter globs
 FREE_FORM |= {"system"}  # generate.system: a free text (the system prompt)
+FREE_FORM |= {"index"}  # data.index: a path or URL
 
 
 @pytest.mark.parametrize(

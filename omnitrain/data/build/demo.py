@@ -171,7 +171,7 @@ def heldout_pairs(seed: int, n: int) -> list[tuple[str, int, int]]:
 
 
 def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes | None = None, seed: int = 0,
-              progress=None, kinds: tuple[str, ...] = KINDS) -> dict:
+              progress=None, kinds: tuple[str, ...] = KINDS, measure=None) -> dict:
     """Write train/val shards, held-out prompts and index.json; ``kinds`` limits the modalities."""
     sizes = sizes or DemoSizes()
     out = Path(out_dir)
@@ -187,7 +187,7 @@ def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes | None = None, seed:
             if (kind, a, b) in held_set:
                 continue
             if writer is None:
-                writer = ShardWriter(out / f"{split}-{len([s for s in shards if s['name'].startswith(split)]):06d}.tar")
+                writer = ShardWriter(out / f"{split}-{len([s for s in shards if s['name'].startswith(split)]):06d}.tar", measure)
             writer.write(make_sample(kind, a, b, rng, codec, f"{split}{done:06d}"))
             done += 1
             if progress:

@@ -162,7 +162,7 @@ def make_long_sample(kind: str, rng: random.Random, codec: Codec, key: str) -> d
 
 
 def make_long_demo(out_dir: Path, codec: Codec, sizes: LongSizes | None = None, seed: int = 0,
-                   progress=None, kinds: tuple[str, ...] = KINDS) -> dict:
+                   progress=None, kinds: tuple[str, ...] = KINDS, measure=None) -> dict:
     """Write train/val shards and index.json; kinds cycle in a seeded random order, so
     every kind appears in any ``len(kinds)`` consecutive samples. Deterministic per seed."""
     sizes = sizes or LongSizes()
@@ -176,7 +176,7 @@ def make_long_demo(out_dir: Path, codec: Codec, sizes: LongSizes | None = None, 
             if not order:
                 order = rng.sample(list(kinds), len(kinds))
             if writer is None:
-                writer = ShardWriter(out / f"{split}-{sum(s['name'].startswith(split) for s in shards):06d}.tar")
+                writer = ShardWriter(out / f"{split}-{sum(s['name'].startswith(split) for s in shards):06d}.tar", measure)
             writer.write(make_long_sample(order.pop(), rng, codec, f"{split}{done:06d}"))
             if progress:
                 progress(1)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from omnitrain.checksums import sha256_file
-from omnitrain.data.build.shard_writer import ShardWriter
+from omnitrain.data.build.shard_writer import ShardWriter, index_text
 from omnitrain.data.media import MediaError, load_audio, load_image, load_video, why
 from omnitrain.data.turns import MEDIA, turn_problem
 from omnitrain.slots import Codec
@@ -51,8 +51,10 @@ def _write_json(path: Path, data) -> None:
 
 
 class Packer:
-    def __init__(self, manifest: Path, out: Path, codec: Codec, options: PackOptions) -> None:
+    def __init__(self, manifest: Path, out: Path, codec: Codec, options: PackOptions, measure=None) -> None:
+        """``measure`` (``sample_lengths.LengthMeter``): record each sample's token count."""
         self.manifest, self.out, self.codec, self.opt = Path(manifest), Path(out), codec, options
+        self.measure = measure
         self.base = self.manifest.parent
         self.state_path = self.out / f"{options.prefix}.pack_state.json"
         self.skipped_path = self.out / f"{options.prefix}.skipped.jsonl"
@@ -77,8 +79,11 @@ class Packer:
         index_path = self.out / "index.json"
         index = json.loads(index_path.read_text()) if index_path.exists() else {"shards": []}
         others = [s for s in index.get("shards", []) if not s["name"].startswith(self.opt.prefix + "-")]
-        shards = others + [{k: s[k] for k in ("name", "samples", "bytes")} for s in state["shards"]]
-        _write_json(index_path, {**index, "shards": shards, "samples": sum(s["samples"] for s in shards)})
+        keep = ("name", "samples", "bytes", "lengths_key", "lengths")
+        shards = others + [{k: s[k] for k in keep if k in s} for s in state["shards"]]
+        tmp = index_path.with_suffix(".json.tmp")
+        tmp.write_text(index_text({**index, "shards": shards, "samples": sum(s["samples"] for s in shards)}))
+        os.replace(tmp, index_path)
 
     # ---- packing ---------------------------------------------------------------
     def line_count(self) -> int:
@@ -112,7 +117,7 @@ class Packer:
                 if sample is not None:
                     if writer is None:
                         name = f"{self.opt.prefix}-{len(state['shards']):06d}.tar"
-                        writer, first_line = ShardWriter(self.out / name), number
+                        writer, first_line = ShardWriter(self.out / name, self.measure), number
                     writer.write(sample)
                     if writer.bytes >= self.opt.shard_bytes:
                         state["shards"].append({**writer.close(), "first_line": first_line, "end_line": number + 1})
