@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from omnitrain.nn.varlen import DocRuns
+from omnitrain.tokens import IGNORE_INDEX
 
 
 @dataclass
@@ -60,6 +61,9 @@ class Batch:
     sizes: BatchSizes | None = None  # None: count them from the tensors (reads the device)
     # where the batch stands in the data stream: {"pass", "position" (rank batch in the pass), "repeat"}
     stream: dict | None = None
+    # this rank's ``loss_counts`` summed over the micro-batches of this batch's optimizer step
+    # (``omnitrain.data.step_groups``), plus "micro_batches"; None: each loss is this batch's mean
+    step_totals: dict[str, int] | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch on ``device``, except ``HOST_FIELDS``: the encoders lay out their chunks
@@ -86,6 +90,25 @@ class Batch:
     @property
     def num_tokens(self) -> int:
         return sum(self.sizes.documents) if self.sizes is not None else int((self.doc_ids != 0).sum())
+
+    def loss_counts(self) -> dict[str, int]:
+        """What each per-token loss of this batch sums over, counted as the losses count:
+        "text" next-token targets, "codec" the Talker's targets (every spoken reply's codes
+        and its eos, ``talker_inputs``), "flow" the DiT's mel frames (``flow_matching_loss``
+        averages each frame over its mel bins). From ``target_index`` and ``sizes`` (host
+        side, found in collate); a batch without them is counted from its tensors."""
+        if self.target_index is not None:
+            text = int(self.target_index.numel())
+        else:
+            same_doc = self.doc_ids[:, 1:] == self.doc_ids[:, :-1]
+            text = int(((self.labels[:, 1:] != IGNORE_INDEX) & same_doc).sum())
+        if self.sizes is not None:
+            codes = [c for _, _, c in self.sizes.replies]
+        else:
+            codes = self.codec_mask.sum(1).tolist() if self.speech_rows.numel() else []
+        # every reply's mel holds k frames per code; the longest sets both padded widths
+        k = self.speech_mel.shape[1] // self.codec_tokens.shape[1] if codes else 0
+        return {"text": text, "codec": sum(c + 1 for c in codes), "flow": sum(codes) * k}
 
     def prompt_lengths(self) -> Tensor:
         """(S,) tokens before each spoken reply in its own sample (rows may hold several)."""

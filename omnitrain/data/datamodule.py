@@ -28,6 +28,7 @@ from omnitrain.data.pipeline import (
 )
 from omnitrain.data.planned_stream import PlannedStream, TrainStream
 from omnitrain.data.shards import resolve_shards
+from omnitrain.data.step_groups import group_steps
 from omnitrain.data.train_schedule import TrainSchedule
 from omnitrain.registry import build
 
@@ -47,9 +48,13 @@ class StreamLoader(DataLoader):
 
     unread = None  # an iterator handed out and not read from yet
 
+    def __init__(self, *args, accumulate: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.accumulate = accumulate  # each batch carries its optimizer step's totals (group_steps)
+
     def __iter__(self):
         if self.unread is None:
-            self.unread = self._batches(super().__iter__())
+            self.unread = group_steps(self._batches(super().__iter__()), self.accumulate, len(self))
         return self.unread
 
     def _batches(self, batches):
@@ -122,6 +127,7 @@ class OmniDataModule(L.LightningDataModule):
                 ) -> DataLoader:
         import torch
 
+        steps = {"accumulate": int(self.cfg.trainer.accumulate_grad_batches)} if cls is StreamLoader else {}
         return cls(
             dataset,
             batch_size=None,
@@ -131,6 +137,7 @@ class OmniDataModule(L.LightningDataModule):
             prefetch_factor=self.cfg.data.prefetch_factor if workers > 0 else None,
             persistent_workers=persistent,
             pin_memory=torch.cuda.is_available() and self.cfg.trainer.accelerator != "cpu",
+            **steps,
         )
 
     def train_dataloader(self) -> DataLoader:

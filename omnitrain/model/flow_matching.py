@@ -65,9 +65,11 @@ def stage_input(y: Tensor, ks: list[Tensor], row: tuple[float, ...], h: float) -
 
 def flow_matching_loss(
     dit: DiT, mel: Tensor, codes: Tensor, code_mask: Tensor, cond_drop_prob: float = 0.0,
-    cond: SpeechCondition | None = None, ref_drop_prob: float = 0.0,
+    cond: SpeechCondition | None = None, ref_drop_prob: float = 0.0, frames: Tensor | float | None = None,
 ) -> Tensor:
-    """Masked MSE between predicted and true velocity. mel (S, T, M), codes (S, T/k).
+    """Masked MSE between predicted and true velocity. mel (S, T, M), codes (S, T/k): each
+    frame's error averaged over the mel bins, summed over the frames and divided by
+    ``frames`` (default: this call's frames; a whole step's count weights by the step).
 
     ``cond_drop_prob``: drop codes, speaker and reference together (for guidance);
     ``ref_drop_prob``: drop only the reference, so the DiT also works without one.
@@ -84,8 +86,9 @@ def flow_matching_loss(
     velocity = dit(x_t, t, codes, code_mask, drop, cond)
     frame_mask = code_mask.repeat_interleave(dit.mel_frames_per_code, dim=1)[..., None]
     err = (velocity - (mel - noise)).pow(2) * frame_mask
-    denom = frame_mask.sum() * mel.shape[-1]
-    return err.sum() / denom.clamp_min(1)
+    if frames is None:
+        frames = frame_mask.sum().clamp_min(1)
+    return err.sum() / (frames * mel.shape[-1])
 
 
 def guided_velocity(

@@ -93,11 +93,13 @@ def fusable(head: object, hidden: Tensor) -> bool:
 
 
 def target_rows_loss(head: Callable[[Tensor], Tensor], hidden: Tensor, targets: Tensor,
-                     chunk: int = CHUNK_ROWS, index: Tensor | None = None) -> Tensor:
+                     chunk: int = CHUNK_ROWS, index: Tensor | None = None,
+                     divisor: Tensor | float | None = None) -> Tensor:
     """Mean cross-entropy of ``head(hidden)`` at the positions whose target is not
     ignored. hidden (..., D), targets (...) with ``IGNORE_INDEX`` where no loss.
     ``index``: those positions, flat, found on the host (``Batch.target_index``); without
-    it they are found here, which syncs a GPU with the host."""
+    it they are found here, which syncs a GPU with the host. ``divisor``: the sum is
+    divided by it instead of by this call's number of targets (a whole step's count)."""
     flat_hidden, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
     if index is None:
         index = (flat_targets != IGNORE_INDEX).nonzero()[:, 0]
@@ -107,10 +109,10 @@ def target_rows_loss(head: Callable[[Tensor], Tensor], hidden: Tensor, targets: 
         return head(flat_hidden[:1]).float().sum() * 0.0
     rows, wanted = flat_hidden.index_select(0, index), flat_targets.index_select(0, index)
     if fusable(head, hidden):
-        return _FusedHeadCE.apply(rows, head.weight, wanted, chunk) / n
+        return _FusedHeadCE.apply(rows, head.weight, wanted, chunk) / (n if divisor is None else divisor)
     total = rows.new_zeros((), dtype=torch.float32)
     for i in range(0, n, chunk):
         part = (head, rows[i:i + chunk], wanted[i:i + chunk])
         total = total + (checkpoint(_ce_sum, *part, use_reentrant=False) if rows.requires_grad
                          else _ce_sum(*part))
-    return total / n
+    return total / (n if divisor is None else divisor)

@@ -182,23 +182,27 @@ class OmniModel(nn.Module):
             out.talker_logits = self.talker(items.ctx, out.codec_in, out.codec_mask)
         return out
 
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        return self.losses(batch, self.run(batch, talker=self.loss_cfg.codec > 0))
+    def forward(self, batch: Batch, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        return self.losses(batch, self.run(batch, talker=self.loss_cfg.codec > 0), norms)
 
-    def losses(self, batch: Batch, out: StepOutputs) -> dict[str, Tensor]:
+    def losses(self, batch: Batch, out: StepOutputs, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The weighted losses. Each per-token loss ("text", "codec"; "flow" per mel frame)
+        is this batch's mean, or with ``norms`` its sum divided by ``norms[name]`` (a whole
+        optimizer step's count, ``omnitrain.training.step_weights``)."""
         w, items = self.loss_cfg, out.items
+        norm = norms or {}
         # the head only at the reply tokens, chunk by chunk: the full logits never exist
         # a plain Linear head (``head_linear``) is fused with the cross-entropy
         head = self.thinker.head_linear() if hasattr(self.thinker, "head_linear") else self.thinker.logits
         losses = {"text": target_rows_loss(head, out.hidden[:, :-1], next_token_targets(batch),
-                                           index=batch.target_index)}
+                                           index=batch.target_index, divisor=norm.get("text"))}
         scale = 1.0 if items.real else 0.0
         if out.talker_logits is not None:
-            losses["codec"] = scale * _masked_ce(out.talker_logits, out.codec_targets)
+            losses["codec"] = scale * _masked_ce(out.talker_logits, out.codec_targets, norm.get("codec"))
         if w.flow > 0:
             losses["flow"] = scale * flow_matching_loss(
                 self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop, items.cond,
-                w.flow_ref_drop,
+                w.flow_ref_drop, norm.get("flow"),
             )
         losses["loss"] = (
             w.text * losses["text"]
@@ -296,9 +300,11 @@ def _scatter(embeds: Tensor, where: Tensor, features: Tensor, what: str, keys: l
     return embeds.masked_scatter(where[..., None], features.to(embeds.dtype))
 
 
-def _masked_ce(logits: Tensor, targets: Tensor) -> Tensor:
+def _masked_ce(logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> Tensor:
+    """Cross-entropy summed over the targets that are not ignored, over ``divisor``
+    (default: their number, the mean)."""
     valid = targets != IGNORE_INDEX
     loss = F.cross_entropy(
         logits.flatten(0, 1).float(), targets.clamp_min(0).flatten(), reduction="none"
     )
-    return (loss * valid.flatten()).sum() / valid.sum().clamp_min(1)
+    return (loss * valid.flatten()).sum() / (valid.sum().clamp_min(1) if divisor is None else divisor)

@@ -1,6 +1,7 @@
-"""The omni task's LightningModule: three weighted losses, per-slot freezing and
-learning rates. The model is built in ``configure_model`` (``StageModule``) so sharded
-strategies (ZeRO-3, FSDP) can construct it already partitioned.
+"""The omni task's LightningModule: three weighted losses, each per-token loss weighted by
+its whole optimizer step (``step_weights``), per-slot freezing and learning rates. The
+model is built in ``configure_model`` (``StageModule``) so sharded strategies (ZeRO-3,
+FSDP) can construct it already partitioned.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from omnitrain.model.lora import freeze_for_lora
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.model.speech_path import speech_condition
 from omnitrain.slots import MODEL_SLOTS, SpeechCondition
+from omnitrain.training.log_steps import will_log
 from omnitrain.training.stage_module import StageModule
+from omnitrain.training.step_weights import StepWeights
 
 log = logging.getLogger("omnitrain")
 
@@ -36,6 +39,10 @@ class OmniModule(StageModule):
     """The omni task: the Thinker's text loss, the Talker's codec loss and the DiT's flow
     loss, weighted, with per-slot freezing and learning rates."""
 
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__(cfg)
+        self.step_weights = StepWeights()
+
     def after_build(self, model: OmniModel) -> None:
         freeze_for_lora(model, self.cfg.lora)  # LoRA slots: only their adapters train
         for slot in frozen_slots(self.cfg):
@@ -43,12 +50,30 @@ class OmniModule(StageModule):
 
     # ---- steps -----------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.model(batch)
         bs = int(batch.input_ids.shape[0])
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, prog_bar=True, batch_size=bs)
+        if batch.step_totals is None or self._trainer is None:  # each loss this batch's mean
+            losses = self.model(batch)
+            for name, value in losses.items():
+                self.log(f"train/{name}", value, prog_bar=True, batch_size=bs)
+        else:
+            losses = self._step_weighted(batch, bs)
         self._log_skips(batch)
         return losses["loss"]
+
+    def _step_weighted(self, batch: Batch, bs: int) -> dict[str, torch.Tensor]:
+        """Losses weighted by the whole optimizer step (``step_weights``); logged once per
+        step, at its last micro-batch, as the step's means over every micro-batch and rank."""
+        weights, micro = self.step_weights, self._micro[1]
+        if micro == 0 or weights.norms is None:  # the step's first micro-batch
+            weights.begin(batch.step_totals, self.trainer, self.device)
+        losses = self.model(batch, weights.norms)
+        weights.add(losses)
+        if not self.trainer.fit_loop._should_accumulate():  # the step's last micro-batch
+            weights.check_grouping(micro + 1, int(self.trainer.global_step))
+            if will_log(self.trainer):
+                for name, value in weights.means().items():
+                    self.log(f"train/{name}", value, prog_bar=True, batch_size=bs)
+        return losses
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         out = self.model.run(batch)  # one forward: the losses and the speech metrics read it
