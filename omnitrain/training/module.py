@@ -21,6 +21,7 @@ from omnitrain.slots import MODEL_SLOTS, SpeechCondition
 from omnitrain.training.log_steps import will_log
 from omnitrain.training.stage_module import StageModule
 from omnitrain.training.step_weights import StepWeights
+from omnitrain.training.val_metrics import RankMeans
 
 log = logging.getLogger("omnitrain")
 
@@ -42,6 +43,7 @@ class OmniModule(StageModule):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
         self.step_weights = StepWeights()
+        self.val_means = RankMeans()
 
     def after_build(self, model: OmniModel) -> None:
         freeze_for_lora(model, self.cfg.lora)  # LoRA slots: only their adapters train
@@ -76,17 +78,25 @@ class OmniModule(StageModule):
         return losses
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Every rank runs the same number of batches (a rank with fewer samples repeats one,
+        marked ``repeat``: it runs, for the collectives of sharded strategies, and is not
+        counted); the metrics are means over every rank's samples (``val_metrics``)."""
         out = self.model.run(batch)  # one forward: the losses and the speech metrics read it
         losses = self.model.losses(batch, out)
-        bs = int(batch.input_ids.shape[0])
-        for name, value in losses.items():
-            self.log(f"val/{name}", value, prog_bar=name == "loss", batch_size=bs, sync_dist=True)
         gen = self.cfg.generate
         speech = self.model.speech_eval(batch, out, gen.ode_steps, gen.ode_method, seed=batch_idx)
+        if batch.stream is not None and batch.stream.get("repeat"):
+            return
+        bs = int(batch.input_ids.shape[0])
+        for name, value in losses.items():
+            self.val_means.add(name, value, bs)
         n = int(batch.speech_rows.numel())
-        # not synced: a rank whose batch has no speech logs nothing, and must not be waited for
         for name, value in speech.items():
-            self.log(f"val/{name}", value, batch_size=n)
+            self.val_means.add(name, value, n)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.val_means.reduce(self.device).items():
+            self.log(f"val/{name}", value, prog_bar=name == "loss")
 
     @torch.no_grad()
     def audio_sample(self, batch: Batch) -> torch.Tensor | None:
