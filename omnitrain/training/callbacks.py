@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from omnitrain.data.batch import Batch
+from omnitrain.data.budget import padding_waste
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.training.flops import BatchFlops, device_peak_flops
 from omnitrain.training.log_steps import will_log
@@ -23,8 +24,10 @@ class Throughput(L.Callback):
     ``perf/data_wait``: the fraction of the step the loop spent between the previous
     batch's end and this batch's start, i.e. waiting for the data loader (near 0 when the
     loader keeps up; near 1 when the GPU starves). The time of a validation is excluded.
-    The rates are updated every step and logged on logging steps (the progress bar shows
-    the last logged ones)."""
+    ``perf/rank_tokens_per_s_min`` / ``_max``: the slowest and fastest rank's own token
+    rate (a slow rank, or one fed longer batches, shows); ``data/padding_waste``: the share
+    of the batch's token grid that is padding. The rates are updated every step and logged
+    on logging steps (the progress bar shows the last logged ones)."""
 
     def __init__(self, meta: OmniModel | None = None, smoothing: float = 0.9) -> None:
         """``meta``: the run's model on the meta device (built here if not given)."""
@@ -63,8 +66,10 @@ class Throughput(L.Callback):
             current = {
                 "perf/samples_per_s": int(batch.input_ids.shape[0]) * world / dt,
                 "perf/tokens_per_s": batch.num_tokens * world / dt,
+                "perf/rank_tokens_per_s": batch.num_tokens / dt,
                 "perf/tflops_per_device": flops / dt / 1e12,
                 "perf/data_wait": min(1.0, self._wait / dt),
+                "data/padding_waste": padding_waste(batch),
             }
             if self._peak:
                 current["perf/mfu"] = flops / dt / self._peak
@@ -76,7 +81,22 @@ class Throughput(L.Callback):
             self._rates[key] = value if old is None else self.smoothing * old + (1 - self.smoothing) * value
         if not will_log(trainer):  # each LightningModule.log costs ~0.4 ms of host time
             return
-        for key, value in self._rates.items():
+        rates = dict(self._rates)
+        own = rates.pop("perf/rank_tokens_per_s", None)
+        if own is not None:  # every rank logs on the same steps: one small all-reduce there
+            rates["perf/rank_tokens_per_s_min"], rates["perf/rank_tokens_per_s_max"] = slowest_fastest(
+                own, pl_module.device)
+        for key, value in rates.items():
             pl_module.log(key, value, prog_bar=key in ("perf/tokens_per_s", "perf/mfu"))
         if torch.cuda.is_available() and pl_module.device.type == "cuda":  # what `omnitrain plan` predicts
             pl_module.log("perf/max_memory_gib", torch.cuda.max_memory_allocated(pl_module.device) / 2**30)
+
+
+def slowest_fastest(value: float, device: torch.device) -> tuple[float, float]:
+    """The least and greatest ``value`` over the ranks (every rank must call it)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value, value
+    both = torch.tensor([value, -value], dtype=torch.float64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -float(both[1]), float(both[0])
