@@ -14,24 +14,26 @@ of one-sample-per-row batching vs token-budget packing on the mixed demo data.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from omnitrain.data.budget import padding_waste
 from omnitrain.data.build.demo import DemoSizes, make_demo
+from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.registry import build
 from omnitrain.run_config import compose_config
 
 
 def pipeline_rate(cfg, batches: int) -> float:
-    loader = DataLoader(make_pipeline(cfg, "train", 256), batch_size=None, num_workers=2,
-                        multiprocessing_context="forkserver", prefetch_factor=4)
+    """Samples/s through the training loader of a run (its 2 forkserver workers)."""
+    loader = OmniDataModule(cfg.replace(data=dataclasses.replace(cfg.data, num_workers=2,
+                                                                 prefetch_factor=4))).train_dataloader()
     it = iter(loader)
     for _ in range(4):  # workers started, buffers warm
         next(it)
@@ -79,8 +81,8 @@ def main() -> None:
         result["training_samples_per_s"] = consumed
         for kind in ("audio", "image", "video"):
             result[f"headroom_{kind}"] = result[f"pipeline_{kind}_samples_per_s"] / consumed
-    plain = list(make_pipeline(compose_config(["recipe=demo", "data.epoch_batches=40"]), "train", 256))
-    packed_cfg = compose_config(["recipe=demo", "data.epoch_batches=40", "data.batching=tokens",
+    plain = list(make_pipeline(compose_config(["recipe=demo"]), "train", 256))  # one pass each
+    packed_cfg = compose_config(["recipe=demo", "data.batching=tokens",
                                  "data.pack_length=512", "data.max_tokens=512", "data.rows_per_batch=4"])
     packed = list(make_pipeline(packed_cfg, "train", 256))
     for name, batches in (("padding_waste_one_per_row", plain), ("padding_waste_token_budget", packed)):

@@ -137,11 +137,13 @@ def changed(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
     return bool(slots) and slots <= moved
 
 
-def batches(loader):
-    """Epoch after epoch, as Lightning's loop iterates the loader (``TrainEpochs``: a new
-    epoch's content depends on its number)."""
+def batches(data):
+    """Epoch after epoch, as Lightning's loop asks the data module for each epoch's loader
+    (where an epoch starts is the batches trained so far, which the module counts)."""
     while True:
-        yield from loader
+        for batch in data.train_dataloader():
+            data.trained += 1
+            yield batch
 
 
 class HandLoop:
@@ -177,7 +179,7 @@ class HandLoop:
         if precision not in ("32-true", "32", "bf16-mixed"):
             raise SystemExit(f"trainer.precision={precision}: the hand loop does 32-true and bf16-mixed only")
         self.autocast = precision == "bf16-mixed"
-        self.loader = run.data.train_dataloader()
+        self.data = run.data
         self.flops = BatchFlops(run.meta, self.cfg)
 
     def run(self, steps: int, timeline: Timeline | None = None) -> RunResult:
@@ -188,7 +190,7 @@ class HandLoop:
         before = snapshot(self.model)
         out = RunResult("hand")
         t = timeline or Timeline(self.device, enabled=False)
-        it = batches(self.loader)
+        it = batches(self.data)
         last, last_cpu = time.perf_counter(), time.process_time()
         for step in range(steps):
             t.begin("data_wait")

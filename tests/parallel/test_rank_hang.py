@@ -9,7 +9,8 @@ torchrun's fixed 30 s grace. So the job ends, non-zero, within about
 ``timeout_s + 30 s`` of the hang (measured: 51 s with timeout_s=20 on 2 CPU cores).
 The same command on one process then resumes from the newest complete checkpoint and
 finishes; the two runs' ``data.log_samples`` logs together hold the first pass's
-samples exactly once (elastic resume of the data stream).
+samples exactly once (elastic resume of the data stream), on uneven shards read by 2 loader
+workers per rank.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import psutil
 import torch
 
 from omnitrain.checkpoints.atomic import newest_complete, step_of
-from tests.helpers import SMALL_DEMO, smoke_overrides
+from tests.data.uneven import SIZES, write_uneven
+from tests.helpers import smoke_overrides
 
 TIMEOUT_S = 20  # strategy.timeout_s: what a collective waits for the frozen rank
 TORCHRUN_GRACE_S = 30  # torchrun's SIGTERM -> SIGKILL wait for a worker (PContext.close)
@@ -35,9 +37,11 @@ STEPS = 30  # a step takes ~0.1 s: the hang (after step 2) comes long before the
 
 
 def command(demo_dir: Path, run: Path, processes: int = 2) -> list[str]:
+    """Training on uneven shards (written beside ``run``) with 2 loader workers per rank."""
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
     return [sys.executable, *launch, "-m", "omnitrain", "train",
             *smoke_overrides(demo_dir, run, f"trainer.devices={processes}", "strategy=ddp",
+                             f"data.train_shards={run.parent / 'shards'}/train-*.tar", "data.num_workers=2",
                              f"strategy.timeout_s={TIMEOUT_S}",
                              "checkpoint.every_n_steps=1", f"trainer.max_steps={STEPS}", "data.epoch_batches=100",
                              "trainer.limit_val_batches=0", "trainer.log_every_n_steps=1", "resume=auto",
@@ -105,6 +109,7 @@ def hang_rank_one(demo_dir: Path, run: Path, log: Path) -> tuple[int, float]:
 
 def test_a_hung_rank_ends_the_job_and_resume_auto_finishes_on_one_process(demo_dir, tmp_path):
     run, log = tmp_path / "run", tmp_path / "hung.log"
+    write_uneven(demo_dir, tmp_path / "shards")  # 61 samples in shards of 3, 29, 1, 17, 11
     code, took = hang_rank_one(demo_dir, run, log)
     print(f"the job ended {took:.1f} s after rank 1 hung (strategy.timeout_s={TIMEOUT_S})")
     text = log.read_text()
@@ -132,4 +137,4 @@ def test_a_hung_rank_ends_the_job_and_resume_auto_finishes_on_one_process(demo_d
             entry = json.loads(line)
             if entry["epoch"] == 0 and (rank == 0 or entry["step"] < resumed_at):
                 keys += entry["keys"]
-    assert len(keys) == len(set(keys)) == SMALL_DEMO.train
+    assert len(keys) == len(set(keys)) == sum(SIZES)
