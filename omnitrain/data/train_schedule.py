@@ -164,6 +164,11 @@ def _shape(layout: Layout) -> str:
 
 
 def _describe(seg: Segment, index: ShardIndex) -> None:
+    """The pass's line in the log, said once per rank (loader workers plan it too)."""
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is not None:
+        return
     p = seg.plan
     log.warning("data: pass %d: %d of %d samples over %s: %d batches per rank; %d left out, %d repeated to "
              "even out the ranks", p.number, p.samples, index.total, _shape(p.layout), p.per_rank,

@@ -144,5 +144,6 @@ class DeepSpeedStrategy(Strategy):
         world, here = getattr(reader, "world", None), world_size_of(self.cfg)
         if not problems and world not in (None, here):
             problems.append(f"'{reader.path}' holds ZeRO shards for {world} processes but this run has {here}; "
-                            f"resume on {world} processes, or export it to a bundle first")
+                            f"resume on {world} processes, or export it first (omnitrain export {reader.path} "
+                            "BUNDLE) and start a new run from it with init_from=BUNDLE")
         return problems
