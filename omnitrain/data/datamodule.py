@@ -146,7 +146,7 @@ class OmniDataModule(L.LightningDataModule):
         if self.schedule is None:
             self.trained = self._resumed_position()
             self.schedule = TrainSchedule.resume(split_index(cfg, "train"), train_layout(cfg),
-                                                 cfg.data.epoch_batches, self._saved, self.trained)
+                                                 cfg.data.epoch_batches, self._saved, self.trained, world_rank())
             self._saved = None
         epoch = self.schedule.epoch_at(self.trained)
         if self._train is None:

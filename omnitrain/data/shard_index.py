@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from omnitrain.data.shard_source import beside, read_bytes, shard_signature
+
 log = logging.getLogger("omnitrain.data")
 
 
@@ -62,12 +64,6 @@ def cache_dir() -> Path:
     return Path(root).expanduser() / "shards"
 
 
-def _signature(url: str) -> str | None:
-    from omnitrain.data.shard_source import shard_signature
-
-    return shard_signature(url)
-
-
 def _cache_file(url: str) -> Path:
     where = url if "://" in url or url.startswith("pipe:") else str(Path(url).expanduser().resolve())
     return cache_dir() / (hashlib.sha256(where.encode()).hexdigest()[:32] + ".json")
@@ -80,14 +76,14 @@ def _cached(url: str) -> dict:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return entry if entry.get("signature") == _signature(url) else {}
+    return entry if entry.get("signature") == shard_signature(url) else {}
 
 
 def _store(url: str, **fields) -> None:
     """Adds ``fields`` to the cache entry of ``url`` (written beside and renamed)."""
     path = _cache_file(url)
     try:
-        entry = {**_cached(url), "url": url, "signature": _signature(url)}
+        entry = {**_cached(url), "url": url, "signature": shard_signature(url)}
         for name, value in fields.items():
             entry[name] = {**entry.get(name, {}), **value} if isinstance(value, dict) else value
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,21 +95,9 @@ def _store(url: str, **fields) -> None:
 
 
 # ---- index files -----------------------------------------------------------------------
-def _index_url(url: str) -> str | None:
-    if "://" not in url and not url.startswith("pipe:"):
-        return str(Path(url).expanduser().parent / "index.json")
-    from omnitrain.data.shard_source import beside
-
-    return beside(url, "index.json")
-
-
 def _read_index(where: str) -> dict | None:
+    """An ``index.json`` at a path or URL; None if there is none (or it is not JSON)."""
     try:
-        if "://" not in where:
-            path = Path(where).expanduser()
-            return json.loads(path.read_text()) if path.is_file() else None
-        from omnitrain.data.shard_source import read_bytes
-
         return json.loads(read_bytes(where))
     except (OSError, ValueError):
         return None
@@ -150,7 +134,7 @@ def load_index(urls: Sequence[str], index: str | None = None, lengths_key: str |
             raise FileNotFoundError(f"data.index={index}: no readable index.json there (a path or URL "
                                     "of a file listing shards with their 'samples')")
         known.update(_entries(found, index))
-    for where in dict.fromkeys(u for u in (_index_url(url) for url in urls) if u):
+    for where in dict.fromkeys(u for u in (beside(url, "index.json") for url in urls) if u):
         for url, entry in _entries(_read_index(where) or {}, where).items():
             known.setdefault(url, entry)
     counts: dict[str, int] = {}

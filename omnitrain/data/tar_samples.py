@@ -12,21 +12,11 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from webdataset.tariterators import base_plus_ext
 
+from omnitrain.data.shard_source import open_shard
 from omnitrain.data.skips import SKIPS
-
-
-def open_stream(url: str):
-    """A binary stream of ``url``: local paths directly, anything else through the shard
-    sources (``omnitrain.data.shard_source``)."""
-    if "://" not in url and not url.startswith("pipe:"):
-        return open(Path(url).expanduser(), "rb")  # noqa: SIM115 -- the caller closes it
-    from omnitrain.data.shard_source import open_shard
-
-    return open_shard(url)
 
 
 def read_shard(url: str, start: int = 0, stop: int | None = None, data: bool = True) -> Iterator[tuple[int, dict]]:
@@ -36,7 +26,7 @@ def read_shard(url: str, start: int = 0, stop: int | None = None, data: bool = T
     or truncated shard ends early: the error is counted (``shard_read_error``), never raised."""
     ordinal, key, sample = -1, None, None
     try:
-        with open_stream(url) as raw:
+        with open_shard(url) as raw:
             mode = "r:" if _seekable(raw) else "r|"
             with tarfile.open(fileobj=raw, mode=mode) as tar:
                 for info in tar:

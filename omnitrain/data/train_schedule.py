@@ -51,13 +51,19 @@ class Epoch:
 
 
 class TrainSchedule:
-    def __init__(self, index: ShardIndex, layout: Layout, epoch_batches: int | None, first: Segment) -> None:
-        """``epoch_batches`` is rounded up to whole optimizer steps (``layout.step``)."""
+    def __init__(self, index: ShardIndex, layout: Layout, epoch_batches: int | None, first: Segment,
+                 rank: int | None = None) -> None:
+        """``epoch_batches`` is rounded up to whole optimizer steps (``layout.step``); with
+        ``rank``, plans keep that rank's batches only (what its loader and checkpoint need)."""
         step = layout.step
-        self.index, self.layout = index, layout
+        self.index, self.layout, self.rank = index, layout, rank
         self.epoch_batches = -(-epoch_batches // step) * step if epoch_batches else None
+        first.plan = self._mine(first.plan)
         self.segments = [first]
         _describe(first, index)
+
+    def _mine(self, plan: PassPlan) -> PassPlan:
+        return plan if self.rank is None else plan.for_rank(self.rank)
 
     # ---- the timeline ------------------------------------------------------------------
     def segment_at(self, batch: int) -> Segment:
@@ -70,7 +76,7 @@ class TrainSchedule:
             plan = plan_pass(self.index, self.layout, last.plan.number + 1)
             if plan.per_rank == 0:
                 raise ValueError(too_small(self.index, self.layout))
-            self.segments = [last, Segment(plan, last.end, last.end, None)]
+            self.segments = [last, Segment(self._mine(plan), last.end, last.end, None)]
             _describe(self.segments[-1], self.index)
 
     def epoch_at(self, batch: int) -> Epoch:
@@ -94,42 +100,42 @@ class TrainSchedule:
 
     @classmethod
     def resume(cls, index: ShardIndex, layout: Layout, epoch_batches: int | None, state: dict | None,
-               trained: int) -> TrainSchedule:
+               trained: int, rank: int | None = None) -> TrainSchedule:
         """The schedule of a run at ``trained`` run batches, from a checkpoint's ``state``
         (None: a fresh run, or a checkpoint of an omnitrain without stream state)."""
         if not state or state.get("version") != STATE_VERSION:
             if trained:
                 log.warning("the checkpoint has no data-stream position (saved by an earlier omnitrain): "
                             "training continues with a new pass over the data")
-            return cls.fresh(index, layout, epoch_batches, 0, trained)
+            return cls.fresh(index, layout, epoch_batches, 0, trained, rank)
         if state["data"] != index.digest():
             log.warning("data.train_shards (their list, counts or lengths) changed since the checkpoint: "
                         "training continues with a new pass over the data")
-            return cls.fresh(index, layout, epoch_batches, state["pass"] + 1, trained)
+            return cls.fresh(index, layout, epoch_batches, state["pass"] + 1, trained, rank)
         done = unpack_mask(state["done"], index)
         old = layout_from(state["layout"])
         if old == layout:
             plan = plan_pass(index, layout, state["pass"], done)
-            return cls(index, layout, epoch_batches, Segment(plan, state["start"], state["anchor"], done))
+            return cls(index, layout, epoch_batches, Segment(plan, state["start"], state["anchor"], done), rank)
         plan = plan_pass(index, old, state["pass"], done)
         position = trained - state["start"]
         if position >= plan.per_rank:
-            return cls.fresh(index, layout, epoch_batches, state["pass"] + 1, trained)
+            return cls.fresh(index, layout, epoch_batches, state["pass"] + 1, trained, rank)
         done = np.zeros(index.total, bool) if done is None else done.copy()
         done[plan.done_by(position)] = True
         log.warning("the run resumes with another layout (%s -> %s): the %d samples of pass %d not yet "
                     "trained on are planned again for it", _shape(old), _shape(layout), int((~done).sum()),
                     state["pass"])
         new = plan_pass(index, layout, state["pass"], done)
-        return cls(index, layout, epoch_batches, Segment(new, trained, state.get("epoch_first", trained), done))
+        return cls(index, layout, epoch_batches, Segment(new, trained, state.get("epoch_first", trained), done), rank)
 
     @classmethod
     def fresh(cls, index: ShardIndex, layout: Layout, epoch_batches: int | None, number: int,
-              start: int) -> TrainSchedule:
+              start: int, rank: int | None = None) -> TrainSchedule:
         plan = plan_pass(index, layout, number)
         if plan.per_rank == 0:
             raise ValueError(too_small(index, layout))
-        return cls(index, layout, epoch_batches, Segment(plan, start, start, None))
+        return cls(index, layout, epoch_batches, Segment(plan, start, start, None), rank)
 
 
 def layout_from(saved: dict) -> Layout:
