@@ -85,9 +85,11 @@ class PlannedStream(IterableDataset):
     ``len()`` reports (an epoch resumed in its middle still has its full length)."""
 
     def __init__(self, cfg: RunConfig, index: ShardIndex, plan: PassPlan, rank: int, start: int, stop: int,
-                 length: int, collate) -> None:
+                 length: int, collate, build: ExampleBuilder | None = None) -> None:
+        """``build``: an ``ExampleBuilder`` to reuse (its tokenizer and processors are built once)."""
         self.cfg, self.index, self.plan, self.rank = cfg, index, plan, rank
         self.start, self.stop, self.length, self.collate = start, stop, length, collate
+        self.build = build
 
     def __len__(self) -> int:
         return self.length
@@ -108,7 +110,7 @@ class PlannedStream(IterableDataset):
         mine = self.batches()
         reader = SampleReader(self.index, [g for _, b in mine for g in b.ids])
         try:
-            yield from self._batches(mine, reader, ExampleBuilder(self.cfg))
+            yield from self._batches(mine, reader, self.build or ExampleBuilder(self.cfg))
         finally:
             reader.close()
 
@@ -166,6 +168,7 @@ class TrainStream(IterableDataset):
     def __init__(self, cfg: RunConfig, schedule, rank: int, begin, length: int, collate) -> None:
         self.cfg, self.schedule, self.rank, self.collate = cfg, schedule, rank, collate
         self.begin, self.length = begin, length
+        self.build = ExampleBuilder(cfg)  # built in each worker on first use, then kept
 
     def __len__(self) -> int:
         return self.length
@@ -174,4 +177,4 @@ class TrainStream(IterableDataset):
         epoch = self.schedule.epoch_at(int(self.begin.value))
         seg = epoch.segment
         return iter(PlannedStream(self.cfg, self.schedule.index, seg.plan, self.rank, epoch.begin - seg.start,
-                                  epoch.stop - seg.start, epoch.length, self.collate))
+                                  epoch.stop - seg.start, epoch.length, self.collate, self.build))
