@@ -72,6 +72,13 @@ def test_learning_rate_throughput_and_data_wait_are_logged(tracked):
         assert any(r.get(name) for r in rows), name
     waits = [float(r["perf/data_wait"]) for r in rows if r.get("perf/data_wait")]
     assert all(0.0 <= w <= 1.0 for w in waits) and any(w > 0 for w in waits)
+    logged = [r for r in rows if r.get("perf/rank_tokens_per_s_min")]
+    assert logged and all(  # one process: the slowest and fastest rank are this one, all of the rate
+        float(r["perf/rank_tokens_per_s_min"]) == float(r["perf/rank_tokens_per_s_max"]) > 0
+        and math.isclose(float(r["perf/rank_tokens_per_s_max"]), float(r["perf/tokens_per_s"]), rel_tol=1e-6)
+        for r in logged)
+    # one sample per row, padded to the longest: the demo's mixed lengths leave padding
+    assert all(0.0 < float(r["data/padding_waste"]) < 1.0 for r in logged)
 
 
 def test_each_validation_writes_replies_audio_and_mel(tracked):
