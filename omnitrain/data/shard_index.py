@@ -149,7 +149,7 @@ def load_index(urls: Sequence[str], index: str | None = None, lengths_key: str |
             found = entry["lengths"] if has_lengths else cached.get("lengths", {}).get(lengths_key)
             if found is not None and len(found) == counts.get(url):
                 lengths_of[url] = found
-    missing = [u for u in urls if u not in counts]
+    missing = agreed(urls, [u for u in urls if u not in counts])
     if missing:
         from omnitrain.data.tar_samples import count_samples
 
@@ -161,7 +161,7 @@ def load_index(urls: Sequence[str], index: str | None = None, lengths_key: str |
     found_index = ShardIndex(tuple(urls), tuple(counts[u] for u in urls))
     if not lengths_key:
         return found_index
-    unmeasured = [u for u in urls if u not in lengths_of]
+    unmeasured = agreed(urls, [u for u in urls if u not in lengths_of])
     if unmeasured:
         if measure is None:
             raise ValueError(f"no sample lengths for {unmeasured[:3]}")
@@ -173,6 +173,19 @@ def load_index(urls: Sequence[str], index: str | None = None, lengths_key: str |
             _store(url, lengths={lengths_key: lengths_of[url]})
     lengths = np.concatenate([np.asarray(lengths_of[u], dtype=np.int64) for u in urls] + [np.zeros(0, np.int64)])
     return ShardIndex(found_index.urls, found_index.counts, lengths)
+
+
+def agreed(urls: Sequence[str], mine: list[str]) -> list[str]:
+    """The shards any rank lacks (in ``urls`` order): every rank must join ``shared_work``
+    or none, though caches differ between nodes (one small gather, every rank)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return mine
+    gathered: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    lacking = {u for part in gathered if part for u in part}
+    return [u for u in urls if u in lacking]
 
 
 def shared_work(items: list[str], fn: Callable[[str], object]) -> dict[str, object]:
