@@ -77,7 +77,6 @@ class PlannedBatch:
 class PassPlan:
     number: int
     layout: Layout
-    spans: list[np.ndarray]  # per slot: its samples' global ids in file (read) order
     batches: list[list[PlannedBatch]]  # per slot, equally many
     left_out: int = 0  # samples of the pass in no batch
     repeated: int = 0  # samples in repeat batches
@@ -104,8 +103,7 @@ class PassPlan:
     def for_rank(self, rank: int) -> PassPlan:
         """The plan with only ``rank``'s slots filled: what its loader workers need."""
         mine = range(self.slot(rank, 0), self.slot(rank + 1, 0))
-        return replace(self, spans=[x if s in mine else x[:0] for s, x in enumerate(self.spans)],
-                       batches=[x if s in mine else [] for s, x in enumerate(self.batches)])
+        return replace(self, batches=[x if s in mine else [] for s, x in enumerate(self.batches)])
 
     def done_by(self, position: int) -> np.ndarray:
         """Global ids of every rank's batches before rank position ``position``."""
@@ -141,7 +139,7 @@ def plan_pass(index: ShardIndex, layout: Layout, number: int, done: np.ndarray |
                             for k in range(0, len(shuffled), b.batch_size)])
     repeated = even_out(batches, whole_steps(batches, layout))
     in_batches = sum(len(bt.ids) for slot in batches for bt in slot if not bt.repeat)
-    return PassPlan(number, layout, spans, batches, left_out=len(order) - in_batches, repeated=repeated,
+    return PassPlan(number, layout, batches, left_out=len(order) - in_batches, repeated=repeated,
                     samples=len(order))
 
 
@@ -164,7 +162,7 @@ def plan_validation(index: ShardIndex, world: int, workers: int, batch_size: int
     batches = [[PlannedBatch(tuple(int(i) for i in span[k:k + batch_size]))
                 for k in range(0, len(span), batch_size)] for span in spans]
     repeated = even_out(batches)
-    return PassPlan(0, layout, spans, batches, repeated=repeated, samples=index.total)
+    return PassPlan(0, layout, batches, repeated=repeated, samples=index.total)
 
 
 def even_out(batches: list[list[PlannedBatch]], most: int | None = None) -> int:
