@@ -12,7 +12,7 @@ import hashlib
 import json
 
 from omnitrain.config.typed import RunConfig
-from omnitrain.data.examples import build_example
+from omnitrain.data.examples import ExampleBuilder
 
 LENGTH_SECTIONS = ("tokenizer", "audio_encoder", "vision_encoder")
 
@@ -30,16 +30,12 @@ class LengthMeter:
     with no ``data.max_tokens`` limit, so the count does not depend on it."""
 
     def __init__(self, cfg: RunConfig) -> None:
-        self.cfg, self.key = cfg, lengths_key(cfg)
-        self._builder = None
+        self.key = lengths_key(cfg)
+        self.examples = ExampleBuilder(cfg)
 
     def of_sample(self, sample: dict) -> int:
-        if self._builder is None:
-            from omnitrain.data.sample_builder import SampleBuilder
-
-            self._builder = SampleBuilder.from_config(self.cfg)
-            self._builder.max_tokens = 1 << 62
-        example = build_example(self._builder, sample, count_skips=False)
+        self.examples.builder.max_tokens = 1 << 62
+        example = self.examples(sample, count_skips=False)
         return 0 if example is None else len(example)
 
     def __call__(self, url: str) -> list[int]:

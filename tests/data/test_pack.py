@@ -15,6 +15,7 @@ from omnitrain.data.build.demo import dtmf, image_of, reply_speech, video_of
 from omnitrain.data.build.media_writers import encode_audio, encode_image
 from omnitrain.data.build.pack import Packer, PackError, PackOptions
 from omnitrain.data.pipeline import make_pipeline
+from omnitrain.data.sample_lengths import LengthMeter
 from omnitrain.registry import build
 from omnitrain.run_config import compose_config
 from tests.helpers import smoke_overrides
@@ -91,6 +92,11 @@ def test_pack_reports_bad_lines_and_keeps_going(manifest, tmp_path, capsys):
         assert needle in reasons
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["samples"] == n_good and len(index["shards"]) > 1
+    # each sample's token count, as training would measure it under the config pack ran with
+    meter = LengthMeter(compose_config([]))
+    for shard in index["shards"]:
+        assert shard["lengths_key"] == meter.key and len(shard["lengths"]) == shard["samples"]
+        assert shard["lengths"] == meter(str(tmp_path / shard["name"])) and min(shard["lengths"]) > 0
 
 
 def pack_and_stream(manifest_path, tmp_path, demo_dir, verify: bool) -> tuple[Counter, set]:

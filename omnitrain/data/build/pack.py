@@ -44,9 +44,10 @@ class PackOptions:
     root: str | None = None  # every media file must resolve to a path inside this folder
 
 
-def _write_json(path: Path, data) -> None:
+def _write_json(path: Path, data, text=None) -> None:
+    """``data`` as JSON (``text(data)``, default indented), written beside and renamed."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text(data) if text else json.dumps(data, indent=2))
     os.replace(tmp, path)
 
 
@@ -81,9 +82,7 @@ class Packer:
         others = [s for s in index.get("shards", []) if not s["name"].startswith(self.opt.prefix + "-")]
         keep = ("name", "samples", "bytes", "lengths_key", "lengths")
         shards = others + [{k: s[k] for k in keep if k in s} for s in state["shards"]]
-        tmp = index_path.with_suffix(".json.tmp")
-        tmp.write_text(index_text({**index, "shards": shards, "samples": sum(s["samples"] for s in shards)}))
-        os.replace(tmp, index_path)
+        _write_json(index_path, {**index, "shards": shards, "samples": sum(s["samples"] for s in shards)}, index_text)
 
     # ---- packing ---------------------------------------------------------------
     def line_count(self) -> int:
