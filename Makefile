@@ -23,7 +23,7 @@ FAST_TESTS ?= tests/data/test_media.py tests/data/test_video_readers.py tests/da
 export OMP_NUM_THREADS ?= 2
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: venv install demo test lint smoke clean distclean
+.PHONY: venv install demo test lint smoke mutation clean distclean
 
 # A venv of $(PYTHON), rebuilt when it was made by another Python: reusing it would
 # install into, and test, the wrong interpreter (a failed install by one, say).
@@ -64,6 +64,11 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# plants mutants of the modules in scripts/mutation/targets.toml, each against its own tests
+# (not in CI: ~30 min on 2 cores); docs/TESTING.md has the scores. MUTATION_ARGS="--only media"
+mutation: install
+	$(BIN)/python scripts/mutation/run.py $(MUTATION_ARGS)
 
 # checks an install (CI runs it on every extra Python): no accuracy bar, the model is tiny
 smoke: install

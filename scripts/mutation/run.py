@@ -1,0 +1,245 @@
+"""`make mutation`: plant each mutant of the listed modules and run that module's own tests.
+
+A mutant the tests fail on is killed; one they pass is a survivor: a bug of that shape
+would reach a user's run. Every mutant runs in a scratch copy of the working tree (one
+per job, made by scripts/scratch_tree.sh), never in the checkout. To keep a run in minutes
+on two cores, a parent process imports torch and Lightning once and forks a child per
+mutant (a fresh `import omnitrain` from the copy, pytest in-process), and mutants on lines
+no test executes (coverage, subprocesses included) are counted as survivors without
+running. Known-equivalent mutants are listed with their reason in equivalent.toml.
+
+    python scripts/mutation/run.py [--only SUBSTR] [--max-per-module N] [--jobs N] [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from mutants import Mutant, mutants  # noqa: E402
+
+
+@dataclass
+class Target:
+    module: str
+    tests: list[str]
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    ident: str
+    status: str  # killed | survived | timeout | not-covered | equivalent
+    seconds: float = 0.0
+    before: str = ""
+    after: str = ""
+    why: str = ""
+
+
+def load_targets(only: str | None) -> list[Target]:
+    spec = tomllib.loads((HERE / "targets.toml").read_text())
+    targets = []
+    for group in spec["target"]:
+        for module in group["modules"]:
+            if only is None or only in module:
+                targets.append(Target(module, group["tests"], group.get("args", [])))
+    return targets
+
+
+def load_equivalent() -> dict[str, str]:
+    spec = tomllib.loads((HERE / "equivalent.toml").read_text())
+    return {m["id"]: m["why"] for m in spec.get("mutant", [])}
+
+
+def scratch_tree(path: Path) -> Path:
+    out = subprocess.run(["bash", str(ROOT / "scripts/scratch_tree.sh"), str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    assert out.startswith("export PYTHONPATH="), out
+    return path
+
+
+def pytest_args(target: Target) -> list[str]:
+    return [*target.tests, *target.args, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+            "--timeout=300"]
+
+
+def covered_lines(tree: Path, target: Target) -> tuple[set[int], float]:
+    """Lines of the module that its tests execute (subprocesses too), and the tests' time."""
+    rc = tree / ".mutation-coveragerc"
+    rc.write_text(f"[run]\nparallel = true\npatch = subprocess\ndata_file = {tree}/.cov/data\n"
+                  f"include = {tree}/{target.module}\n")
+    shutil.rmtree(tree / ".cov", ignore_errors=True)
+    (tree / ".cov").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tree / ".paths"), "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
+                          *pytest_args(target)], cwd=tree, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        sys.exit(f"{target.module}: its tests fail before any mutant ({' '.join(target.tests)}):\n"
+                 f"{run.stdout[-3000:]}{run.stderr[-2000:]}")
+    subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"],
+                   cwd=tree, env=env, check=True, capture_output=True)
+    report = tree / ".cov/report.json"
+    subprocess.run([sys.executable, "-m", "coverage", "json", f"--rcfile={rc}", "-q", "-o", str(report)],
+                   cwd=tree, env=env, check=True, capture_output=True)
+    files = json.loads(report.read_text())["files"]
+    lines: set[int] = set()
+    for data in files.values():
+        lines.update(data["executed_lines"])
+    return lines, seconds
+
+
+def _child(tree: Path, target: Target, log: Path) -> None:
+    """In the forked child: import the copy's omnitrain, run the tests, exit with pytest's code."""
+    os.setsid()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.chdir(tree)
+    sys.path[:0] = [str(tree / ".paths"), str(tree)]
+    os.environ["PYTHONPATH"] = str(tree / ".paths")
+    sys.dont_write_bytecode = True
+    import pytest
+
+    code = pytest.main(pytest_args(target))
+    sys.stdout.flush()
+    os._exit(int(code))
+
+
+def run_mutants(trees: list[Path], target: Target, todo: list[Mutant], limit: float) -> list[Outcome]:
+    """Run up to len(trees) mutants at once, each in its own tree; the file is restored after."""
+    free, running, done = list(trees), {}, []
+    original = (ROOT / target.module).read_text()
+    queue = list(todo)
+    while queue or running:
+        while queue and free:
+            mutant, tree = queue.pop(0), free.pop()
+            path = tree / target.module
+            shutil.rmtree(path.parent / "__pycache__", ignore_errors=True)
+            path.write_text(mutant.source)
+            pid = os.fork()
+            if pid == 0:
+                _child(tree, target, Path(f"{tree}.log"))
+            running[pid] = (mutant, tree, time.perf_counter())
+        time.sleep(0.05)
+        for pid, (mutant, tree, start) in list(running.items()):
+            waited, status = os.waitpid(pid, os.WNOHANG)
+            elapsed = time.perf_counter() - start
+            if waited == 0 and elapsed < limit:
+                continue
+            if waited == 0:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                verdict = "timeout"
+            else:
+                verdict = "survived" if os.waitstatus_to_exitcode(status) == 0 else "killed"
+            (tree / target.module).write_text(original)
+            del running[pid]
+            free.append(tree)
+            done.append(Outcome(mutant.ident, verdict, round(elapsed, 1), mutant.before, mutant.after))
+            print(f"  {verdict:9s} {elapsed:5.1f}s  {mutant.ident}  {mutant.before[:50]!r} -> {mutant.after[:50]!r}",
+                  flush=True)
+    return done
+
+
+def summarize(results: dict[str, list[Outcome]]) -> str:
+    rows = ["| module | mutants | killed | survived | not covered | equivalent | score |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    totals = [0, 0, 0, 0, 0]
+    for module, outcomes in results.items():
+        n = len(outcomes)
+        killed = sum(o.status in ("killed", "timeout") for o in outcomes)
+        survived = sum(o.status == "survived" for o in outcomes)
+        uncovered = sum(o.status == "not-covered" for o in outcomes)
+        equivalent = sum(o.status == "equivalent" for o in outcomes)
+        for i, v in enumerate((n, killed, survived, uncovered, equivalent)):
+            totals[i] += v
+        score = killed / max(1, n - equivalent)
+        rows.append(f"| {module} | {n} | {killed} | {survived} | {uncovered} | {equivalent} | {score:.0%} |")
+    n, killed, survived, uncovered, equivalent = totals
+    rows.append(f"| **all** | {n} | {killed} | {survived} | {uncovered} | {equivalent} | "
+                f"{killed / max(1, n - equivalent):.0%} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", help="modules whose path contains this")
+    ap.add_argument("--max-per-module", type=int, default=40,
+                    help="a seeded sample of each module's mutants (0 = all)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs/mutation/report.json")
+    opts = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    import lightning  # noqa: F401  (imported once here, shared by every forked child)
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+
+    targets = load_targets(opts.only)
+    if not targets:
+        sys.exit(f"no module in {HERE / 'targets.toml'} matches --only {opts.only!r}")
+    equivalent = load_equivalent()
+    trees = [scratch_tree(Path(f"/tmp/omnitrain-mutation-{i}")) for i in range(opts.jobs)]
+    results: dict[str, list[Outcome]] = {}
+    try:
+        for target in targets:
+            every = mutants((ROOT / target.module).read_text(), target.module)
+            chosen = every
+            if opts.max_per_module and len(every) > opts.max_per_module:
+                chosen = sorted(random.Random(f"{opts.seed}:{target.module}").sample(every, opts.max_per_module),
+                                key=lambda m: (m.line, m.col, m.kind))
+            lines, seconds = covered_lines(trees[0], target)
+            print(f"{target.module}: {len(chosen)} of {len(every)} mutants; tests {seconds:.0f}s, "
+                  f"{len(lines)} lines covered", flush=True)
+            outcomes: list[Outcome] = []
+            todo = []
+            for m in chosen:
+                if m.ident in equivalent:
+                    outcomes.append(Outcome(m.ident, "equivalent", before=m.before, after=m.after,
+                                            why=equivalent[m.ident]))
+                elif m.line not in lines:
+                    outcomes.append(Outcome(m.ident, "not-covered", before=m.before, after=m.after))
+                else:
+                    todo.append(m)
+            limit = max(60.0, 4 * seconds)
+            control = Mutant(target.module, 0, 0, "control", "", "", (ROOT / target.module).read_text())
+            if run_mutants(trees[:1], target, [control], limit)[0].status != "survived":
+                sys.exit(f"{target.module}: the unmutated module fails its tests in a forked child: "
+                         f"see {trees[0]}.log")
+            outcomes += run_mutants(trees, target, todo, limit)
+            results[target.module] = sorted(outcomes, key=lambda o: o.ident)
+    finally:
+        for tree in trees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           capture_output=True)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps({m: [o.__dict__ for o in os_] for m, os_ in results.items()}, indent=1))
+    print("\n" + summarize(results))
+    survivors = [o for os_ in results.values() for o in os_ if o.status in ("survived", "not-covered")]
+    if survivors:
+        print("\nsurvivors (kill them with a test, or list them in scripts/mutation/equivalent.toml with why):")
+        for o in survivors:
+            print(f"  {o.status:11s} {o.ident}  {o.before[:60]!r} -> {o.after[:60]!r}")
+    print(f"\nreport: {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
