@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if not targets:
         sys.exit(f"no module in {HERE / 'targets.toml'} matches --only {opts.only!r}")
     equivalent = load_equivalent()
-    trees = [scratch_tree(Path(f"/tmp/omnitrain-mutation-{i}")) for i in range(opts.jobs)]
+    trees = [scratch_tree(Path(f"/tmp/omnitrain-mutation-{os.getpid()}-{i}")) for i in range(opts.jobs)]
     results: dict[str, list[Outcome]] = {}
     try:
         for target in targets:
