@@ -18,6 +18,7 @@ from omnitrain.data.pipeline import make_pipeline
 from omnitrain.data.sample_lengths import LengthMeter
 from omnitrain.registry import build
 from omnitrain.run_config import compose_config
+from tests.data.test_sample_builder import samples_of
 from tests.helpers import smoke_overrides
 
 
@@ -122,6 +123,24 @@ def test_packed_shards_train(manifest, tmp_path, demo_dir):
 
 def _run(path, out, **kw):
     return Packer(path, out, build("codec", compose_config([]).codec), PackOptions(shard_bytes=20_000, **kw))
+
+
+def test_precomputed_codec_tokens_are_packed_as_they_are(manifest, tmp_path):
+    """A reply's precomputed ``codec`` tokens reach the shard unchanged (README: "used as
+    they are"), not re-encoded from its speech or rewritten."""
+    path, _, _ = manifest
+    _run(path, tmp_path).run()
+    given = (path.parent / "pre.codec.npy").read_bytes()
+    packed = {}
+    for shard in sorted(tmp_path.glob("shard-*.tar")):
+        for members in samples_of(shard).values():
+            conv = json.loads(members["json"])
+            reply = conv["turns"][-1]
+            if "codec" in reply:
+                packed[conv["source"]["id"]] = members[reply["codec"]]
+    assert packed["g8"] == given
+    tokens = np.load(io.BytesIO(packed["g8"]))
+    assert tokens.dtype == np.int32 and tokens.tolist() == [3, 3, 0, 9]
 
 
 def test_rerun_resumes_after_the_last_finished_shard(manifest, tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ import tarfile
 import pytest
 import torch
 
+from omnitrain.data.examples import _Members
+from omnitrain.data.media import MediaError
 from omnitrain.data.sample_builder import SampleBuilder, SampleError
 from omnitrain.positions.layout import AudioSeg, ImageSeg, TextSeg, VideoSeg, layout_length
 from omnitrain.tokens import IGNORE_INDEX
@@ -70,14 +72,41 @@ def test_video_body_order_is_the_position_schemes(builder, demo_dir):
     pytest.fail("no video sample in the shard")
 
 
-def test_missing_media_member_names_the_sample(builder):
-    conv = {"turns": [{"role": "user", "content": [{"audio": "a.wav"}]}]}
+def demo_sample(demo_dir, kind):
+    """The first demo sample of ``kind``: its conversation and members."""
+    for members in samples_of(next(demo_dir.glob("train-*.tar"))).values():
+        conv = json.loads(members["json"])
+        if conv["meta"]["kind"] == kind:
+            return conv, members
+    pytest.fail(f"no {kind} sample in the shard")
 
-    def media(name):
-        raise SampleError(f"sample k1: member '{name}' is missing")
 
-    with pytest.raises(SampleError, match="a.wav"):
-        builder.build(conv, media, "k1")
+def test_missing_media_member_names_the_sample(builder, demo_dir):
+    """A real audio sample without its audio member, looked up as training looks members
+    up: the error names the sample and the member the conversation refers to."""
+    conv, members = demo_sample(demo_dir, "audio")
+    name = conv["turns"][0]["content"][0]["audio"]
+    del members[name]
+    present = sorted(k for k in members if not k.startswith("__"))
+    want = f"sample k1: member '{name}' is missing (has {present})"
+    with pytest.raises(SampleError) as info:
+        builder.build(conv, _Members(members, "k1"), "k1")
+    assert str(info.value) == want
+
+
+@pytest.mark.parametrize(
+    "kind,why", [("audio", "audio file"), ("image", "image"), ("video", "video")]
+)
+def test_undecodable_media_names_the_sample_field_and_file(builder, demo_dir, kind, why):
+    """Real media bytes cut short: the decoder's error names the sample, the part of the
+    conversation and the member."""
+    conv, members = demo_sample(demo_dir, kind)
+    name = conv["turns"][0]["content"][0][kind]
+    members[name] = members[name][:40]
+    want = f"sample k1: turns[0].content[0] ({name}): not a decodable {why} ("
+    with pytest.raises(MediaError) as info:
+        builder.build(conv, members.__getitem__, "k1")
+    assert str(info.value).startswith(want)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ import json
 import numpy as np
 import torch
 
+from omnitrain.data.build.media_writers import encode_audio
 from omnitrain.data.collate import collate
 from omnitrain.data.sample_builder import SampleBuilder
+from omnitrain.data.skips import SKIPS
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.run_config import compose_config
 from tests.data.test_pipeline import rewrite, run_val_pipeline
@@ -35,38 +37,52 @@ def _edit_reply(members: dict, **changes) -> dict:
     return {**members, "json": json.dumps(conv).encode()}
 
 
-def test_bad_speech_samples_are_skipped_and_counted(demo_dir, tmp_path):
-    src = next(demo_dir.glob("val-*.tar"))
-    bad = {}
+def _short_speech(members: dict) -> dict:
+    return {**members, "reply.wav": encode_audio(np.zeros(100, np.float32), 16000)}
+
+
+# how the first samples of the shard are broken, and what their skip must say
+BREAKS = [
+    (lambda m: {**m, "reply.codec.npy": _npy([1, 2, 10_000])},  # tokens of another codec
+     "codec tokens span [1, 10000] but the codec vocabulary has"),
+    (lambda m: _edit_reply(m, speaker="nobody"), "unknown speaker 'nobody'"),
+    (lambda m: {k: v for k, v in m.items() if k != "reference.wav"},  # the reference's audio
+     "member 'reference.wav' is missing"),
+    (_short_speech, "the speech (100 samples) is shorter than one codec frame"),
+]
+
+
+def test_bad_speech_samples_are_skipped_and_counted(demo_dir, tmp_path, monkeypatch):
+    """Each broken sample is skipped once, counted under SampleError in the batches, and
+    its skip names that sample and what is wrong with it."""
+    broken: dict[str, str] = {}  # sample key -> what its skip must say
 
     def edit(key, members):
-        i = len(bad)
-        if i == 0:  # codec tokens of another codec
-            bad[key] = "codec vocabulary"
-            return {**members, "reply.codec.npy": _npy([1, 2, 10_000])}
-        if i == 1:  # a speaker the model does not know
-            bad[key] = "unknown speaker"
-            return _edit_reply(members, speaker="nobody")
-        if i == 2:  # the reference speaker's audio is not in the sample
-            bad[key] = "reference.wav"
-            return {k: v for k, v in members.items() if k != "reference.wav"}
-        if i == 3:  # speech shorter than one codec frame
-            bad[key] = "shorter than one codec frame"
-            from omnitrain.data.build.media_writers import encode_audio
-
-            return {**members, "reply.wav": encode_audio(np.zeros(100, np.float32), 16000)}
-        bad.setdefault("good", 0)
-        return members
+        if len(broken) == len(BREAKS):
+            return members
+        make, reason = BREAKS[len(broken)]
+        broken[key] = reason
+        return make(members)
 
     out = tmp_path / "shards"
     out.mkdir()
-    rewrite(src, out / "val-000000.tar", edit)
+    rewrite(next(demo_dir.glob("val-*.tar")), out / "val-000000.tar", edit)
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path, f"data.val_shards={out}/val-*.tar",
                                          "data.batch_size=2"))
-    batches, skipped = run_val_pipeline(cfg)  # (validation cycles: a sample may come twice)
-    assert set(skipped) == {"SampleError"} and skipped["SampleError"] >= 4
+    seen = []
+    real_add = SKIPS.add
+    monkeypatch.setattr(SKIPS, "add", lambda reason, where, error: seen.append((where, reason, str(error)))
+                        or real_add(reason, where, error))
+    SKIPS.drain()  # skips an earlier test left uncounted are not this test's
+    batches, skipped = run_val_pipeline(cfg)
+    assert skipped == {"SampleError": len(BREAKS)}
+    where = {f"{out / 'val-000000.tar'}:{key}": reason for key, reason in broken.items()}
+    assert sorted(w for w, _, _ in seen) == sorted(where)  # each broken sample once, no other
+    for w, reason, message in seen:
+        assert reason == "SampleError" and message.startswith(f"sample {w}: ") and where[w] in message
+    # (validation repeats a good sample in place of a batch with none: keys may come twice)
     keys = {k.rsplit(":", 1)[-1] for b in batches for k in b.keys}
-    assert keys and not keys & set(bad)
+    assert keys and not keys & set(broken)
 
 
 def test_reply_without_speech_trains_text_only(demo_dir, smoke_cfg):

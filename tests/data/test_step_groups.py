@@ -76,4 +76,4 @@ def test_counts_are_what_the_losses_count(batches):
         mean = flow_matching_loss(*args)
         torch.manual_seed(3)
         summed = flow_matching_loss(*args, frames=1.0) / counts["flow"]
-        assert torch.allclose(mean, summed, rtol=1e-6, atol=0)
+        assert torch.allclose(mean, summed, rtol=3e-7, atol=0)  # measured 6.1e-8 (one float32 ulp)
