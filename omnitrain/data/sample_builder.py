@@ -136,16 +136,19 @@ class SampleBuilder:
         turns = conversation.get("turns")
         if not isinstance(turns, list) or not turns:
             raise SampleError(f"sample {key}: 'turns' must be a non-empty list")
+        given = len(turns)
         turns = self._with_system(turns, key)
+        added = len(turns) - given  # errors number the turns as the sample wrote them
         seq, ex = _Sequence(), Example(key, None, None, None, [])  # type: ignore[arg-type]
         speech_turn = None
         for i, turn in enumerate(turns):
             role = turn.get("role")
+            name = f"turns[{i - added}]" if i >= added else "the default system turn"
             try:
                 template = self.tok.turn_tokens(role)
             except (KeyError, ValueError) as exc:  # e.g. a tokenizer without a system token
-                raise SampleError(f"sample {key}: turns[{i}]: {exc}") from exc
-            where = f"sample {key}: turns[{i}]"
+                raise SampleError(f"sample {key}: {name}: {exc}") from exc
+            where = f"sample {key}: {name}"
             start = self._content(seq, ex, turn.get("content", []), media, where, role)
             seq.text(list(template.close), train=role == "assistant")
             if role == "assistant" and "speech" in turn:

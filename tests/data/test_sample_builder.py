@@ -134,3 +134,20 @@ def test_out_of_range_codec_tokens_are_rejected(builder, demo_dir):
     members = {**members, "reply.codec.npy": buf.getvalue()}
     with pytest.raises(SampleError, match="codec vocabulary"):
         builder.build(json.loads(members["json"]), members.__getitem__, "k3")
+
+
+def test_errors_number_the_turns_as_the_sample_wrote_them_when_a_default_system_turn_is_added(
+        demo_dir, tmp_path):
+    """A tokenizer with a default system turn (the Qwen tokenizers) puts it first: the
+    sample's turns[0] is then the second turn built, and was reported as turns[1]."""
+    from omnitrain.run_config import compose_config
+    from tests.helpers import smoke_overrides
+
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, "tokenizer.default_system=Be brief."))
+    builder = SampleBuilder.from_config(cfg)
+    conv, members = demo_sample(demo_dir, "audio")
+    name = conv["turns"][0]["content"][0]["audio"]
+    members[name] = members[name][:40]
+    with pytest.raises(MediaError) as info:
+        builder.build(conv, members.__getitem__, "k1")
+    assert str(info.value).startswith(f"sample k1: turns[0].content[0] ({name}): not a decodable audio file (")
