@@ -105,6 +105,7 @@ def covered_lines(tree: Path, target: Target) -> tuple[set[int], float]:
 
 def _child(tree: Path, target: Target, log: Path) -> None:
     """In the forked child: import the copy's omnitrain, run the tests, exit with pytest's code."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler removes the trees
     os.setsid()
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 1)
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if not targets:
         sys.exit(f"no module in {HERE / 'targets.toml'} matches --only {opts.only!r}")
     equivalent = load_equivalent()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM): scratch trees removed"))
     trees = [scratch_tree(Path(f"/tmp/omnitrain-mutation-{os.getpid()}-{i}")) for i in range(opts.jobs)]
     results: dict[str, list[Outcome]] = {}
     try:
