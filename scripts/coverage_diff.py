@@ -1,0 +1,82 @@
+"""Lines of omnitrain/ and plugins/ that some tests executed before a change and no longer do.
+
+When tests are merged or shrunk to save suite time (issue 26), run the old tests at the old
+commit and the new ones now, each under coverage (subprocesses included), and compare:
+
+    python scripts/coverage_diff.py --before 04a94b9 \\
+        --old "tests/test_recipes.py -k omni3b_full" --new "tests/test_recipes.py -k omni7b_full"
+
+Exit 1 and list the lines when the new tests miss any line the old ones ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def covered(tree: Path, pytest_args: list[str]) -> dict[str, set[int]]:
+    """{path relative to the tree: executed lines} for one pytest run in `tree`."""
+    data = Path(tempfile.mkdtemp(prefix="coverage-diff-"))
+    rc = data / "rc"
+    rc.write_text(f"[run]\nparallel = true\npatch = subprocess\ndata_file = {data}/cov\n"
+                  f"source = {tree}/omnitrain,{tree}/plugins\n")
+    env = {**os.environ, "PYTHONPATH": str(tree / ".paths"), "COVERAGE_RCFILE": str(rc)}
+    run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",
+                          "-p", "no:cacheprovider", *pytest_args], cwd=tree, env=env, capture_output=True, text=True)
+    print(f"{tree}: pytest {' '.join(pytest_args)}\n  {run.stdout.strip().splitlines()[-1] if run.stdout else ''}")
+    if run.returncode != 0:
+        sys.exit(f"the tests failed in {tree}:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
+    for step in (["combine", "-q"], ["json", "-q", "-o", str(data / "report.json")]):
+        subprocess.run([sys.executable, "-m", "coverage", *step, f"--rcfile={rc}"], cwd=tree, env=env,
+                       check=True, capture_output=True)
+    files = json.loads((data / "report.json").read_text())["files"]
+    return {str(Path(name).resolve().relative_to(tree.resolve())) if Path(name).is_absolute() else name:
+            set(info["executed_lines"]) for name, info in files.items()}
+
+
+def tree_at(ref: str | None, path: Path) -> Path:
+    """A scratch copy of the checkout (ref None: with its uncommitted edits) or of a commit."""
+    out = subprocess.run(["bash", str(ROOT / "scripts/scratch_tree.sh"), str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.startswith("export PYTHONPATH=")
+    if ref is not None:
+        subprocess.run(["git", "-C", str(path), "checkout", "-q", "--force", ref], check=True)
+        subprocess.run(["git", "-C", str(path), "clean", "-qfd", "-e", ".paths"], check=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", required=True, help="the commit the old tests ran at")
+    ap.add_argument("--old", required=True, help="pytest arguments of the old tests (one string)")
+    ap.add_argument("--new", required=True, help="pytest arguments of the new tests, in the checkout as it is")
+    opts = ap.parse_args(argv)
+    trees = [tree_at(opts.before, Path(f"/tmp/coverage-diff-{os.getpid()}-old")),
+             tree_at(None, Path(f"/tmp/coverage-diff-{os.getpid()}-new"))]
+    try:
+        old = covered(trees[0], shlex.split(opts.old))
+        new = covered(trees[1], shlex.split(opts.new))
+    finally:
+        for tree in trees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    lost = {name: sorted(lines - new.get(name, set())) for name, lines in old.items()}
+    lost = {name: lines for name, lines in lost.items() if lines}
+    gained = sum(len(lines - old.get(name, set())) for name, lines in new.items())
+    print(f"old: {sum(map(len, old.values()))} lines, new: {sum(map(len, new.values()))} lines; "
+          f"lost {sum(map(len, lost.values()))}, gained {gained}")
+    for name, lines in sorted(lost.items()):
+        print(f"  lost {name}: {lines}")
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
