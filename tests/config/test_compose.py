@@ -1,10 +1,14 @@
-"""Every config file under configs/ and every recipe composes and validates."""
+"""Every config file under configs/ and every recipe composes, validates and takes effect:
+the composed config holds what the file says, read here from the YAML on its own."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from omnitrain.config.compose import recipe_files
 from omnitrain.config.validate import ConfigError
@@ -14,18 +18,109 @@ from omnitrain.run_config import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_FILES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml"))
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.yaml"))
+TRAIN_DEFAULTS = {k: v for entry in yaml.safe_load((ROOT / "configs/train.yaml").read_text())["defaults"]
+                  if isinstance(entry, dict) for k, v in entry.items()}
 
 
-@pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: f"{p.parent.name}={p.stem}")
-def test_every_group_option_composes(path):
-    cfg = compose_config([f"{path.parent.name}={path.stem}"])
-    assert path.parent.name in cfg
+def _file(group, option):
+    path = ROOT / ("recipes" if group == "recipe" else f"configs/{group}") / f"{option}.yaml"
+    return path if path.exists() else None
 
 
-@pytest.mark.parametrize("name", sorted(recipe_files()))
-def test_every_recipe_composes(name):
-    cfg = compose_config([f"recipe={name}"])
-    assert cfg.name
+def _flat(node, prefix):
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _merge(into, node):
+    for key, value in node.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _walk(group, option, leaves, sizes):
+    """Hydra's rules in brief: a file's defaults first (an entry of its own group is its
+    parent; ``override /g: o`` chooses o), then its own values, under its group's key
+    unless ``# @package _global_`` (recipes always are). A group option with no file is a
+    plugin or strategy registered in code: its node's ``name``."""
+    path = _file(group, option)
+    if path is None:
+        leaves[f"{group}.name"] = option
+        return
+    text = path.read_text()
+    data = yaml.safe_load(text) or {}
+    for entry in data.pop("defaults", []):
+        if entry == "_self_":
+            continue
+        if isinstance(entry, str):  # "/recipe/demo", or a parent in the same group
+            sub, _, opt = entry.lstrip("/").rpartition("/")
+            _walk(sub or group, opt, leaves, sizes)
+        else:
+            ((key, opt),) = entry.items()
+            _walk(key.removeprefix("override").strip().lstrip("/"), opt, leaves, sizes)
+    if group == "size":  # a table of rows per slot and plugin, applied below
+        sizes["name"] = option
+        _merge(sizes, data)
+        return
+    if group == "model":
+        leaves["model"] = option
+    top = group == "recipe" or "# @package _global_" in text
+    leaves.update(_flat(data, "" if top else f"{group}."))
+
+
+def expected(group, option):
+    """Dotted key -> the value choosing ``group=option`` must leave in the composed config."""
+    leaves, sizes = {}, {}
+    _walk(group, option, leaves, sizes)
+    if not sizes:
+        return leaves
+    out = {"size": sizes["name"]}
+    for slot, rows in sizes.items():
+        if slot != "name":
+            plugin = leaves.get(f"{slot}.name", TRAIN_DEFAULTS[slot])
+            out.update(_flat(rows.get(plugin, {}), f"{slot}."))
+    return {**out, **leaves}  # no file here sets a key a size row sets: the order is moot
+
+
+def _get(cfg, dotted):
+    """The value at ``dotted``; "<absent>" where the key is not there."""
+    try:
+        for key in dotted.split("."):
+            cfg = cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
+    except (KeyError, AttributeError):
+        return "<absent>"
+    return list(cfg) if isinstance(cfg, tuple) else cfg
+
+
+def _differences(cfg, want):
+    return {k: (_get(cfg, k), v) for k, v in want.items() if _get(cfg, k) != v}
+
+
+@cache
+def _default():
+    return compose_config([])
+
+
+OPTIONS = [(p.parent.name, p.stem) for p in GROUP_FILES] + [("recipe", name) for name in RECIPES]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=lambda x: str(x))
+def test_every_option_takes_effect(group, option):
+    """Each option's own values (and the choices and size rows it brings) are in the
+    composed config: an override Hydra ignored leaves the default's instead."""
+    cfg = compose_config([f"{group}={option}"])
+    assert _differences(cfg, expected(group, option)) == {}
+
+
+def test_every_option_but_the_default_differs_from_the_default():
+    """So each item above fails when its option is ignored (the default option cannot)."""
+    same = [f"{g}={o}" for g, o in OPTIONS
+            if TRAIN_DEFAULTS.get(g) != o and not _differences(_default(), expected(g, o))]
+    assert same == []
 
 
 def test_recipes_folder_is_what_the_recipe_group_serves():

@@ -1,10 +1,14 @@
 """Every built-in plugin trains in every precision and under every sharded strategy, as
 one CPU process: the baseline set and the Qwen2.5-Omni set (which differ in how they make
 tensors in forward: sinusoids, reference embeddings, masks), under fp32, autocast bf16
-(``bf16-mixed``), bf16 weights (``bf16-true``), and DeepSpeed ZeRO-1/2/3 and FSDP with bf16.
+(``bf16-mixed``), bf16 weights (``bf16-true``), and DeepSpeed ZeRO-3 and FSDP with bf16.
+ZeRO-1 and ZeRO-2 cast the model as ZeRO-3 does (one DeepSpeed ``bf16`` section); they run
+in test_lora.py (both stages, fp32) and test_nonfinite_guard.py (ZeRO-2, bf16-mixed), which
+with this file cover every line the ZeRO-1/2 cells here did (coverage, issue 26).
 
 Two steps, then validation (the Talker's free-running decode, the DiT's ODE sampler and
-the vocoder run there), then a checkpoint; the losses must be finite.
+the vocoder run there), then a checkpoint; the losses must be finite, and inside each
+training step the Thinker computes in the dtypes the precision promises.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import csv
 import math
 
+import lightning as L
 import pytest
+import torch
 
 from omnitrain.cli import main
+from omnitrain.training import trainer_factory
 from tests.helpers import smoke_overrides
 
 pytestmark = pytest.mark.slow
@@ -24,12 +31,53 @@ PLUGINS = {
     "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"),
 }
 CELLS = [(p, "auto", prec) for p in PLUGINS for prec in ("32-true", "bf16-mixed", "bf16-true")]
-CELLS += [(p, s, "bf16-mixed") for p in PLUGINS
-          for s in ("deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fsdp")]
+CELLS += [(p, s, "bf16-mixed") for p in PLUGINS for s in ("deepspeed_zero3", "fsdp")]
+
+F32, BF16 = torch.float32, torch.bfloat16
+# (stored Thinker parameters, a Thinker matmul's weight in forward, its output, autocast on,
+# the DeepSpeed engine's model dtype): what each precision means
+EXPECTED = {
+    ("auto", "32-true"): (F32, F32, F32, False, None),
+    ("auto", "bf16-mixed"): (F32, F32, BF16, True, None),  # fp32 weights, bf16 math by autocast
+    ("auto", "bf16-true"): (BF16, BF16, BF16, False, None),
+    ("deepspeed_zero3", "bf16-mixed"): (BF16, BF16, BF16, False, BF16),  # the engine casts the model
+    ("fsdp", "bf16-mixed"): (F32, BF16, BF16, False, None),  # fp32 shards, bf16 gathered for compute
+}
+
+
+class Dtypes(L.Callback):
+    """What the Thinker holds and computes in at each training step."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_train_start(self, trainer, pl_module):
+        engine = getattr(trainer.strategy, "deepspeed_engine", None)
+        self.engine = engine.get_data_types()[0] if engine is not None else None
+        self.stored = None
+        thinker = pl_module.model.thinker
+        matmul = next(m for m in thinker.layers[0].modules() if isinstance(m, torch.nn.Linear))
+
+        def record(module, inputs, output):
+            if module.training:
+                self.seen.add((self.stored, module.weight.dtype, output.dtype,
+                               torch.is_autocast_enabled("cpu"), self.engine))
+
+        matmul.register_forward_hook(record)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        (self.stored,) = {p.dtype for p in pl_module.model.thinker.parameters()}
+
+
+@pytest.fixture
+def dtypes(monkeypatch):
+    probe, built = Dtypes(), trainer_factory.build_callbacks
+    monkeypatch.setattr(trainer_factory, "build_callbacks", lambda *a, **k: [*built(*a, **k), probe])
+    return probe
 
 
 @pytest.mark.parametrize("plugins,strategy,precision", CELLS, ids=lambda x: str(x))
-def test_two_steps_validate_and_save(plugins, strategy, precision, demo_dir, tmp_path, capsys):
+def test_two_steps_validate_and_save(plugins, strategy, precision, demo_dir, tmp_path, capsys, dtypes):
     run = tmp_path / "run"
     overrides = smoke_overrides(
         demo_dir, run, *PLUGINS[plugins], f"strategy={strategy}", f"trainer.precision={precision}",
@@ -37,6 +85,7 @@ def test_two_steps_validate_and_save(plugins, strategy, precision, demo_dir, tmp
         "checkpoint.every_n_steps=2", "trainer.log_every_n_steps=1",
     )
     assert main(["train", *overrides]) == 0, capsys.readouterr().err[-3000:]
+    assert dtypes.seen == {EXPECTED[strategy, precision]}
     with open(run / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
