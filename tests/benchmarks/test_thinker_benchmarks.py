@@ -19,7 +19,8 @@ TINY = ["--preset", "tiny", "--seq", "64", "--steps", "1", "--warmup", "1", "--t
 def test_thinker_step_matches_transformers_and_reports_ratios():
     result = thinker_step.main([*TINY, "--variants", "auto,dense,packed"])
     assert result["checks"]["omnitrain:auto"]["ok"] and result["checks"]["omnitrain:dense"]["ok"]
-    assert result["checks"]["omnitrain:auto"]["abs_diff"] < 1e-4
+    for variant in ("auto", "dense"):  # first losses 6.93: 2 fp32 ulps apart
+        assert result["checks"][f"omnitrain:{variant}"]["abs_diff"] < 5e-6  # measured 9.5e-7
     assert result["checks"]["omnitrain:packed"]["ok"] is None  # packed rows: another loss
     assert set(result["results"]) == {"omnitrain:auto", "omnitrain:dense", "omnitrain:packed", "transformers"}
     assert result["results"]["transformers"]["speed_vs_transformers"] == 1.0
