@@ -1,4 +1,4 @@
-"""Chunked decoding: the exact block-wise ODE equals a full-sequence decode (1e-5) with
+"""Chunked decoding: the exact block-wise ODE equals a full-sequence decode (4e-6) with
 the same block mask and noise, while emitting mel before the last code arrives."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_blockwise_stream_equals_full_decode(dit, method, steps, guidance, n_cod
                       method, guidance, cond=cond, sway=-1.0, noise=noise)[0]
     got, early = stream(BlockwiseODE(dit, cond, noise, steps, method, guidance, -1.0), codes)
     assert got.shape == full.shape
-    assert (got - full).abs().max().item() < 1e-5
+    assert (got - full).abs().max().item() < 4e-6  # measured 4.8e-7
     assert early > 0  # real streaming: final frames came out before the last code
 
 

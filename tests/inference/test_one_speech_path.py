@@ -48,7 +48,8 @@ def test_generation_gives_the_talker_what_training_gives_it(demo_dir, tmp_path):
         served = dec.talker_context(speech_condition(train, cfg.speech.n_mels))
     a, b = trained.ctx, served
     assert torch.equal(a.prompt_mask, b.prompt_mask) and torch.equal(a.prompt_positions, b.prompt_positions)
-    assert torch.allclose(a.prompt, b.prompt, atol=1e-5) and torch.allclose(a.reply, b.reply, atol=1e-5)
+    assert (a.prompt - b.prompt).abs().max().item() < 4e-6  # measured 4.8e-7
+    assert (a.reply - b.reply).abs().max().item() < 2e-6  # measured 2.4e-7
     assert torch.equal(a.speaker, b.speaker)
 
 
@@ -64,4 +65,4 @@ def test_thinker_step_with_a_cache_equals_the_full_forward(demo_dir, tmp_path):
         cache = KVCache()
         parts = [thinker.step(embeds[:, :10], positions[:, :, :10], cache)]  # prefill, then one at a time
         parts += [thinker.step(embeds[:, i:i + 1], positions[:, :, i:i + 1], cache) for i in range(10, L)]
-    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5) and cache.length == L
+    assert (torch.cat(parts, 1) - full).abs().max().item() < 1e-6 and cache.length == L  # measured 1.2e-7

@@ -28,8 +28,7 @@ def test_filter_matches_transformers_processors():
         TemperatureLogitsWarper(0.9), TopKLogitsWarper(40), TopPLogitsWarper(0.8),
     ])(history, logits.clone())
     ours = filter_logits(logits, 0.9, 40, 0.8, 1.05, history, [7])
-    assert torch.equal(torch.isinf(ours), torch.isinf(hf))
-    assert torch.allclose(ours[~torch.isinf(ours)], hf[~torch.isinf(hf)], atol=1e-6)
+    assert torch.equal(ours, hf)  # the same -inf entries; measured 0 on the others: bit-identical
 
 
 def test_penalty_and_suppression_change_the_greedy_choice():

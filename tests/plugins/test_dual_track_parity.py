@@ -1,4 +1,4 @@
-"""dual_track == transformers' Qwen2.5-Omni talker (fp32, 1e-4) through the weight mapping.
+"""dual_track == transformers' Qwen2.5-Omni talker (fp32, 1e-6) through the weight mapping.
 
 A tiny random transformers talker (weights perturbed so nothing is trivially zero) is
 run the way ``Qwen2_5OmniForConditionalGeneration.generate`` runs it: a masked prefill
@@ -105,7 +105,7 @@ def test_dual_track_matches_transformers_talker(pair, G):
     codec_in = torch.tensor([[ours.bos_id] + codes[:-1]])
     with torch.no_grad():
         got = ours(ctx, codec_in, torch.ones_like(codec_in, dtype=torch.bool))
-    assert (got - want).abs().max().item() < 1e-4
+    assert (got - want).abs().max().item() < 1e-6  # measured 1.5e-7
 
     # left padding in a batch changes nothing
     pad = 3
@@ -119,7 +119,7 @@ def test_dual_track_matches_transformers_talker(pair, G):
     )
     with torch.no_grad():
         got2 = ours(ctx2, codec_in.expand(2, -1), torch.ones(2, len(codes), dtype=torch.bool))
-    assert (got2[:1] - want).abs().max().item() < 1e-4
+    assert (got2[:1] - want).abs().max().item() < 1e-6  # measured 1.5e-7
 
 
 def test_incremental_decoding_equals_teacher_forcing(pair):

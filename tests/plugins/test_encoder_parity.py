@@ -1,4 +1,4 @@
-"""whisper_audio and qwen_vit reproduce transformers' Qwen2.5-Omni encoders (fp32, 1e-5)
+"""whisper_audio and qwen_vit reproduce transformers' Qwen2.5-Omni encoders (fp32)
 when loaded with a tiny random transformers model's weights through the mapping."""
 
 from __future__ import annotations
@@ -18,6 +18,15 @@ from omnitrain_plugins.qwen_omni.whisper_audio import (
 transformers = pytest.importorskip("transformers")
 
 
+def perturbed(model, scale: float = 0.05):
+    """transformers initialises weights small (std 0.02): attention is then near uniform and
+    rotary positions hardly matter. Perturbed weights make every part count."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return model.eval()
+
+
 def test_audio_encoder_matches_transformers():
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
         Qwen2_5OmniAudioEncoderConfig,
@@ -27,7 +36,7 @@ def test_audio_encoder_matches_transformers():
     torch.manual_seed(0)
     hf_cfg = Qwen2_5OmniAudioEncoderConfig(d_model=32, encoder_attention_heads=4, encoder_ffn_dim=64,
                                            encoder_layers=2, num_mel_bins=16, n_window=4, output_dim=24)
-    ref = Qwen2_5OmniAudioEncoder(hf_cfg).eval()
+    ref = perturbed(Qwen2_5OmniAudioEncoder(hf_cfg))
     ours = WhisperAudioEncoder(
         WhisperAudioConfig(n_mels=16, d_model=32, layers=2, heads=4, ffn_dim=64, n_window=4), out_dim=24
     ).eval()
@@ -39,7 +48,7 @@ def test_audio_encoder_matches_transformers():
         padded = torch.stack([torch.nn.functional.pad(f, (0, 40 - f.shape[1])) for f in feats])
         got = ours(padded, torch.tensor(lengths))
     assert got.shape == want.shape
-    assert (got - want).abs().max() < 1e-5
+    assert (got - want).abs().max() < 4e-7  # measured 4.5e-8
 
 
 def test_features_match_whisper_feature_extractor():
@@ -54,7 +63,7 @@ def test_features_match_whisper_feature_extractor():
         frames = int(out["attention_mask"].sum())
         ours = WhisperLogMel(128)(torch.from_numpy(wave))
         assert ours.shape == (128, frames)
-        assert (ours - out["input_features"][0, :, :frames]).abs().max() < 1e-4
+        assert (ours - out["input_features"][0, :, :frames]).abs().max() < 1e-4  # measured 1.5e-5
 
 
 def test_vision_encoder_matches_transformers():
@@ -67,7 +76,7 @@ def test_vision_encoder_matches_transformers():
     hf_cfg = Qwen2_5OmniVisionEncoderConfig(depth=3, hidden_size=32, intermediate_size=48, num_heads=4,
                                             window_size=56, out_hidden_size=24, fullatt_block_indexes=[1])
     hf_cfg._attn_implementation = "eager"
-    ref = Qwen2_5OmniVisionEncoder(hf_cfg).eval()
+    ref = perturbed(Qwen2_5OmniVisionEncoder(hf_cfg), 0.2)  # at 0.05 even rope_theta=1e9 moves it 3e-5
     ours = QwenViT(QwenViTConfig(hidden_size=32, depth=3, heads=4, intermediate_size=48, window_size=56,
                                  fullatt_block_indexes=[1]), out_dim=24).eval()
     ours.load_state_dict(hf_vision_state_dict(ref.state_dict()), strict=True)
@@ -77,4 +86,4 @@ def test_vision_encoder_matches_transformers():
         want = ref(patches, grid_thw=grids).pooler_output
         got = ours(patches, grids)
     assert got.shape == want.shape == (60 // 4 + 32 // 4 + 1, 24)
-    assert (got - want).abs().max() < 1e-5
+    assert (got - want).abs().max() < 1e-4  # measured 1.2e-5 (outputs up to 14)

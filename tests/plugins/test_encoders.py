@@ -30,7 +30,7 @@ def test_audio_encoder_batches_like_single_items():
                   torch.tensor([100, 57]))
     singles = torch.cat([enc(a[None], torch.tensor([100])), enc(b[None], torch.tensor([57]))])
     assert batched.shape == (25 + audio_token_count(57), 16)
-    assert torch.allclose(batched, singles, atol=1e-5)
+    assert (batched - singles).abs().max().item() < 7e-6  # measured 7.2e-7 (max of 30 seeds)
 
 
 @pytest.mark.parametrize("hw", [(56, 56), (60, 90), (300, 200)])

@@ -85,44 +85,29 @@ def qwen_config(tok_dir: Path, *extra: str):
                            "audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "position=tmrope", *extra])
 
 
-class _VideoGrids:
-    """transformers' video processor needs torchvision (not a dependency here). This stands in
-    for its grid computation with transformers' own pieces: ``smart_resize`` (the PIL image
-    module's copy of the video module's) for the frame size, and ``patchify``'s padding of
-    the frame count to ``temporal_patch_size``; placeholder expansion and audio/video
-    interleaving are then the processor's own code."""
-
-    def __init__(self, vision_cfg) -> None:
-        self.cfg = vision_cfg
-        self.temporal_patch_size, self.merge_size = vision_cfg.temporal_patch_size, vision_cfg.merge_size
-
-    def __call__(self, videos, **kwargs):
-        import torch
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-        c, grids = self.cfg, []
-        for frames in videos:
-            n, height, width = len(frames), frames.shape[1], frames.shape[2]
-            h, w = smart_resize(height, width, c.patch_size * c.merge_size, c.min_pixels, c.max_pixels)
-            grids.append([-(-n // c.temporal_patch_size), h // c.patch_size, w // c.patch_size])
-        return {"video_grid_thw": torch.tensor(grids), "pixel_values_videos": torch.zeros(1)}
-
-
-def hf_processor(tok_dir: Path, vision_cfg, monkeypatch):
+def hf_processor(tok_dir: Path, vision_cfg):
+    """transformers' Qwen2.5-Omni processor with the image and video processors Qwen2.5-Omni
+    loads (Qwen2-VL's), built from the configured sizes; ``cap_pixels_per_frame=False`` is
+    what an unset value means in transformers 5.23 (no total-video pixel budget). Calls pass
+    ``videos_kwargs=video_bounds(...)``: the processor's own video default (128 to 768 merged
+    tokens of pixels a frame) overrides the video processor's min/max pixels, and omnitrain
+    has one pair of bounds for images and videos."""
     from transformers import AutoTokenizer, Qwen2_5OmniProcessor, WhisperFeatureExtractor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    check = Qwen2_5OmniProcessor.check_argument_for_proper_class
-    monkeypatch.setattr(Qwen2_5OmniProcessor, "check_argument_for_proper_class",
-                        lambda self, name, arg: None if name == "video_processor" else check(self, name, arg))
     v = vision_cfg
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=v.min_pixels, max_pixels=v.max_pixels, patch_size=v.patch_size,
-        temporal_patch_size=v.temporal_patch_size, merge_size=v.merge_size)
+    sizes = dict(min_pixels=v.min_pixels, max_pixels=v.max_pixels, patch_size=v.patch_size,
+                 temporal_patch_size=v.temporal_patch_size, merge_size=v.merge_size)
     return Qwen2_5OmniProcessor(
-        image_processor=image_processor, video_processor=_VideoGrids(v),
+        image_processor=Qwen2VLImageProcessorPil(**sizes),
+        video_processor=Qwen2VLVideoProcessor(**sizes, cap_pixels_per_frame=False),
         feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=AutoTokenizer.from_pretrained(tok_dir),
         chat_template=TEMPLATE)
+
+
+def video_bounds(vision_cfg) -> dict:
+    return {"size": {"shortest_edge": vision_cfg.min_pixels, "longest_edge": vision_cfg.max_pixels}}
 
 
 def long_clip(path: Path) -> Path:
@@ -135,7 +120,7 @@ def long_clip(path: Path) -> Path:
     return path
 
 
-def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, demo_dir, tmp_path, monkeypatch):
+def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, demo_dir, tmp_path):
     heldout = demo_dir / "heldout"
     audio, image, video = (next(heldout.glob(f"*_{k}_*")) for k in ("audio", "image", "video"))
     long = long_clip(tmp_path / "long.mp4")
@@ -156,7 +141,7 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     v = builder.vision
     clips = [load_video(f.read_bytes(), v.video_fps, v.min_frames, v.max_frames, 16000, "video") for f in (long, video)]
     assert clips[0].fps == clips[1].fps  # one fps for the processor call
-    proc = hf_processor(tok_dir, cfg.vision_encoder, monkeypatch)
+    proc = hf_processor(tok_dir, cfg.vision_encoder)
     messages = [
         {"role": t["role"], "content": [
             {"type": next(k for k in ("text", "audio", "image", "video") if k in p),
@@ -166,7 +151,8 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     wave = load_audio(audio.read_bytes(), 16000, "audio").numpy()
     rgb = load_image(image.read_bytes(), "image")
     out = proc(text=text, audio=[wave, clips[0].audio.numpy()], images=[rgb], videos=[c.frames for c in clips],
-               audio_from_video_indices=[None, 0], load_audio_from_video=True, fps=clips[0].fps)
+               audio_from_video_indices=[None, 0], load_audio_from_video=True, fps=clips[0].fps,
+               videos_kwargs=video_bounds(cfg.vision_encoder))
     hf_ids = list(out["input_ids"][0])
 
     assert ex.input_ids.tolist() == hf_ids
@@ -187,6 +173,49 @@ def test_chatml_conversation_with_every_medium_matches_transformers(tok_dir, dem
     tok = builder.tok
     labelled = ex.labels[ex.labels != IGNORE_INDEX].tolist()
     assert labelled == [*tok.encode("7 0"), tok.im_end] * 2
+
+
+RELEASE_PIXELS = ("vision_encoder.min_pixels=3136", "vision_encoder.max_pixels=12845056")  # its preprocessor_config
+
+
+@pytest.mark.parametrize("frames,height,width,pixels", [
+    (4, 56, 84, RELEASE_PIXELS),  # no resize
+    (5, 56, 84, RELEASE_PIXELS),  # odd frame count: the last frame repeats to fill the temporal patch
+    (7, 100, 150, RELEASE_PIXELS),  # rounded to multiples of 28
+    (5, 30, 40, RELEASE_PIXELS),  # below min_pixels: scaled up
+    (9, 360, 640, ("vision_encoder.max_pixels=50176",)),  # above max_pixels: scaled down
+])
+def test_video_grid_and_token_count_match_transformers(tok_dir, frames, height, width, pixels):
+    """A video's grid (t, h, w) and its number of <|VIDEO|> tokens are those of transformers'
+    own video processor (Qwen2-VL's, which Qwen2.5-Omni loads) for the same decoded frames."""
+    from omnitrain.data.build.media_writers import encode_mp4
+
+    rng = np.random.default_rng(0)
+    clip = encode_mp4(rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8), 2.0)
+    cfg = qwen_config(tok_dir, *pixels)
+    builder = SampleBuilder.from_config(cfg)
+    ex = builder.build({"turns": [{"role": "user", "content": [{"video": "v"}]}]}, lambda p: clip, "k")
+
+    v = builder.vision
+    decoded = load_video(clip, v.video_fps, v.min_frames, v.max_frames, None, "video")
+    assert len(decoded.frames) == frames
+    proc = hf_processor(tok_dir, cfg.vision_encoder)
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "video"}]}], tokenize=False)
+    out = proc(text=text, videos=[decoded.frames], fps=decoded.fps, videos_kwargs=video_bounds(cfg.vision_encoder))
+    assert ex.vision_grids == [tuple(out["video_grid_thw"][0].tolist())]
+    video = builder.special["video"]
+    assert int((ex.input_ids == video).sum()) == out["input_ids"][0].count(video)
+
+
+def test_video_patches_match_transformers_layout(tok_dir):
+    """Frames that need no resize give transformers' ``pixel_values_videos`` row for row:
+    normalisation, the temporal padding and the merge-ordered patch layout."""
+    cfg = qwen_config(tok_dir)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 56, 84, 3), dtype=np.uint8)
+    patches, _ = SampleBuilder.from_config(cfg).vision.video(frames)
+    want = hf_processor(tok_dir, cfg.vision_encoder).video_processor([frames])["pixel_values_videos"]
+    assert patches.shape == want.shape
+    assert (patches - want).abs().max().item() < 1e-6  # measured 2.4e-7
 
 
 def test_default_system_prompt_and_generation_prompt(tok_dir):

@@ -63,4 +63,4 @@ def test_rotary_with_one_row_equals_rope1d():
     pos = torch.arange(7)[None, None].expand(3, 2, 7)
     c3, s3 = TMRope(TMRopeConfig()).rotary(pos, 32)
     c1, s1 = Rope1d(Rope1dConfig()).rotary(pos[:1], 32)
-    assert torch.allclose(c3, c1) and torch.allclose(s3, s1)
+    assert torch.equal(c3, c1) and torch.equal(s3, s1)  # measured 0: bit-identical
