@@ -12,6 +12,7 @@ Exit 1 and list the lines when the new tests miss any line the old ones ran.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import shlex
@@ -43,6 +44,17 @@ def covered(tree: Path, pytest_args: list[str]) -> dict[str, set[int]]:
             set(info["executed_lines"]) for name, info in files.items()}
 
 
+def moved(name: str, lines: set[int], trees: list[Path]) -> set[int]:
+    """Old line numbers as they are in the new file (a line the change rewrote is dropped)."""
+    before, after = ((tree / name).read_text().splitlines() if (tree / name).exists() else [] for tree in trees)
+    if before == after:
+        return lines
+    where: dict[int, int] = {}
+    for a, b, size in difflib.SequenceMatcher(None, before, after, autojunk=False).get_matching_blocks():
+        where.update({a + i + 1: b + i + 1 for i in range(size)})
+    return {where[line] for line in lines if line in where}
+
+
 def tree_at(ref: str | None, path: Path) -> Path:
     """A scratch copy of the checkout (ref None: with its uncommitted edits) or of a commit."""
     out = subprocess.run(["bash", str(ROOT / "scripts/scratch_tree.sh"), str(path)], check=True,
@@ -65,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         old = covered(trees[0], shlex.split(opts.old))
         new = covered(trees[1], shlex.split(opts.new))
+        old = {name: moved(name, lines, trees) for name, lines in old.items()}
     finally:
         for tree in trees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)

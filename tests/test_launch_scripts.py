@@ -74,8 +74,9 @@ def test_every_recipe_header_names_existing_launch_scripts(script):
 
 def test_rendezvous_script_really_launches_training(demo_dir, tmp_path):
     """One node of 2 CPU processes through the c10d rendezvous, exactly as the script runs:
-    DDP trains, validates on both ranks (the logged val/loss needs both) and saves. The one
-    real multi-process DDP run of the suite besides tests/parallel/test_rank_hang.py."""
+    DDP trains the smoke recipe's 10 steps (into a second pass of the shards), validates on
+    both ranks (the logged val/loss needs both) and saves. With tests/parallel/test_rank_hang.py
+    the suite's real multi-process DDP runs."""
     import socket
     import sys
 
@@ -86,10 +87,9 @@ def test_rendezvous_script_really_launches_training(demo_dir, tmp_path):
            "RDZV_ID": f"test{port}", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run(
         ["bash", str(LAUNCH / "torchrun_multi_node.sh"), "smoke", f"data.train_shards={demo_dir}/train-*.tar",
-         f"data.val_shards={demo_dir}/val-*.tar", f"run_dir={tmp_path}", "logger=csv", "strategy=ddp",
-         "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1"],
+         f"data.val_shards={demo_dir}/val-*.tar", f"run_dir={tmp_path}", "logger=csv", "strategy=ddp"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     with open(tmp_path / "csv" / "metrics.csv") as f:
         assert any(r.get("val/loss") for r in csv.DictReader(f)), "validation ran on both ranks and was logged"
