@@ -39,13 +39,14 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import smoke_overrides  # noqa: E402
 
 STEPS = 20  # one save per step: 20 saves
+KEEP = 3  # checkpoint.keep: the step checkpoints a finished run leaves
 PATCHED = [(os, "fsync"), (os, "replace"), (os, "rename"), (os, "symlink"), (os, "unlink"), (os, "remove"),
            (shutil, "rmtree"), (torch, "save")]
 
 
 def overrides(demo: Path, run: Path, strategy: str, *extra: str) -> list[str]:
     return smoke_overrides(demo, run, f"strategy={strategy}", f"trainer.max_steps={STEPS}", "checkpoint.every_n_steps=1",
-                           "checkpoint.keep=3", "optim.schedule=constant", "trainer.log_every_n_steps=1",
+                           f"checkpoint.keep={KEEP}", "optim.schedule=constant", "trainer.log_every_n_steps=1",
                            "trainer.limit_val_batches=0", "data.epoch_batches=1000", *extra)
 
 
@@ -127,6 +128,15 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def check_kept(run: Path) -> None:
+    """A finished run leaves its KEEP newest step checkpoints, ``last.ckpt`` on the newest."""
+    folder = run / "checkpoints"
+    kept = [f"step-{s:06d}.ckpt" for s in range(STEPS - KEEP + 1, STEPS + 1)]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["last.ckpt", *kept], names
+    assert os.readlink(folder / "last.ckpt") == kept[-1]
+
+
 def check_after_kill(run: Path, before: Path | None, tmpdir: Path) -> Path | None:
     """Never lose the newest complete checkpoint; every complete one reads; TMPDIR is clean."""
     folder = run / "checkpoints"
@@ -166,6 +176,7 @@ def sweep(demo: Path, work: Path, strategy: str, kills: int, seed: int) -> list[
     assert code == 0, (work / "reference.log").read_text()[-3000:]
     saves = sorted({step for step, _ in events})
     assert len(saves) == STEPS, f"expected {STEPS} saves, recorded {saves}"
+    check_kept(reference)
     by_save = {s: [i for i, (step, _) in enumerate(events) if step == s] for s in saves}
 
     rng, run, report, newest = random.Random(seed), work / "run", [], None
@@ -189,6 +200,7 @@ def sweep(demo: Path, work: Path, strategy: str, kills: int, seed: int) -> list[
     assert code == 0, (work / "final.log").read_text()[-3000:]
     assert losses(run) == losses(reference), "the killed-and-resumed run left the uninterrupted loss curve"
     assert sorted(losses(run)) == list(range(STEPS))
+    check_kept(run)
     final = f"step-{STEPS:06d}.ckpt"
     mine, theirs = weights(run / "checkpoints" / final), weights(reference / "checkpoints" / final)
     assert mine.keys() == theirs.keys()

@@ -32,7 +32,7 @@ def test_thinker_flops_match_torchs_flop_counter():
                                torch.ones(1, length, dtype=torch.long))
         model.thinker.logits(hidden).sum().backward()
     predicted = step_flops(model_stats(model, cfg), {"thinker": [length]}, cfg)
-    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)
+    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)  # measured 5.0e-3
 
 
 def test_frozen_slots_cost_only_the_passes_that_run():
@@ -43,12 +43,12 @@ def test_frozen_slots_cost_only_the_passes_that_run():
     audio_only = step_flops(stats, {"audio_encoder": [50]}, full_cfg)
     frozen_audio = compose_config(["recipe=smoke", "optim.freeze=[audio_encoder]"])
     # a frozen encoder with nothing trainable upstream: forward only, a third of the cost
-    assert step_flops(stats, lengths, frozen_audio) == pytest.approx(full - audio_only * 2 / 3)
+    assert step_flops(stats, lengths, frozen_audio) == full - audio_only * 2 / 3  # measured: exact
     frozen_thinker = compose_config(["recipe=smoke", "optim.freeze=[thinker]"])
     thinker_only = step_flops(stats, {"thinker": [200]}, full_cfg)
     # a frozen Thinker behind trainable encoders: forward + activation gradients, no weight gradients
     thinker_matmul = 2.0 * stats.slots["thinker"].matmul_params * 200
-    assert step_flops(stats, lengths, frozen_thinker) == pytest.approx(full - thinker_matmul)
+    assert step_flops(stats, lengths, frozen_thinker) == full - thinker_matmul  # measured: exact
     assert thinker_matmul < thinker_only
 
 

@@ -5,7 +5,8 @@ each: the NaN is injected into the real training step's loss."""
 
 from __future__ import annotations
 
-import math
+import csv
+import os
 
 import pytest
 import torch
@@ -58,6 +59,13 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops(strategy, precision, nan
     assert "stopped without saving" in err and "optim.nonfinite_patience" in err
     skipped = [r.getMessage() for r in caplog.records if "skipped: non-finite" in r.getMessage()]
     assert len(skipped) == 3 and all("samples: " in m and "(no keys)" not in m for m in skipped)
+    # each skipped step still counts (global steps 3, 4, 5 after steps 2, 3, 4) and is counted
+    for message, (step, count) in zip(skipped, [(3, 1), (4, 2), (5, 3)], strict=True):
+        assert message.startswith(f"step {step} skipped: non-finite loss or gradient ({count} in a row, {count} in all)")
+    with open(run / "csv" / "metrics.csv") as f:
+        logged = {int(r["step"]): float(r["train/nonfinite_skipped"]) for r in csv.DictReader(f)
+                  if r.get("train/nonfinite_skipped")}
+    assert logged == {2: 1.0, 3: 2.0}  # the third skip stops the run before its row is written
 
     ckpts = run / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("step-*")) == [f"step-{s:06d}.ckpt" for s in (1, 2, 3, 4)]
@@ -66,4 +74,5 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops(strategy, precision, nan
     assert all(torch.isfinite(t).all() for t in after.values())
     assert all(torch.equal(good[n], after[n]) for n in good), "a skipped step changed the weights"
     assert not all(torch.equal(first[n], good[n]) for n in good), "the good steps trained"
-    assert math.isfinite(float(open_checkpoint(ckpts / "last.ckpt").step or 0))
+    assert os.readlink(ckpts / "last.ckpt") == "step-000004.ckpt"  # the last good save, not the stop
+    assert [open_checkpoint(ckpts / f"step-{s:06d}.ckpt").step for s in (1, 2, 3, 4)] == [1, 2, 3, 4]

@@ -65,6 +65,7 @@ def test_zero3_plan_agrees_with_deepspeeds_estimator(recipe):
     rss = psutil.Process().memory_info().rss
     cfg, plan = planned(recipe)
     reference = deepspeed_zero3_per_gpu(cfg, *layout(cfg))
+    # two models of the same states, not one computation: measured 6.3e-2 (3B), 5.8e-2 (7B)
     assert abs(plan.states["zero3"] - reference) <= 0.10 * reference, (plan.states["zero3"] / GiB, reference / GiB)
     assert plan.stats.params > (5e9 if "3b" in recipe else 10e9)  # the real model's size, not a toy
     assert psutil.Process().memory_info().rss - rss < 500 * 2**20, "the model was built on the meta device"
@@ -79,6 +80,7 @@ def test_recipe_headers_state_the_planned_memory(path):
                        path.read_text())
     assert stated, "the recipe header states its expected memory"
     assert int(stated.group(2)) == gpus and stated.group(3) == row
+    # the header prints 1 decimal: a rounding tolerance (0.05 GiB; measured up to 0.045), not a gap
     assert float(stated.group(1)) == pytest.approx(per_gpu_total(plan, row) / GiB, abs=0.051)
     assert float(stated.group(4)) == pytest.approx(plan.states[row] / GiB, abs=0.051)
     assert per_gpu_total(plan, row) < 80 * GiB, "every recipe fits an 80 GiB GPU as configured"

@@ -32,10 +32,10 @@ def losses(run: Path) -> dict[int, float]:
 def same_curve(resumed: dict[int, float], straight: dict[int, float]) -> bool:
     """The same steps with the same losses. The steps before the signal ran in a fresh
     process and the straight run in this one, whose earlier tests may leave another float
-    reduction order (seen once: one step 1 ulp apart, 8e-8 relative); a wrong resume (data
-    position, RNG, weights) differs by far more than 1e-6."""
+    reduction order (seen once: one step 1 ulp apart, 8e-8 relative; 0 in 6 runs here); a
+    wrong resume (data position, RNG, weights) differs by far more than 8e-7."""
     return resumed.keys() == straight.keys() and all(
-        abs(resumed[k] - straight[k]) <= 1e-6 * abs(straight[k]) for k in straight)
+        abs(resumed[k] - straight[k]) <= 8e-7 * abs(straight[k]) for k in straight)  # 10x the 8e-8 seen
 
 
 def start_training(demo_dir: Path, run: Path, env: dict[str, str] | None = None) -> subprocess.Popen:

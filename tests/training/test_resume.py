@@ -59,5 +59,5 @@ def test_throughput_and_mfu_are_logged_every_step(full_run):
     assert len(rows) == 8
     for r in rows:
         mfu, tflops = float(r["perf/mfu"]), float(r["perf/tflops_per_device"])
-        assert 0 < mfu < 1 and tflops == pytest.approx(0.5 * mfu, rel=1e-5)
+        assert 0 < mfu < 1 and tflops == 0.5 * mfu  # peak 0.5 (a power of 2): measured exact
         assert float(r["perf/tokens_per_s"]) > float(r["perf/samples_per_s"]) > 0

@@ -1,7 +1,8 @@
 """DeepSpeed ZeRO-2/3 (+offload) and FSDP on 2 CPU processes (gloo), launched with torchrun
 as a user would, against a DDP run of the same config:
 
-- the loss after 20 steps matches DDP within 1e-3 relative (every step is compared);
+- the loss at each of 20 steps and the gradient norms match DDP (a tolerance per strategy:
+  the gaps measured on 2 CPU processes, times 10);
 - save -> resume continues the identical loss curve (fp32, exact equality);
 - sharded checkpoints consolidate to exactly what DeepSpeed / torch consolidate;
 - a ZeRO-3 checkpoint exports to a bundle whose outputs equal the trained model's;
@@ -27,6 +28,11 @@ from tests.helpers import model_outputs, smoke_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE_AT, OFFLOAD_STEPS = 20, 10, 8
+# relative gaps to DDP, 10x those measured: the loss (ZeRO-2 9.0e-8, ZeRO-3 and FSDP 2.1e-5,
+# offload 2.9e-6), and each gradient norm (ZeRO-2 7.3e-7, ZeRO-3 2.5e-4,
+# FSDP 2.4e-4: the small encoder slots; the totals 1.4e-7, 5.8e-6, 5.9e-6)
+LOSS_TOL = {"zero2": 9e-7, "zero3": 2.1e-4, "fsdp": 2.1e-4, "offload": 2.9e-5}
+GRAD_TOL = {"zero2": 7.3e-6, "zero3": 2.5e-3, "fsdp": 2.5e-3}
 pytestmark = pytest.mark.slow
 
 
@@ -115,7 +121,7 @@ def test_loss_curve_matches_ddp(strategy, ddp, request):
     steps = OFFLOAD_STEPS if strategy == "offload" else STEPS
     assert sorted(got) == list(range(steps))
     for step, loss in got.items():
-        assert abs(loss - want[step]) <= 1e-3 * abs(want[step]), (step, loss, want[step])
+        assert abs(loss - want[step]) <= LOSS_TOL[strategy] * abs(want[step]), (step, loss, want[step])
     assert got[steps - 1] < got[0]  # and the curve is not flat: training happened
 
 
@@ -134,7 +140,7 @@ def test_gradient_norms_match_ddp(strategy, ddp, request):
     for step, norms in got.items():
         assert norms.keys() == want[step].keys()
         for name, value in norms.items():
-            assert abs(value - want[step][name]) <= 1e-2 * want[step][name], (step, name, value, want[step][name])
+            assert abs(value - want[step][name]) <= GRAD_TOL[strategy] * want[step][name], (step, name, value, want[step][name])
 
 
 @pytest.mark.parametrize("strategy", ["zero2", "zero3"])
@@ -162,9 +168,8 @@ def test_zero3_export_reloads_with_the_trained_models_outputs(zero3, tmp_path):
     saved = torch.load(zero3 / "trained_outputs.pt", weights_only=False)
     model, _ = load_bundle(export_bundle(zero3 / "checkpoints" / "last.ckpt", tmp_path / "bundle"))
     got = model_outputs(model, saved["batch"])
-    for name, want in saved["outputs"].items():
-        diff = (got[name] - want).abs().max().item()
-        assert diff <= 1e-6, f"{name} differs by {diff}"
+    for name, want in saved["outputs"].items():  # measured: bit-identical
+        assert torch.equal(got[name], want), f"{name} differs by {(got[name] - want).abs().max()}"
 
 
 def test_zero3_step_with_modalities_differing_across_ranks(zero3):

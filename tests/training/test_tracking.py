@@ -62,7 +62,7 @@ def test_grad_norms_are_finite_and_slots_add_up_in_squares(tracked):
         total = float(r["grad/norm"])
         slots = [float(r[f"grad/norm_{s}"]) for s in SLOTS]
         assert math.isfinite(total) and total > 0 and all(math.isfinite(v) for v in slots)
-        assert math.isclose(math.sqrt(sum(v * v for v in slots)), total, rel_tol=1e-4)
+        assert math.isclose(math.sqrt(sum(v * v for v in slots)), total, rel_tol=6e-7)  # measured 6.0e-8
 
 
 def test_learning_rate_throughput_and_data_wait_are_logged(tracked):
@@ -75,7 +75,7 @@ def test_learning_rate_throughput_and_data_wait_are_logged(tracked):
     logged = [r for r in rows if r.get("perf/rank_tokens_per_s_min")]
     assert logged and all(  # one process: the slowest and fastest rank are this one, all of the rate
         float(r["perf/rank_tokens_per_s_min"]) == float(r["perf/rank_tokens_per_s_max"]) > 0
-        and math.isclose(float(r["perf/rank_tokens_per_s_max"]), float(r["perf/tokens_per_s"]), rel_tol=1e-6)
+        and float(r["perf/rank_tokens_per_s_max"]) == float(r["perf/tokens_per_s"])  # measured: equal
         for r in logged)
     # one sample per row, padded to the longest: the demo's mixed lengths leave padding
     assert all(0.0 < float(r["data/padding_waste"]) < 1.0 for r in logged)
@@ -217,11 +217,22 @@ def test_a_reply_too_short_for_the_vocoder_keeps_its_text_and_mel(demo_dir, tmp_
 
 def test_grad_norms_under_deepspeed_gradient_accumulation(demo_dir, tmp_path):
     """DeepSpeed accumulates micro-batches itself; its gradients exist only at the
-    boundary, where the norm is taken (every micro-step raised before)."""
-    run = tmp_path / "run"
-    args = smoke_overrides(demo_dir, run, "strategy=deepspeed_zero2", "trainer.accumulate_grad_batches=2",
-                           "trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0")
-    assert main(["train", *args]) == 0
-    with open(run / "csv" / "metrics.csv") as f:
-        norms = [float(r["grad/norm"]) for r in csv.DictReader(f) if r.get("grad/norm")]
-    assert norms and all(math.isfinite(n) and n > 0 for n in norms)
+    boundary, where the norm is taken (every micro-step raised before). The norms are
+    those of the same run accumulated by Lightning (one process, fp32)."""
+
+    def norms(strategy: str) -> dict[int, dict[str, float]]:
+        run = tmp_path / strategy
+        args = smoke_overrides(demo_dir, run, f"strategy={strategy}", "trainer.accumulate_grad_batches=2",
+                               "trainer.max_steps=2", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0")
+        assert main(["train", *args]) == 0
+        with open(run / "csv" / "metrics.csv") as f:
+            return {int(r["step"]): {k: float(v) for k, v in r.items() if k.startswith("grad/norm") and v}
+                    for r in csv.DictReader(f) if r.get("grad/norm")}
+
+    want, got = norms("auto"), norms("deepspeed_zero2")
+    assert sorted(got) == [0, 1] and got.keys() == want.keys()
+    for step, values in got.items():
+        assert values.keys() == want[step].keys() and len(values) == 6  # the total and 5 slots
+        for name, value in values.items():  # the slots: measured equal; the engine's total: 7.5e-8
+            rel = 7.5e-7 if name == "grad/norm" else 0.0
+            assert abs(value - want[step][name]) <= rel * want[step][name], (step, name, value, want[step][name])

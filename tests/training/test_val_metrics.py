@@ -46,4 +46,4 @@ def test_ranks_shares_add_up_to_the_whole_validation(demo_dir, tmp_path):
     combined = means.reduce(torch.device("cpu"))
     direct = {name: sum(s[name] for s, _ in parts) / whole_weights[name] for name in whole_weights}
     for name, value in direct.items():
-        assert abs(float(combined[name]) - value) < 1e-6 * max(1.0, abs(value)), name
+        assert abs(float(combined[name]) - value) <= 4.3e-7 * max(1.0, abs(value)), name  # measured 4.3e-8 (text)
