@@ -27,9 +27,9 @@ from omnitrain.bundle import export_bundle, load_bundle
 from tests.helpers import model_outputs, smoke_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS, SAVE_AT, OFFLOAD_STEPS = 20, 10, 8
+STEPS, SAVE_AT, OFFLOAD_STEPS = 20, 10, 4
 # relative gaps to DDP, 10x those measured: the loss (ZeRO-2 9.0e-8, ZeRO-3 and FSDP 2.1e-5,
-# offload 2.9e-6), and each gradient norm (ZeRO-2 7.3e-7, ZeRO-3 2.5e-4,
+# offload 2.9e-6 over its first 8 steps; it now runs 4, issue 26), and each gradient norm (ZeRO-2 7.3e-7, ZeRO-3 2.5e-4,
 # FSDP 2.4e-4: the small encoder slots; the totals 1.4e-7, 5.8e-6, 5.9e-6)
 LOSS_TOL = {"zero2": 9e-7, "zero3": 2.1e-4, "fsdp": 2.1e-4, "offload": 2.9e-5}
 GRAD_TOL = {"zero2": 7.3e-6, "zero3": 2.5e-3, "fsdp": 2.5e-3}
