@@ -28,7 +28,7 @@ def covered(tree: Path, pytest_args: list[str]) -> dict[str, set[int]]:
     """{path relative to the tree: executed lines} for one pytest run in `tree`."""
     data = Path(tempfile.mkdtemp(prefix="coverage-diff-"))
     rc = data / "rc"
-    rc.write_text(f"[run]\nparallel = true\npatch = subprocess\ndata_file = {data}/cov\n"
+    rc.write_text(f"[run]\nparallel = true\npatch =\n    subprocess\n    _exit\n    fork\ndata_file = {data}/cov\n"
                   f"source = {tree}/omnitrain,{tree}/plugins\n")
     env = {**os.environ, "PYTHONPATH": str(tree / ".paths"), "COVERAGE_RCFILE": str(rc)}
     run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",

@@ -79,7 +79,7 @@ def pytest_args(target: Target) -> list[str]:
 def covered_lines(tree: Path, target: Target) -> tuple[set[int], float]:
     """Lines of the module that its tests execute (subprocesses too), and the tests' time."""
     rc = tree / ".mutation-coveragerc"
-    rc.write_text(f"[run]\nparallel = true\npatch = subprocess\ndata_file = {tree}/.cov/data\n"
+    rc.write_text(f"[run]\nparallel = true\npatch =\n    subprocess\n    _exit\n    fork\ndata_file = {tree}/.cov/data\n"
                   f"include = {tree}/{target.module}\n")
     shutil.rmtree(tree / ".cov", ignore_errors=True)
     (tree / ".cov").mkdir()

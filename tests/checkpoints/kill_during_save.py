@@ -159,12 +159,16 @@ def files_in(tmpdir: Path) -> list[str]:
 
 def kill_points(events: list, saves: list[int], kills: int, rng: random.Random) -> list[tuple[int, int]]:
     """``kills`` (save, event index) pairs in run order: saves spread over the run, and in
-    each an event kind drawn first (so a half-written file is as likely as a rename)."""
+    each an event kind drawn first, each kind once before any twice (so a few kills still
+    meet a half-written file, an fsync, a rename, a symlink and a delete)."""
     chosen = sorted(rng.sample(saves, min(kills, len(saves))))
+    kinds = sorted({name for _, name in events})
+    rng.shuffle(kinds)
     points = []
-    for save in chosen:
+    for n, save in enumerate(chosen):
         mine = [i for i, (step, _) in enumerate(events) if step == save]
-        kind = rng.choice(sorted({events[i][1] for i in mine}))
+        here = {events[i][1] for i in mine}
+        kind = next((k for k in kinds[n % len(kinds):] + kinds if k in here), None) or rng.choice(sorted(here))
         points.append((save, rng.choice([i for i in mine if events[i][1] == kind])))
     return points
 
