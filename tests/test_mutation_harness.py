@@ -63,3 +63,10 @@ def test_messages_docstrings_annotations_and_logging_are_not_mutated():
     lines = {m.line for m in found}
     assert not lines & {1, 8, 10, 14}, sorted(lines)
     assert kinds_at(found, 7) == ["const:0->1"]  # a default value is behaviour
+
+
+def test_an_executed_statement_covers_all_its_lines_but_not_its_body():
+    from run import statement_lines
+
+    source = "x = f(\n    1,\n    2)\nif (x and\n        y):\n    z = 1\nelse:\n    z = 2\n"
+    assert statement_lines(source, {1, 4}) == {1, 2, 3, 4, 5}

@@ -14,6 +14,7 @@ running. Known-equivalent mutants are listed with their reason in equivalent.tom
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import random
@@ -100,7 +101,19 @@ def covered_lines(tree: Path, target: Target) -> tuple[set[int], float]:
     lines: set[int] = set()
     for data in files.values():
         lines.update(data["executed_lines"])
-    return lines, seconds
+    return statement_lines((tree / target.module).read_text(), lines), seconds
+
+
+def statement_lines(source: str, executed: set[int]) -> set[int]:
+    """Coverage names a statement by its first line: add the rest of an executed simple
+    statement (`return Batch(...)` over ten lines) and of a compound one's header."""
+    out = set(executed)
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.stmt) and node.lineno in executed:
+            body = getattr(node, "body", None)
+            last = body[0].lineno - 1 if isinstance(body, list) and body else node.end_lineno
+            out.update(range(node.lineno, max(node.lineno, last) + 1))
+    return out
 
 
 def _child(tree: Path, target: Target, log: Path) -> None:
