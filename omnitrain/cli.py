@@ -40,7 +40,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from omnitrain.gpu_check import gpu_check
 
-    return gpu_check(Path(args.out), Path(args.data), args.parallel, args.timeout, args.only, args.accelerator)
+    return gpu_check(Path(args.out), Path(args.data), args.parallel, args.timeout, args.only, args.accelerator,
+                     args.override)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="*", help="run only cells whose name contains one of these")
     s.add_argument("--accelerator", choices=["gpu", "cpu"], default="gpu",
                    help="cpu: the same cells on the CPU, to try the check where there is no GPU")
+    s.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="appended to every cell's overrides (repeatable), e.g. data.num_workers=8 or size=tiny")
     s.set_defaults(func=cmd_gpu_check)
 
     s = sub.add_parser("list", help="list the registered plugins of every slot")

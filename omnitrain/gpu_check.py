@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 PLUGIN_SETS = {
@@ -187,7 +187,8 @@ def table(results: list[Result], device: str) -> str:
 
 
 def gpu_check(out: Path, data: Path, parallel: int = 4, timeout: float = 240.0, only: list[str] | None = None,
-              accelerator: str = "gpu") -> int:
+              accelerator: str = "gpu", overrides: list[str] | None = None) -> int:
+    """Every cell (or those named by ``only``), ``overrides`` appended to each cell's own."""
     import torch
 
     if accelerator == "gpu" and not torch.cuda.is_available():
@@ -197,7 +198,8 @@ def gpu_check(out: Path, data: Path, parallel: int = 4, timeout: float = 240.0, 
     device = torch.cuda.get_device_name() if accelerator == "gpu" else "CPU"
     out.mkdir(parents=True, exist_ok=True)
     ensure_demo(data)
-    todo = [c for c in cells() if not only or any(o in c.name for o in only)]
+    todo = [replace(c, overrides=(*c.overrides, *(overrides or ())))
+            for c in cells() if not only or any(o in c.name for o in only)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         futures = [pool.submit(run_cell, c, data, out, 29400 + i, timeout, accelerator) for i, c in enumerate(todo)]

@@ -6,21 +6,28 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from omnitrain.cli import main
+from omnitrain.run_config import compose_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_one_cell_trains_resumes_exports_and_is_tabulated(demo_dir, tmp_path, capsys):
+    """The cell's processes (train, resume, export) at size=tiny: the machinery, in a third of
+    the demo-size cell's time; the overrides reach every stage and the plan."""
     out = tmp_path / "check"
     assert main(["gpu-check", "--accelerator", "cpu", "--out", str(out), "--data", str(demo_dir),
-                 "--only", "baseline/auto", "--parallel", "1"]) == 0
+                 "--only", "baseline/auto", "--parallel", "1", "--override", "size=tiny"]) == 0
     table = (out / "gpu_check.md").read_text()
     assert "| baseline/auto | pass |" in table
     (row,) = json.loads((out / "gpu_check.json").read_text())
     assert row["first_loss"] > row["last_loss"] > 0 and row["plan_gib"] > 0
-    assert (out / "baseline__auto" / "bundle" / "model.safetensors").exists()
+    run = out / "baseline__auto"
+    assert (run / "bundle" / "model.safetensors").exists()
+    tiny = compose_config(["size=tiny"]).thinker.hidden_size
+    assert OmegaConf.load(run / "config.yaml").thinker.hidden_size == tiny != compose_config([]).thinker.hidden_size
 
 
 def test_without_a_gpu_it_says_so(tmp_path, capsys):
