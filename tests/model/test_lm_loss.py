@@ -90,3 +90,41 @@ def test_fused_head_under_bf16_autocast_stays_close():
     assert abs(got.item() - ref.item()) < 4e-6  # measured 4.8e-7 (1 fp32 ulp of 6.36)
     assert g_ref.abs().max() > 1e-3  # the scale the tolerance is set against
     torch.testing.assert_close(g_got, g_ref, rtol=0, atol=5e-5)  # measured 9.2e-6 (peak 1.2e-3)
+
+
+def test_checkpointed_head_supports_autograd_grad():
+    """A head with a bias is not fused: its chunks are checkpointed, and torch.autograd.grad
+    (not only .backward()) must reach the rows and the head's weight."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300)
+    hidden = torch.randn(2, 30, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (2, 30))
+    targets[:, :10] = IGNORE_INDEX
+    g_ref, w_ref = torch.autograd.grad(plain(head, hidden, targets), (hidden, head.weight))
+    g_got, w_got = torch.autograd.grad(target_rows_loss(head, hidden, targets, chunk=7), (hidden, head.weight))
+    torch.testing.assert_close(g_got, g_ref, rtol=0, atol=0)  # measured 0 (bit-equal)
+    torch.testing.assert_close(w_got, w_ref, rtol=0, atol=1e-7)  # measured 1.1e-8 (peak 7.1e-2)
+
+
+def test_fused_head_with_a_frozen_weight_still_gives_the_rows_gradient():
+    """A frozen head (its weight without grad) trained through: the rows get their gradient,
+    the weight none."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300, bias=False).requires_grad_(False)
+    hidden = torch.randn(2, 30, 16, requires_grad=True)
+    targets = torch.randint(0, 300, (2, 30))
+    (g_ref,) = torch.autograd.grad(plain(head, hidden, targets), hidden)
+    loss = target_rows_loss(head, hidden, targets, chunk=7)
+    loss.backward()
+    torch.testing.assert_close(hidden.grad, g_ref, rtol=0, atol=6e-8)  # measured 6.5e-9 (peak 4.8e-3)
+    assert head.weight.grad is None
+
+
+def test_fusable_only_for_a_whole_bias_free_linear():
+    from omnitrain.model.lm_loss import fusable
+
+    hidden = torch.zeros(1, 16)
+    assert fusable(torch.nn.Linear(16, 300, bias=False), hidden) is True
+    assert fusable(torch.nn.Linear(16, 300), hidden) is False  # a bias
+    assert fusable(torch.nn.Linear(8, 300, bias=False), hidden) is False  # another width
+    assert fusable(torch.nn.Linear(16, 0, bias=False), hidden) is False  # no rows here (a shard)

@@ -85,3 +85,70 @@ def test_bf16_pooling_weights_frames_by_the_exact_count():
     mean = seen[0][:, 64:128, 0]  # tdnn's input: the frames, then the mean and std broadcast
     want = (x.double() * frames).sum(2) / lengths[:, None].double()
     torch.testing.assert_close(mean, want.bfloat16(), rtol=0, atol=0)  # measured: equal at all 128
+
+
+CONFIG = ([32, 32, 32, 32, 96], [5, 3, 3, 3, 1], [1, 2, 3, 4, 1])  # channels, kernels, dilations
+
+
+def reference(model: ECAPA, mel: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """ECAPA-TDNN written out from the paper's description with the model's weights and the
+    configured kernels and dilations: reflect "same" padding, Res2Net groups, squeeze-excite,
+    aggregation of the SE-Res2 outputs, attentive statistics pooling with global context."""
+    import torch.nn.functional as F
+
+    _, kernels, dilations = CONFIG
+
+    def tdnn(x, block, k, d):
+        total = d * (k - 1)
+        x = F.pad(x, (total // 2, total - total // 2), mode="reflect") if total else x
+        return torch.relu(F.conv1d(x, block.conv.weight, block.conv.bias, dilation=d))
+
+    def stats(x, w):
+        mean = (w * x).sum(2)
+        return mean, (w * (x - mean[..., None]) ** 2).sum(2).clamp_min(1e-12).sqrt()
+
+    x, outs = tdnn(mel.transpose(1, 2), model.blocks[0], kernels[0], dilations[0]), []
+    for i, block in enumerate(model.blocks[1:], 1):
+        h = tdnn(x, block.tdnn1, 1, 1)
+        parts, ys = h.chunk(scale, 1), [h.chunk(scale, 1)[0]]
+        for j in range(1, scale):
+            ys.append(tdnn(parts[j] + (ys[-1] if j > 1 else 0), block.res2net_block.blocks[j - 1],
+                           kernels[i], dilations[i]))
+        h = tdnn(torch.cat(ys, 1), block.tdnn2, 1, 1)
+        se = block.se_block
+        gate = torch.sigmoid(se.conv2(torch.relu(se.conv1(h.mean(2, keepdim=True)))))
+        x = h * gate + x
+        outs.append(x)
+    x = tdnn(torch.cat(outs, 1), model.mfa, kernels[-1], dilations[-1])
+    T = x.shape[-1]
+    mean, std = stats(x, torch.full_like(x[:, :1], 1 / T))
+    context = torch.cat([x, mean[..., None].expand(-1, -1, T), std[..., None].expand(-1, -1, T)], 1)
+    weights = model.asp.conv(torch.tanh(tdnn(context, model.asp.tdnn, 1, 1))).softmax(2)
+    pooled = torch.cat(stats(x, weights), 1)[..., None]
+    return model.fc(pooled)[..., 0]
+
+
+def test_forward_equals_the_written_out_ecapa():
+    """Pins what the model computes, not only that its batched and single calls agree."""
+    model = ecapa(torch.float64)
+    mel = torch.randn(3, 23, 20, dtype=torch.float64)
+    torch.testing.assert_close(model(mel), reference(model, mel), rtol=0, atol=0)  # measured 0: bit-equal
+
+
+def test_config_checks_and_the_shortest_reference():
+    """Three entries are the smallest valid ECAPA; min_frames is 1 + the largest reflect
+    pad, ceil(d (k - 1) / 2): 3 for an even kernel 4 (pads 1 left, 2 right), which runs
+    on 3 frames and not on 2; 2 for kernel 3."""
+    import pytest
+
+    model = ECAPA(8, 4, [8, 8, 8], [4, 3, 1], [1, 1, 1], 4, 2, 4)
+    assert model.min_frames == 3
+    assert model(torch.randn(1, 3, 8)).shape == (1, 4)
+    with pytest.raises(RuntimeError):
+        model(torch.randn(1, 2, 8))
+    odd = ECAPA(8, 4, [8, 8, 8], [3, 3, 1], [1, 1, 1], 4, 2, 4)  # kernel 3: pads 1 and 1
+    assert odd.min_frames == 2 and odd(torch.randn(1, 2, 8)).shape == (1, 4)
+    with pytest.raises(ValueError, match="same length"):
+        ECAPA(8, 4, [8, 8], [3, 1], [1, 1], 4, 2, 4)
+    with pytest.raises(ValueError, match="sum of the middle ones"):
+        ECAPA(8, 4, [8, 8, 8, 8], [3, 3, 3, 1], [1, 1, 1, 1], 4, 2, 4)
