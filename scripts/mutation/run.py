@@ -55,7 +55,7 @@ def load_targets(only: str | None) -> list[Target]:
     targets = []
     for group in spec["target"]:
         for module in group["modules"]:
-            if only is None or only in module:
+            if only is None or any(part in module for part in only.split(",")):
                 targets.append(Target(module, group["tests"], group.get("args", [])))
     return targets
 
@@ -192,7 +192,7 @@ def summarize(results: dict[str, list[Outcome]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", help="modules whose path contains this")
+    ap.add_argument("--only", help="modules whose path contains this (comma-separated: any of these)")
     ap.add_argument("--max-per-module", type=int, default=40,
                     help="a seeded sample of each module's mutants (0 = all)")
     ap.add_argument("--jobs", type=int, default=2)
