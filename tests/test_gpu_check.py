@@ -15,19 +15,18 @@ pytestmark = pytest.mark.slow
 
 
 def test_one_cell_trains_resumes_exports_and_is_tabulated(demo_dir, tmp_path, capsys):
-    """The cell's processes (train, resume, export) at size=tiny: the machinery, in a third of
-    the demo-size cell's time; the overrides reach every stage and the plan."""
+    """The demo-size cell's processes (train, resume, export); an --override reaches every
+    stage. (At size=tiny the cell takes as long, its processes' start-up, and runs less.)"""
     out = tmp_path / "check"
     assert main(["gpu-check", "--accelerator", "cpu", "--out", str(out), "--data", str(demo_dir),
-                 "--only", "baseline/auto", "--parallel", "1", "--override", "size=tiny"]) == 0
+                 "--only", "baseline/auto", "--parallel", "1", "--override", "seed=7"]) == 0
     table = (out / "gpu_check.md").read_text()
     assert "| baseline/auto | pass |" in table
     (row,) = json.loads((out / "gpu_check.json").read_text())
     assert row["first_loss"] > row["last_loss"] > 0 and row["plan_gib"] > 0
     run = out / "baseline__auto"
     assert (run / "bundle" / "model.safetensors").exists()
-    tiny = compose_config(["size=tiny"]).thinker.hidden_size
-    assert OmegaConf.load(run / "config.yaml").thinker.hidden_size == tiny != compose_config([]).thinker.hidden_size
+    assert OmegaConf.load(run / "config.yaml").seed == 7 != compose_config([]).seed
 
 
 def test_without_a_gpu_it_says_so(tmp_path, capsys):
