@@ -74,6 +74,14 @@ def test_a_cache_attends_to_the_earlier_tokens_and_keeps_the_new_ones():
     assert list(cache.layers) == [3] and cache.length == 5
 
 
+def test_a_cache_used_without_a_layer_keeps_layer_0():
+    """A single-layer caller (no ``layer=``) finds its keys under layer 0, as the
+    signature promises."""
+    attn, cache = layer(), KVCache()
+    attn(torch.randn(1, 3, 24, dtype=torch.float64), None, cache=cache)
+    assert list(cache.layers) == [0] and cache.length == 3
+
+
 def test_head_counts():
     assert layer(heads=6, kv_heads=None).num_kv_heads == 6
     assert layer(heads=4, kv_heads=4).head_dim == 6
