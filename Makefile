@@ -66,7 +66,7 @@ lint: install
 	$(BIN)/ruff check .
 
 # plants mutants of the modules in scripts/mutation/targets.toml, each against its own tests
-# (not in CI: ~30 min on 2 cores); docs/TESTING.md has the scores. MUTATION_ARGS="--only media"
+# (not in CI: about 20 min on 2 cores); docs/TESTING.md has the scores. MUTATION_ARGS="--only media"
 mutation: install
 	$(BIN)/python scripts/mutation/run.py $(MUTATION_ARGS)
 
