@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omnitrain.data.build.demo import DemoSizes
@@ -67,3 +69,20 @@ def modality_batches(cfg, pad_id: int, size: int = 2):
         if len(text_only) >= size and audio and vision:
             break
     return collate(text_only[:size], pad_id), collate([audio[0], vision[0]], pad_id)
+
+
+@contextmanager
+def one_process_group() -> Iterator[None]:
+    """A 1-process gloo group for a test. In-process DeepSpeed runs earlier in the session leave
+    theirs up (ending it would break later ones): reuse it then, else start one and end it."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        assert dist.get_world_size() == 1, "a test left a process group of several ranks"
+        yield
+        return
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

@@ -26,6 +26,7 @@ from omnitrain.data.shard_index import ShardIndex
 from omnitrain.data.skips import SKIPS
 from omnitrain.run_config import compose_config
 from tests.data.test_mutation_collate import ex
+from tests.helpers import one_process_group
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,14 @@ def cfg():
     return compose_config(["recipe=smoke", "data.num_workers=3", "seed=7"])
 
 
-def test_world_comes_from_the_launcher_env_before_dist_starts(monkeypatch):
+@pytest.fixture
+def before_dist_starts(monkeypatch):
+    """In-process DeepSpeed runs earlier in the session leave a process group up: these tests
+    see the world as a launcher's environment gives it, before any group starts."""
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+
+
+def test_world_comes_from_the_launcher_env_before_dist_starts(monkeypatch, before_dist_starts):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
     assert (world_size(), world_rank()) == (4, 3)
@@ -42,17 +50,14 @@ def test_world_comes_from_the_launcher_env_before_dist_starts(monkeypatch):
     assert (world_size(), world_rank()) == (1, 0)
 
 
-def test_a_started_process_group_beats_the_env(monkeypatch, tmp_path):
+def test_a_started_process_group_beats_the_env(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
-    try:
+    with one_process_group():
         assert (world_size(), world_rank()) == (1, 0)
-    finally:
-        dist.destroy_process_group()
 
 
-def test_train_layout_takes_the_given_world_and_workers(cfg, monkeypatch):
+def test_train_layout_takes_the_given_world_and_workers(cfg, monkeypatch, before_dist_starts):
     monkeypatch.setenv("WORLD_SIZE", "5")
     layout = train_layout(cfg, world=2, workers=0)  # in-process reading: still one slot per rank
     assert (layout.seed, layout.world, layout.workers) == (7, 2, 1)
@@ -61,7 +66,7 @@ def test_train_layout_takes_the_given_world_and_workers(cfg, monkeypatch):
     assert (layout.world, layout.workers) == (5, 3)
 
 
-def test_validation_plan_splits_over_world_times_workers(cfg, monkeypatch):
+def test_validation_plan_splits_over_world_times_workers(cfg, monkeypatch, before_dist_starts):
     monkeypatch.setenv("WORLD_SIZE", "3")
     index = ShardIndex(("a.tar",), (10,))
     plan = validation_plan(cfg, index, 0, world=2)

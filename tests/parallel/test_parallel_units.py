@@ -529,14 +529,14 @@ def test_fsdp_compute_kind_and_memory_rows():
 
 def test_fsdp_full_parameters_gathers_the_flat_shards():
     """One gloo process: FSDP flattens the Linear's weight and bias into one 8-element shard."""
-    import torch.distributed as dist
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from tests.helpers import one_process_group
 
     strategy = FSDPStrategy(FSDPOptions(), fsdp_cfg())
     with strategy.full_parameters(None), strategy.full_parameters(SimpleNamespace(strategy=SimpleNamespace(model=None))):
         pass
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
+    with one_process_group():
         wrapped = FSDP(nn.Linear(3, 2), device_id=torch.device("cpu"))
         assert [p.shape for p in wrapped.parameters()] == [(8,)]
         plain = SimpleNamespace(model=wrapped, mixed_precision_config=None, root_device=torch.device("cpu"))
@@ -551,5 +551,3 @@ def test_fsdp_full_parameters_gathers_the_flat_shards():
         with strategy.full_parameters(SimpleNamespace(strategy=unset)):
             assert not torch.is_autocast_enabled("cpu")
         assert [p.shape for p in wrapped.parameters()] == [(8,)]
-    finally:
-        dist.destroy_process_group()

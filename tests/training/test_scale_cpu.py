@@ -168,8 +168,9 @@ def test_zero3_export_reloads_with_the_trained_models_outputs(zero3, tmp_path):
     saved = torch.load(zero3 / "trained_outputs.pt", weights_only=False)
     model, _ = load_bundle(export_bundle(zero3 / "checkpoints" / "last.ckpt", tmp_path / "bundle"))
     got = model_outputs(model, saved["batch"])
-    for name, want in saved["outputs"].items():  # measured: bit-identical
-        assert torch.equal(got[name], want), f"{name} differs by {(got[name] - want).abs().max()}"
+    for name, want in saved["outputs"].items():  # the worker ran 1 thread; here `make test`'s 2
+        gap = (got[name] - want).abs().max().item()  # measured 0 with 1 thread, 3.0e-7 with 2
+        assert gap <= 3e-6, f"{name} differs by {gap}"
 
 
 def test_zero3_step_with_modalities_differing_across_ranks(zero3):
