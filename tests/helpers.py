@@ -86,3 +86,18 @@ def one_process_group() -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
+
+
+def fds_on(folder: Path) -> list[str]:
+    """What this process holds open under ``folder`` (by path: other threads' files aside)."""
+    import os
+
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the descriptor listdir itself used, closed by now
+            continue
+        if target.startswith(str(folder)):
+            held.append(target)
+    return held

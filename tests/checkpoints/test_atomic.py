@@ -24,6 +24,7 @@ from omnitrain.checkpoints.atomic import (
     step_of,
     write_file_atomically,
 )
+from tests.helpers import fds_on
 
 
 def listing(folder: Path) -> list[str]:
@@ -33,19 +34,6 @@ def listing(folder: Path) -> list[str]:
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def fds_on(folder: Path) -> list[str]:
-    """What this process holds open under ``folder`` (by path: other threads' files aside)."""
-    held = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # the descriptor listdir itself used, closed by now
-            continue
-        if target.startswith(str(folder)):
-            held.append(target)
-    return held
 
 
 def complete_folder(path: Path, *files: str) -> Path:

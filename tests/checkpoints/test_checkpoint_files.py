@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import struct
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,21 +27,9 @@ from omnitrain.checkpoints.base import (
 from omnitrain.checkpoints.direct_io import DirectCheckpointIO
 from omnitrain.checkpoints.lightning_file import LightningFileReader
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
+from tests.helpers import fds_on
 
 CONFIG = {"model": {"hidden": 8}, "name": "tiny"}
-
-
-def fds_on(folder: Path) -> list[str]:
-    """What this process holds open under ``folder`` (by path: other threads' files aside)."""
-    held = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # the descriptor listdir itself used, closed by now
-            continue
-        if target.startswith(str(folder)):
-            held.append(target)
-    return held
 
 
 # --- base -------------------------------------------------------------------------------
