@@ -13,35 +13,23 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tree_coverage import covered, remove_tree, scratch_tree
 
 
-def covered(tree: Path, pytest_args: list[str]) -> dict[str, set[int]]:
-    """{path relative to the tree: executed lines} for one pytest run in `tree`."""
-    data = Path(tempfile.mkdtemp(prefix="coverage-diff-"))
-    rc = data / "rc"
-    rc.write_text(f"[run]\nparallel = true\npatch =\n    subprocess\n    _exit\n    fork\ndata_file = {data}/cov\n"
-                  f"source = {tree}/omnitrain,{tree}/plugins\n")
-    env = {**os.environ, "PYTHONPATH": str(tree / ".paths"), "COVERAGE_RCFILE": str(rc)}
-    run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q",
-                          "-p", "no:cacheprovider", *pytest_args], cwd=tree, env=env, capture_output=True, text=True)
+def measured(tree: Path, pytest_args: list[str]) -> dict[str, set[int]]:
+    """{path relative to the tree: executed lines of omnitrain/ and plugins/} for one run."""
+    run, files = covered(tree, ["-q", "-p", "no:cacheprovider", *pytest_args],
+                         f"source = {tree}/omnitrain,{tree}/plugins")
     print(f"{tree}: pytest {' '.join(pytest_args)}\n  {run.stdout.strip().splitlines()[-1] if run.stdout else ''}")
     if run.returncode != 0:
         sys.exit(f"the tests failed in {tree}:\n{run.stdout[-3000:]}{run.stderr[-2000:]}")
-    for step in (["combine", "-q"], ["json", "-q", "-o", str(data / "report.json")]):
-        subprocess.run([sys.executable, "-m", "coverage", *step, f"--rcfile={rc}"], cwd=tree, env=env,
-                       check=True, capture_output=True)
-    files = json.loads((data / "report.json").read_text())["files"]
-    return {str(Path(name).resolve().relative_to(tree.resolve())) if Path(name).is_absolute() else name:
-            set(info["executed_lines"]) for name, info in files.items()}
+    return files
 
 
 def moved(name: str, lines: set[int], trees: list[Path]) -> set[int]:
@@ -57,9 +45,7 @@ def moved(name: str, lines: set[int], trees: list[Path]) -> set[int]:
 
 def tree_at(ref: str | None, path: Path) -> Path:
     """A scratch copy of the checkout (ref None: with its uncommitted edits) or of a commit."""
-    out = subprocess.run(["bash", str(ROOT / "scripts/scratch_tree.sh"), str(path)], check=True,
-                         capture_output=True, text=True).stdout
-    assert out.startswith("export PYTHONPATH=")
+    scratch_tree(path)
     if ref is not None:
         subprocess.run(["git", "-C", str(path), "checkout", "-q", "--force", ref], check=True)
         subprocess.run(["git", "-C", str(path), "clean", "-qfd", "-e", ".paths"], check=True)
@@ -75,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     trees = [tree_at(opts.before, Path(f"/tmp/coverage-diff-{os.getpid()}-old")),
              tree_at(None, Path(f"/tmp/coverage-diff-{os.getpid()}-new"))]
     try:
-        old = covered(trees[0], shlex.split(opts.old))
-        new = covered(trees[1], shlex.split(opts.new))
+        old = measured(trees[0], shlex.split(opts.old))
+        new = measured(trees[1], shlex.split(opts.new))
         old = {name: moved(name, lines, trees) for name, lines in old.items()}
     finally:
         for tree in trees:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            remove_tree(tree)
     lost = {name: sorted(lines - new.get(name, set())) for name, lines in old.items()}
     lost = {name: lines for name, lines in lost.items() if lines}
     gained = sum(len(lines - old.get(name, set())) for name, lines in new.items())

@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import tomllib
@@ -29,8 +28,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent)]
 from mutants import Mutant, mutants  # noqa: E402
+from tree_coverage import covered, remove_tree, scratch_tree  # noqa: E402
 
 
 @dataclass
@@ -65,13 +65,6 @@ def load_equivalent() -> dict[str, str]:
     return {m["id"]: m["why"] for m in spec.get("mutant", [])}
 
 
-def scratch_tree(path: Path) -> Path:
-    out = subprocess.run(["bash", str(ROOT / "scripts/scratch_tree.sh"), str(path)],
-                         check=True, capture_output=True, text=True).stdout
-    assert out.startswith("export PYTHONPATH="), out
-    return path
-
-
 def pytest_args(target: Target) -> list[str]:
     return [*target.tests, *target.args, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
             "--timeout=300"]
@@ -79,28 +72,13 @@ def pytest_args(target: Target) -> list[str]:
 
 def covered_lines(tree: Path, target: Target) -> tuple[set[int], float]:
     """Lines of the module that its tests execute (subprocesses too), and the tests' time."""
-    rc = tree / ".mutation-coveragerc"
-    rc.write_text(f"[run]\nparallel = true\npatch =\n    subprocess\n    _exit\n    fork\ndata_file = {tree}/.cov/data\n"
-                  f"include = {tree}/{target.module}\n")
-    shutil.rmtree(tree / ".cov", ignore_errors=True)
-    (tree / ".cov").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(tree / ".paths"), "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest",
-                          *pytest_args(target)], cwd=tree, env=env, capture_output=True, text=True)
+    run, files = covered(tree, pytest_args(target), f"include = {tree}/{target.module}")
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         sys.exit(f"{target.module}: its tests fail before any mutant ({' '.join(target.tests)}):\n"
                  f"{run.stdout[-3000:]}{run.stderr[-2000:]}")
-    subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"],
-                   cwd=tree, env=env, check=True, capture_output=True)
-    report = tree / ".cov/report.json"
-    subprocess.run([sys.executable, "-m", "coverage", "json", f"--rcfile={rc}", "-q", "-o", str(report)],
-                   cwd=tree, env=env, check=True, capture_output=True)
-    files = json.loads(report.read_text())["files"]
-    lines: set[int] = set()
-    for data in files.values():
-        lines.update(data["executed_lines"])
+    lines = set().union(*files.values())
     return statement_lines((tree / target.module).read_text(), lines), seconds
 
 
@@ -242,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             results[target.module] = sorted(outcomes, key=lambda o: o.ident)
     finally:
         for tree in trees:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)
+            remove_tree(tree)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps({m: [o.__dict__ for o in os_] for m, os_ in results.items()}, indent=1))
     print("\n" + summarize(results))
