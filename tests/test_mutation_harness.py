@@ -23,7 +23,7 @@ def mean(xs: list[float], floor: int = 0) -> float:
         raise ValueError(f"need more than {floor + 1} values")
     total = 0.0
     for x in xs:
-        total += x
+        total += abs(x)
     log.info("mean of %d", len(xs) - 1)
     xs.sort()
     return total / len(xs)
@@ -52,6 +52,7 @@ def test_the_operators_expected_on_each_line():
     assert kinds_at(found, 9) == ["boolop:Or", "compare0:LtE", "unary:Not"]
     assert kinds_at(found, 11) == ["const:0.0->1.0"]
     assert kinds_at(found, 13) == ["augop:Add", "delete"]
+    assert any("total -= abs(x)" in m.source for m in found)  # an augmented call keeps its parentheses
     assert kinds_at(found, 15) == ["delete"]  # a bare call: deleted
     assert kinds_at(found, 16) == ["binop:Div", "return:None"]
     swapped = next(m for m in found if m.kind == "binop:Div")

@@ -161,8 +161,6 @@ def mutants(source: str, path: str) -> list[Mutant]:
             text = replacement if isinstance(replacement, str) else ast.unparse(replacement)
             if isinstance(node, ast.expr) and not isinstance(node, ast.Constant):
                 text = f"({text})"
-            if isinstance(node, ast.AugAssign) and not isinstance(replacement, str):
-                text = text.strip("()")
             mutated = source[:start] + text + source[end:]
             if mutated == source:
                 continue
