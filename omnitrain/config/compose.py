@@ -24,6 +24,7 @@ from omnitrain.config.overrides import hydra_problems, recipe_file_overrides
 from omnitrain.config.schema import register_schemas
 from omnitrain.config.sizes import register_sizes, report_unsized
 from omnitrain.config.validate import ConfigError, validate
+from omnitrain.config.yaml_cache import load_yaml
 from omnitrain.plugin_loading import load_plugins
 
 RECIPE_PATH_ENV = "OMNITRAIN_RECIPE_PATH"  # extra recipe folders, os.pathsep-separated
@@ -46,10 +47,18 @@ def recipe_files() -> dict[str, Path]:
     return found
 
 
+_STORED_RECIPES: dict[str, tuple[Path, bytes]] = {}  # what ConfigStore holds as recipe/<name>
+
+
 def _register_recipes(recipes: dict[str, Path]) -> None:
+    """Store each recipe as ``recipe/<name>``; one unchanged since it was stored is skipped
+    (every compose calls this)."""
     store = ConfigStore.instance()
     for name, path in recipes.items():
-        store.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
+        stamp = (Path(path), Path(path).read_bytes())
+        if _STORED_RECIPES.get(name) != stamp:
+            store.store(group="recipe", name=name, node=load_yaml(path), package="_global_")
+            _STORED_RECIPES[name] = stamp
 
 
 def _plugins_named(overrides: list[str], recipes: dict[str, Path]) -> list[str]:
@@ -64,7 +73,7 @@ def _plugins_named(overrides: list[str], recipes: dict[str, Path]) -> list[str]:
         if key == "recipe":
             path = recipes.get(str(ov.value()))
             if path is not None:
-                specs += [str(p) for p in (OmegaConf.load(path).get("plugins") or [])]
+                specs += [str(p) for p in (load_yaml(path).get("plugins") or [])]
     return specs
 
 

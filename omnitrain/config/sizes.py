@@ -11,11 +11,14 @@ thinker.layers=2`` means what it says.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+from omnitrain.config.yaml_cache import load_yaml
 
 log = logging.getLogger("omnitrain")
 
@@ -34,7 +37,7 @@ def load_size(directory: Path, name: str, seen: tuple[str, ...] = ()) -> DictCon
         raise FileNotFoundError(f"size '{name}' has no file {path}; sizes: {known}")
     if name in seen:
         raise ValueError(f"sizes start from each other in a circle: {' -> '.join((*seen, name))}")
-    table = OmegaConf.load(path)
+    table = load_yaml(path)
     bases = [b for b in table.pop("defaults", []) if b != "_self_"]
     merged = OmegaConf.create()
     for base in bases:
@@ -46,24 +49,48 @@ def load_size(directory: Path, name: str, seen: tuple[str, ...] = ()) -> DictCon
     return merged
 
 
+_TABLES: dict[Path, tuple[tuple[tuple[str, bytes], ...], dict[str, DictConfig]]] = {}
+
+
+def _texts(directory: Path) -> tuple[tuple[str, bytes], ...]:
+    return tuple((p.name, p.read_bytes()) for p in sorted(directory.glob("*.yaml")))
+
+
 def size_tables(config_dir: Path) -> dict[str, DictConfig]:
+    """Every size's merged table; merged again only when a size file's text changed
+    (every compose asks, see ``omnitrain.config.yaml_cache``)."""
     directory = size_dir(config_dir)
-    return {p.stem: load_size(directory, p.stem) for p in sorted(directory.glob("*.yaml"))}
+    texts = _texts(directory)
+    hit = _TABLES.get(directory)
+    if hit is None or hit[0] != texts:
+        hit = (texts, {Path(name).stem: load_size(directory, Path(name).stem) for name, _ in texts})
+        _TABLES[directory] = hit
+    return copy.deepcopy(hit[1])
+
+
+_STORED: dict[Path, tuple[tuple[str, bytes], ...]] = {}  # the size files ConfigStore holds rows of
 
 
 def register_sizes(config_dir: Path) -> None:
-    """Store every (size, slot, plugin) row in the ConfigStore (idempotent)."""
+    """Store every (size, slot, plugin) row in the ConfigStore (idempotent; skipped while
+    the size files are as they were when stored: every compose calls this)."""
+    directory = size_dir(config_dir)
+    texts = _texts(directory)
+    if _STORED.get(directory) == texts:
+        return
     store = ConfigStore.instance()
     for size, table in size_tables(config_dir).items():
         for slot, rows in table.items():
             for plugin, row in rows.items():
                 store.store(group=f"size_{slot}", name=f"{size}_{plugin}", node=row)
+    _STORED[directory] = texts
 
 
 def report_unsized(config_dir: Path, size: str, cfg: DictConfig) -> list[str]:
     """Slots the chosen size covers for other plugins but not for the one chosen: that
     plugin keeps its own defaults (said once in the log, since it is rarely meant)."""
-    table = load_size(size_dir(config_dir), size)
+    tables = size_tables(config_dir)
+    table = tables[size] if size in tables else load_size(size_dir(config_dir), size)  # its error
     notes = []
     for slot, rows in table.items():
         plugin = cfg[slot].get("name") if slot in cfg else None
