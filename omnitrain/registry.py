@@ -1,4 +1,4 @@
-"""One registry per model slot.
+"""One registry per model slot (an ``omnitrain.name_registry.Registry``).
 
 A plugin registers a class under a slot and a name, with a config dataclass. The
 registry stores that dataclass in Hydra's ConfigStore as ``<slot>/<name>`` so that
@@ -17,14 +17,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from omnitrain.name_registry import Registry, RegistryError
 from omnitrain.slots import SLOTS, slot_spec
 
-
-class RegistryError(KeyError):
-    """A lookup or registration error whose message says what to change."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
-        return str(self.args[0])
+__all__ = ["PluginChoice", "PluginEntry", "RegistryError", "SlotRegistry", "build", "plugin_config",
+           "register", "registry"]
 
 
 @dataclass(frozen=True)
@@ -40,48 +37,30 @@ class PluginEntry:
         return f"{self.cls.__module__}.{self.cls.__qualname__}"
 
 
-class Registry:
-    """Plugins of one slot, keyed by name."""
+class SlotRegistry(Registry[PluginEntry]):
+    """The plugins of one slot (``omnitrain.name_registry.Registry`` of ``PluginEntry``)."""
 
     def __init__(self, slot: str) -> None:
+        super().__init__(f"{slot} plugin")
         self.slot = slot
-        self._entries: dict[str, PluginEntry] = {}
 
-    def add(self, entry: PluginEntry) -> None:
-        old = self._entries.get(entry.name)
-        if old is not None and old.origin != entry.origin:
-            raise RegistryError(
-                f"{self.slot} plugin '{entry.name}' is registered twice: by {old.origin} "
-                f"and by {entry.origin}. Rename one of them."
-            )
-        self._entries[entry.name] = entry
-
-    def get(self, name: str) -> PluginEntry:
-        if name not in self._entries:
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            hint = difflib.get_close_matches(name, self._entries, n=1)
-            maybe = f" Did you mean '{hint[0]}'?" if hint else ""
-            raise RegistryError(
-                f"unknown {self.slot} plugin '{name}'.{maybe} Registered {self.slot} "
+    def unknown(self, name: object) -> str:
+        known = ", ".join(self.names()) or "(none)"
+        hint = difflib.get_close_matches(str(name), self.names(), n=1)
+        maybe = f" Did you mean '{hint[0]}'?" if hint else ""
+        return (f"unknown {self.slot} plugin '{name}'.{maybe} Registered {self.slot} "
                 f"plugins: {known}. A plugin of your own is loaded with "
-                f"plugins=[my_package.my_module] or plugins=[path/to/file.py]."
-            )
-        return self._entries[name]
-
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+                f"plugins=[my_package.my_module] or plugins=[path/to/file.py].")
 
     def entries(self) -> list[PluginEntry]:
-        return [self._entries[n] for n in self.names()]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        """Entries by name."""
+        return [self.get(n) for n in self.names()]
 
 
-REGISTRIES: dict[str, Registry] = {slot: Registry(slot) for slot in SLOTS}
+REGISTRIES: dict[str, SlotRegistry] = {slot: SlotRegistry(slot) for slot in SLOTS}
 
 
-def registry(slot: str) -> Registry:
+def registry(slot: str) -> SlotRegistry:
     if slot not in REGISTRIES:
         raise RegistryError(f"unknown slot '{slot}'. Slots: {', '.join(SLOTS)}")
     return REGISTRIES[slot]
@@ -117,7 +96,7 @@ def register(
         doc_lines = (cls.__doc__ or "").strip().splitlines()
         text = description or (doc_lines[0] if doc_lines else "")
         entry = PluginEntry(slot, name, cls, config, text)
-        registry(slot).add(entry)
+        registry(slot).add(name, entry, entry.origin)
         ConfigStore.instance().store(group=slot, name=name, node=_with_name_field(config, name))
         cls.plugin_name = name
         return cls

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from omnitrain.checkpoints.base import TensorSpec
+from omnitrain.name_registry import Registry
 
 
 class HFError(ValueError):
@@ -82,14 +83,13 @@ class HFFormat(ABC):
         return []
 
 
-_FORMATS: dict[str, HFFormat] = {}
+#: formats by the transformers ``model_type`` they read and write
+FORMATS: Registry[HFFormat] = Registry("Hugging Face format for model_type")
 
 
 def register_format(fmt: HFFormat) -> HFFormat:
     for model_type in fmt.model_types:
-        if model_type in _FORMATS and type(_FORMATS[model_type]) is not type(fmt):
-            raise HFError(f"two Hugging Face formats claim model_type '{model_type}'")
-        _FORMATS[model_type] = fmt
+        FORMATS.add(model_type, fmt)
     return fmt
 
 
@@ -97,9 +97,9 @@ def find_format(model_type: str) -> HFFormat:
     from omnitrain.plugin_loading import load_entry_points
 
     load_entry_points()
-    if model_type not in _FORMATS:
-        raise HFError(f"no importer for Hugging Face model_type '{model_type}'; known: {sorted(_FORMATS)}")
-    return _FORMATS[model_type]
+    if model_type not in FORMATS:
+        raise HFError(f"no importer for Hugging Face model_type '{model_type}'; known: {FORMATS.names()}")
+    return FORMATS.get(model_type)
 
 
 def is_hf_folder(path: Path) -> bool:

@@ -11,7 +11,6 @@ strategy's own module branches on which strategy runs.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from contextlib import nullcontext
 from datetime import timedelta
@@ -20,6 +19,8 @@ from typing import Any, ClassVar
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from omnitrain.name_registry import Registry
 
 FP16 = {"16", "16-mixed", "16-true"}
 
@@ -202,15 +203,12 @@ class Strategy:
                 "BUNDLE) to start a new run from its weights"]
 
 
-STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "(strategy=<name>)")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make ``strategy=<cls.name>`` available, its options the schema."""
-    old = STRATEGIES.get(cls.name)
-    if old is not None and old is not cls and old.__qualname__ != cls.__qualname__:
-        raise KeyError(f"strategy '{cls.name}' is registered twice: by {old.__module__} and {cls.__module__}")
-    STRATEGIES[cls.name] = cls
+    STRATEGIES.add(cls.name, cls)
     fields = [("name", str, dataclasses.field(default=cls.name))]
     fields += [(f.name, f.type, f) for f in dataclasses.fields(cls.Options)]
     node = dataclasses.make_dataclass(f"{cls.Options.__name__}Node", fields)
@@ -219,11 +217,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        hint = difflib.get_close_matches(str(name), STRATEGIES, n=1)
-        maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise KeyError(f"unknown strategy '{name}'{maybe}; registered: {sorted(STRATEGIES)} (strategy=<name>)")
-    return STRATEGIES[name]
+    return STRATEGIES.get(name)
 
 
 def strategy_options(node: DictConfig | dict) -> Any:
@@ -250,7 +244,7 @@ def registered_strategies() -> dict[str, type[Strategy]]:
     from omnitrain.plugin_loading import load_plugins
 
     load_plugins()
-    return dict(STRATEGIES)
+    return dict(STRATEGIES.items())
 
 
 def check_strategy(cfg: Any) -> list[str]:

@@ -15,7 +15,8 @@ CORE = ROOT / "omnitrain"
 
 # lowest first; a module's layer is that of its longest matching prefix
 LAYERS: list[tuple[str, ...]] = [
-    ("omnitrain.tokens", "omnitrain.checksums", "omnitrain.ranges", "omnitrain.nn", "omnitrain.positions.layout",
+    ("omnitrain.tokens", "omnitrain.checksums", "omnitrain.ranges", "omnitrain.name_registry", "omnitrain.nn",
+     "omnitrain.positions.layout",
      "omnitrain.positions.pieces", "omnitrain.inference.sampling"),
     ("omnitrain.slots", "omnitrain.registry", "omnitrain.plugin_loading"),
     ("omnitrain.features", "omnitrain.positions"),
