@@ -139,6 +139,11 @@ class SlotModule(nn.Module):
     #: FSDP shards one by one and per-block recomputation recomputes
     block_types: tuple[type, ...] = ()
 
+    def recomputes_activations(self) -> bool:
+        """True when this plugin recomputes its own blocks in backward whatever the strategy
+        (its own activation checkpointing): memory plans then count one block's activations."""
+        return False
+
 
 class AudioEncoder(SlotModule, ABC):
     @classmethod
@@ -150,6 +155,12 @@ class AudioEncoder(SlotModule, ABC):
         """Padded features (N, n_mels, T) with frame counts (N,) -> tokens (sum_i n_i, out_dim)
         in item order. ``lengths`` is on the CPU (plan with it freely; move what the device
         needs): reading a GPU tensor back would stall the step."""
+
+    @classmethod
+    def layer_positions(cls, lengths: Tensor) -> Tensor:
+        """Positions the encoder's layers run on for clips of ``lengths`` feature frames
+        (FLOPs and memory plans). Default: after a stride-2 conv stem, as Whisper's."""
+        return (lengths - 1) // 2 + 1
 
 
 class VisionProcessor(ABC):
@@ -215,6 +226,9 @@ class PositionScheme(nn.Module, ABC):
 
 class Thinker(SlotModule, ABC):
     hidden_size: int
+    #: ``forward`` takes ``doc_runs=`` (``Batch.doc_runs``: the documents found in the data
+    #: workers), so varlen attention needs no host sync; the core passes it only then
+    takes_doc_runs: bool = False
 
     @abstractmethod
     def embed(self, input_ids: Tensor) -> Tensor: ...
@@ -226,6 +240,12 @@ class Thinker(SlotModule, ABC):
 
     @abstractmethod
     def logits(self, hidden: Tensor) -> Tensor: ...
+
+    def head_linear(self) -> nn.Linear | None:
+        """The vocabulary projection when it is one plain ``nn.Linear`` (``logits`` = it):
+        the core then fuses it with the cross-entropy, chunk by chunk, so the full logits
+        never exist. None: the core calls ``logits``."""
+        return None
 
     @abstractmethod
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
@@ -392,6 +412,12 @@ class Vocoder(SlotModule, ABC):
 
     #: mel frames of context on each side that chunked synthesis gives every chunk
     context_frames: int = 8
+
+    @staticmethod
+    def check_config(cfg: Any, speech: Any) -> list[str]:
+        """Config check at compose time, before any work: what is wrong with this vocoder's
+        config ``cfg`` for the run's ``speech`` section (``SpeechConfig``), one line each."""
+        return []
 
     @abstractmethod
     def forward(self, mel: Tensor) -> Tensor:

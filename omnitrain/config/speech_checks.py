@@ -34,10 +34,9 @@ def check_speech(cfg: DictConfig) -> list[str]:
     vocoder = cfg.get("vocoder")
     if vocoder is not None and vocoder.get("name") in registry("vocoder"):
         cls = registry("vocoder").get(vocoder.name).cls
-        check = getattr(cls, "check_config", None)
-        if check is not None and "speech" in cfg:
+        if "speech" in cfg:
             try:
-                problems += check(plugin_config("vocoder", vocoder), SpeechConfig(**cfg.speech))
+                problems += cls.check_config(plugin_config("vocoder", vocoder), SpeechConfig(**cfg.speech))
             except Exception as exc:  # a malformed plugin config is reported elsewhere
                 problems.append(str(exc))
     return problems

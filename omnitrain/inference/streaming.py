@@ -36,13 +36,13 @@ class SpeechStream:
         s = settings
         self.mel = chunked_decoder(model.dit, s.stream_mode, cond, noise, s.ode_steps, s.ode_method,
                                    s.guidance, s.ode_sway)
-        self.vocoder = ChunkedVocoder(model.vocoder, model.speech_cfg.hop_length)
+        self.chunked_vocoder = ChunkedVocoder(model.vocoder, model.speech_cfg.hop_length)
         self.samples = 0
         self.frames: list[Tensor] = []
 
     def _audio(self, frames: Tensor, final: bool) -> Iterator[AudioPiece]:
         self.frames.append(frames)
-        wave = self.vocoder.push(frames, final)
+        wave = self.chunked_vocoder.push(frames, final)
         if wave.numel():
             yield AudioPiece(wave, self.samples)
             self.samples += wave.numel()

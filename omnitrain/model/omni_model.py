@@ -6,7 +6,6 @@ Plain PyTorch: no Lightning, no parallelism. The core knows only the slot contra
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +137,7 @@ class OmniModel(nn.Module):
 
     def thinker_forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
         embeds = self.embed_inputs(batch)
-        if batch.doc_runs is not None and "doc_runs" in inspect.signature(self.thinker.forward).parameters:
+        if batch.doc_runs is not None and self.thinker.takes_doc_runs:
             # documents found in the data workers: varlen attention without a host sync
             return self.thinker(embeds, batch.position_ids, batch.doc_ids, doc_runs=batch.doc_runs), embeds
         return self.thinker(embeds, batch.position_ids, batch.doc_ids), embeds
@@ -193,7 +192,8 @@ class OmniModel(nn.Module):
         norm = norms or {}
         # the head only at the reply tokens, chunk by chunk: the full logits never exist
         # a plain Linear head (``head_linear``) is fused with the cross-entropy
-        head = self.thinker.head_linear() if hasattr(self.thinker, "head_linear") else self.thinker.logits
+        linear = self.thinker.head_linear()
+        head = linear if linear is not None else self.thinker.logits
         losses = {"text": target_rows_loss(head, out.hidden[:, :-1], next_token_targets(batch),
                                            index=batch.target_index, divisor=norm.get("text"))}
         scale = 1.0 if items.real else 0.0

@@ -34,6 +34,7 @@ from torch import nn
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
 from omnitrain.model.lm_loss import CHUNK_ROWS
+from omnitrain.slots import AudioEncoder
 
 log = logging.getLogger("omnitrain")
 
@@ -56,7 +57,8 @@ class BatchShape:
         return self.positions.get("thinker", 0)
 
 
-def slot_positions(batch: Batch, talker: nn.Module | None = None, frames_per_code: int = 1) -> dict[str, int]:
+def slot_positions(batch: Batch, talker: nn.Module | None = None, frames_per_code: int = 1,
+                   audio_encoder: AudioEncoder | None = None) -> dict[str, int]:
     """Positions each slot's layers run on for ``batch`` (padding included where the slot
     pads: the Thinker's grid, the Talker's and DiT's per-reply rows), and ``lm_head``: the
     positions with a text target, where the vocabulary projection runs."""
@@ -65,7 +67,8 @@ def slot_positions(batch: Batch, talker: nn.Module | None = None, frames_per_cod
 
     out = {"thinker": int(batch.input_ids.numel()),
            "lm_head": int((next_token_targets(batch) != IGNORE_INDEX).sum())}
-    out["audio_encoder"] = int(((batch.audio_lengths - 1) // 2 + 1).sum()) if batch.audio_lengths.numel() else 0
+    positions = (audio_encoder or AudioEncoder).layer_positions(batch.audio_lengths)
+    out["audio_encoder"] = int(positions.sum()) if batch.audio_lengths.numel() else 0
     out["vision_encoder"] = int(batch.vision_grids.prod(-1).sum()) if batch.vision_grids.numel() else 0
     S = int(batch.speech_rows.numel())
     if S:
@@ -142,7 +145,7 @@ def batch_shape(cfg: RunConfig, model: nn.Module, draws: int = 8) -> BatchShape:
     except Exception as exc:  # no shards (yet), or unreadable: plan from the budget alone
         log.info("plan: cannot read data.train_shards (%s); planning for the upper bound", exc)
         batches = []
-    frames = int(getattr(model.dit, "mel_frames_per_code", 1))
+    frames = int(model.dit.mel_frames_per_code)
     if not batches:
         grid = budget or int(data.batch_size) * int(data.max_tokens)
         what = (f"token budget {data.rows_per_batch} x {data.pack_length}" if tokens_mode
@@ -150,7 +153,7 @@ def batch_shape(cfg: RunConfig, model: nn.Module, draws: int = 8) -> BatchShape:
         slots = ("thinker", "lm_head", "audio_encoder", "vision_encoder", "talker", "dit")
         return BatchShape(f"{what}, every slot at every position (no readable shards)",
                           {s: grid for s in slots})
-    seen = [slot_positions(b, model.talker, frames) for b in batches]
+    seen = [slot_positions(b, model.talker, frames, model.audio_encoder) for b in batches]
     if budget:
         # the fullest batch's mix of slots, scaled up to fill the whole budget
         fullest = max(range(len(batches)), key=lambda i: batches[i].num_tokens)

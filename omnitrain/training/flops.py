@@ -24,7 +24,7 @@ from torch import nn
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch, BatchSizes
-from omnitrain.slots import SLOT_SPECS, Talker
+from omnitrain.slots import SLOT_SPECS, AudioEncoder, Talker
 from omnitrain.training.model_stats import ModelStats, model_stats
 from omnitrain.training.module import frozen_slots
 
@@ -49,12 +49,13 @@ def gradient_slots(cfg: RunConfig) -> set[str]:
     return out
 
 
-def sequence_lengths(batch: Batch, talker: Talker, dit_frames_per_code: int) -> dict[str, list[int]]:
+def sequence_lengths(batch: Batch, talker: Talker, dit_frames_per_code: int,
+                     audio_encoder: AudioEncoder | None = None) -> dict[str, list[int]]:
     """Real sequence lengths each slot processes in this batch (the Talker says its own:
     ``sequence_length``, e.g. the dual-track one also reads the prompt). From the sizes
     collate counted (``batch.sizes``) and the host fields: nothing is read off the device."""
     sizes = batch.sizes or count_sizes(batch)
-    audio = ((batch.audio_lengths.cpu() - 1) // 2 + 1).tolist()
+    audio = (audio_encoder or AudioEncoder).layer_positions(batch.audio_lengths.cpu()).tolist()
     vision = batch.vision_grids.cpu().prod(-1).tolist()
     talker_lengths = [talker.sequence_length(p, r, c) for p, r, c in sizes.replies]
     dit = [c * dit_frames_per_code for _, _, c in sizes.replies]
@@ -78,10 +79,12 @@ class BatchFlops:
 
     def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
         self.stats, self.talker, self.cfg = model_stats(model, cfg), model.talker, cfg
-        self.frames_per_code = int(getattr(cfg.dit, "mel_frames_per_code", 1))
+        self.audio_encoder = model.audio_encoder
+        self.frames_per_code = int(model.dit.mel_frames_per_code)
 
     def __call__(self, batch: Batch) -> float:
-        return step_flops(self.stats, sequence_lengths(batch, self.talker, self.frames_per_code), self.cfg)
+        return step_flops(self.stats, sequence_lengths(batch, self.talker, self.frames_per_code, self.audio_encoder),
+                          self.cfg)
 
 
 def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig) -> float:

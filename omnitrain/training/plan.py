@@ -18,6 +18,7 @@ from omnitrain.config.typed import RunConfig
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import registered_strategies, strategy_for
+from omnitrain.slots import MODEL_SLOTS
 from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape
 from omnitrain.training.flops import gradient_slots
 from omnitrain.training.model_stats import ModelStats, model_stats
@@ -64,7 +65,7 @@ def make_plan(cfg: RunConfig, gpus: int, per_node: int | None = None, shape: Bat
     strategy = strategy_for(cfg)
     kind, grads = strategy.compute_kind(), gradient_slots(cfg)
     # slots that recompute their own blocks whatever the strategy (thinker.activation_checkpointing)
-    own = {"thinker"} if getattr(getattr(model.thinker, "cfg", None), "activation_checkpointing", False) else set()
+    own = {slot for slot in MODEL_SLOTS if getattr(model, slot).recomputes_activations()}
     full = activation_bytes(model, shape, kind, grads, recompute=own)
     recomputed = activation_bytes(model, shape, kind, grads, recompute=True)
     recompute = bool(getattr(strategy, "recomputes", False))

@@ -38,6 +38,7 @@ class Qwen2Thinker(Thinker):
     """Qwen2 decoder (GQA, SwiGLU, RMSNorm) over mixed text/media embeddings."""
 
     block_types = (TransformerBlock,)
+    takes_doc_runs = True
 
     def __init__(self, cfg: Qwen2ThinkerConfig, vocab_size: int, position: PositionScheme) -> None:
         super().__init__()
@@ -91,6 +92,9 @@ class Qwen2Thinker(Thinker):
     def head_linear(self) -> nn.Linear:
         """The Linear ``logits`` applies: the loss fuses it with the cross-entropy."""
         return self.lm_head
+
+    def recomputes_activations(self) -> bool:
+        return self.cfg.activation_checkpointing  # thinker.activation_checkpointing
 
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
         rotary = self.position.rotary(position_ids, self.head_dim)

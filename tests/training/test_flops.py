@@ -80,3 +80,23 @@ def test_collate_counts_the_sizes_the_tensors_hold(demo_dir, tmp_path):
     talker = meta_model(cfg).talker
     assert sequence_lengths(meta, talker, 2) == sequence_lengths(batch, talker, 2)
     assert meta.num_tokens == batch.num_tokens
+
+
+def test_the_audio_encoder_says_the_positions_its_layers_run_on(demo_dir, tmp_path):
+    """FLOPs and memory plans ask the encoder (``AudioEncoder.layer_positions``, declared in
+    omnitrain/slots.py) instead of assuming Whisper's stride-2 stem."""
+    from omnitrain.training.activations import slot_positions
+
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path))
+    batch = next(b for b in make_pipeline(cfg, "train", 256) if b.audio_lengths.numel())
+    encoder = type(meta_model(cfg).audio_encoder)
+    talker = meta_model(cfg).talker
+    assert sequence_lengths(batch, talker, 2, encoder)["audio_encoder"] == ((batch.audio_lengths - 1) // 2 + 1).tolist()
+
+    class Stride4(encoder):
+        @classmethod
+        def layer_positions(cls, lengths):
+            return (lengths + 3) // 4
+
+    assert sequence_lengths(batch, talker, 2, Stride4)["audio_encoder"] == ((batch.audio_lengths + 3) // 4).tolist()
+    assert slot_positions(batch, talker, 2, Stride4)["audio_encoder"] == int(((batch.audio_lengths + 3) // 4).sum())

@@ -35,7 +35,7 @@ def block_types(cfg: Any) -> set[type]:
     found: set[type] = set()
     for spec in SLOT_SPECS:
         if spec.module:
-            found.update(getattr(registry(spec.name).get(cfg.slot(spec.name).name).cls, "block_types", ()))
+            found.update(registry(spec.name).get(cfg.slot(spec.name).name).cls.block_types)
     return found
 
 
