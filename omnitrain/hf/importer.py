@@ -22,10 +22,10 @@ from torch import nn
 from omnitrain.checkpoints.base import TensorSpec, export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
 from omnitrain.config.typed import RunConfig
-from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.hf.bundle_files import HF_DIR, KEPT, REFERENCE_MELS, SOURCE, write_bundle_files
 from omnitrain.hf.formats import HFError, find_format, is_hf_folder, iter_specs, shards
 from omnitrain.model.meta import meta_model, unique_tensors
+from omnitrain.model.slot_builder import SlotArguments, build_slot
 from omnitrain.nn.init import reference_init
 from omnitrain.registry import build
 from omnitrain.run_config import compose_config
@@ -37,25 +37,16 @@ def _random_slots(cfg: RunConfig, slots: set[str]) -> dict[str, nn.Module]:
     """Freshly initialised modules for the slots the folder lacks, built as ``OmniModel``
     builds them (the same arguments, the reference init)."""
     meta = meta_model(cfg)
-    speakers = len(cfg.speech.speakers)
     out: dict[str, nn.Module] = {}
     torch.manual_seed(cfg.seed)
     with reference_init():
+        args = SlotArguments.of(cfg, meta.tokenizer.vocab_size, meta.codec.vocab_size,
+                                build("position", cfg.position), meta.thinker.hidden_size)
         for slot in sorted(slots):
-            if slot == "talker":
-                out[slot] = build("talker", cfg.talker, thinker_hidden_size=meta.thinker.hidden_size,
-                                  codec_vocab_size=meta.codec.vocab_size,
-                                  position=build("position", cfg.position), num_speakers=speakers)
-            elif slot == "dit":
-                out[slot] = build("dit", cfg.dit, codec_vocab_size=meta.codec.vocab_size,
-                                  n_mels=cfg.speech.n_mels, num_speakers=speakers)
-            elif slot == "vocoder":
-                out[slot] = build("vocoder", cfg.vocoder, mel=SpeechMel(cfg.speech))
-            elif slot in ("audio_encoder", "vision_encoder"):
-                out[slot] = build(slot, cfg.slot(slot), out_dim=meta.thinker.hidden_size)
-            else:
+            if slot in ("thinker", "position"):
                 raise HFError(f"the folder has no weights for the {slot}; omnitrain cannot start it at random "
                               "and call the result an import")
+            out[slot] = build_slot(slot, cfg, args)
     return out
 
 

@@ -16,10 +16,11 @@ from torch import Tensor, nn
 from omnitrain.config.schema import LossConfig
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
-from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
+from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.model.lora import apply_lora
+from omnitrain.model.slot_builder import BUILD_ORDER, SlotArguments, build_slot
 from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
@@ -74,22 +75,11 @@ class OmniModel(nn.Module):
 
     def _build_slots(self, cfg: RunConfig) -> None:
         self.position = build("position", cfg.position)
-        self.thinker = build(
-            "thinker", cfg.thinker, vocab_size=self.tokenizer.vocab_size, position=self.position
-        )
-        width = self.thinker.hidden_size
-        self.audio_encoder = build("audio_encoder", cfg.audio_encoder, out_dim=width)
-        self.vision_encoder = build("vision_encoder", cfg.vision_encoder, out_dim=width)
-        speakers = len(self.speech_cfg.speakers)
-        self.talker = build(
-            "talker", cfg.talker, thinker_hidden_size=width, codec_vocab_size=self.codec.vocab_size,
-            position=self.position, num_speakers=speakers,
-        )
-        self.dit = build(
-            "dit", cfg.dit, codec_vocab_size=self.codec.vocab_size, n_mels=self.speech_cfg.n_mels,
-            num_speakers=speakers,
-        )
-        self.vocoder = build("vocoder", cfg.vocoder, mel=SpeechMel(self.speech_cfg))
+        args = SlotArguments.of(cfg, self.tokenizer.vocab_size, self.codec.vocab_size, self.position)
+        for slot in BUILD_ORDER:
+            setattr(self, slot, build_slot(slot, cfg, args))
+            if slot == "thinker":
+                args.thinker_hidden_size = self.thinker.hidden_size
 
     # ---- dummies: every encoder runs every step (DDP/ZeRO-3 need the same graph) ----
     def _dummy(self, slot: str) -> tuple[Tensor, Tensor]:
