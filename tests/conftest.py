@@ -6,7 +6,9 @@ Hydra configs from configs/ and recipes/.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,12 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # shard counts and sample lengths are cached per user: the tests keep theirs to themselves
 os.environ["OMNITRAIN_CACHE"] = tempfile.mkdtemp(prefix="omnitrain-test-cache-")
+# DeepSpeed's JIT-built ops (CPU Adam, shared-memory comm), kept between runs, one folder per
+# environment: their build.ninja names the venv's include paths, so two venvs sharing a folder
+# (a fresh CI clone, then the developer's checkout) rebuild each other's ops, ~35 s each time
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(
+    Path.home() / ".cache" / "omnitrain" / "torch_extensions"
+    / f"py{sys.version_info.major}{sys.version_info.minor}-{hashlib.sha1(sys.prefix.encode()).hexdigest()[:10]}"))
 
 from omnitrain.data.build.demo import make_demo  # noqa: E402
 from omnitrain.registry import build  # noqa: E402

@@ -38,7 +38,6 @@ pytestmark = pytest.mark.slow
 
 def launch(*args: str, timeout: int = 300) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "WANDB_MODE": "offline"}
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "omnitrain" / "torch_extensions"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
