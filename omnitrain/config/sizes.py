@@ -56,16 +56,21 @@ def _texts(directory: Path) -> tuple[tuple[str, bytes], ...]:
     return tuple((p.name, p.read_bytes()) for p in sorted(directory.glob("*.yaml")))
 
 
-def size_tables(config_dir: Path) -> dict[str, DictConfig]:
-    """Every size's merged table; merged again only when a size file's text changed
-    (every compose asks, see ``omnitrain.config.yaml_cache``)."""
-    directory = size_dir(config_dir)
+def _merged(directory: Path) -> tuple[tuple[tuple[str, bytes], ...], dict[str, DictConfig]]:
+    """(the size files' texts, every size's merged table), merged again only when a text
+    changed; the cached tables themselves: callers must not change them."""
     texts = _texts(directory)
     hit = _TABLES.get(directory)
     if hit is None or hit[0] != texts:
         hit = (texts, {Path(name).stem: load_size(directory, Path(name).stem) for name, _ in texts})
         _TABLES[directory] = hit
-    return copy.deepcopy(hit[1])
+    return hit
+
+
+def size_tables(config_dir: Path) -> dict[str, DictConfig]:
+    """Every size's merged table (a copy); merged again only when a size file's text changed
+    (every compose asks, see ``omnitrain.config.yaml_cache``)."""
+    return copy.deepcopy(_merged(size_dir(config_dir))[1])
 
 
 _STORED: dict[Path, tuple[tuple[str, bytes], ...]] = {}  # the size files ConfigStore holds rows of
@@ -75,21 +80,21 @@ def register_sizes(config_dir: Path) -> None:
     """Store every (size, slot, plugin) row in the ConfigStore (idempotent; skipped while
     the size files are as they were when stored: every compose calls this)."""
     directory = size_dir(config_dir)
-    texts = _texts(directory)
+    texts, tables = _merged(directory)
     if _STORED.get(directory) == texts:
         return
     store = ConfigStore.instance()
-    for size, table in size_tables(config_dir).items():
+    for size, table in tables.items():
         for slot, rows in table.items():
             for plugin, row in rows.items():
-                store.store(group=f"size_{slot}", name=f"{size}_{plugin}", node=row)
+                store.store(group=f"size_{slot}", name=f"{size}_{plugin}", node=row)  # stores a copy
     _STORED[directory] = texts
 
 
 def report_unsized(config_dir: Path, size: str, cfg: DictConfig) -> list[str]:
     """Slots the chosen size covers for other plugins but not for the one chosen: that
     plugin keeps its own defaults (said once in the log, since it is rarely meant)."""
-    tables = size_tables(config_dir)
+    tables = _merged(size_dir(config_dir))[1]  # read only
     table = tables[size] if size in tables else load_size(size_dir(config_dir), size)  # its error
     notes = []
     for slot, rows in table.items():
