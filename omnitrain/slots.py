@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from omnitrain.nn.kv_cache import KVCache
+from omnitrain.nn.masked_ce import masked_cross_entropy
 from omnitrain.positions.layout import Segment, VideoSeg
 from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 
@@ -144,6 +145,70 @@ class SlotModule(nn.Module):
         (its own activation checkpointing): memory plans then count one block's activations."""
         return False
 
+    @classmethod
+    def named_losses(cls, cfg: Any) -> dict[str, float]:
+        """The losses this plugin returns besides the core's (``text``, ``codec``, ``flow``):
+        each name with its default coefficient in the total loss (``loss.weights.<name>``
+        overrides it). A Thinker's router loss, a Talker's residual code groups. Checked
+        with the config, before any work: a name no plugin declares is a config error."""
+        return {}
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder may return instead of its tokens alone: the tokens (what replaces
+    the placeholders), ``levels``, features of the same positions from inner layers (each
+    like ``tokens``; Qwen3-Omni's deepstack), which reach the Thinker as ``SideInputs``, and
+    named auxiliary losses (declared by ``named_losses``)."""
+
+    tokens: Tensor
+    levels: list[Tensor] = field(default_factory=list)
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def of(result: Tensor | EncoderOutput) -> EncoderOutput:
+        return result if isinstance(result, EncoderOutput) else EncoderOutput(result)
+
+
+@dataclass
+class SideInputs:
+    """Features a Thinker adds to its hidden states after its first layers, at the media
+    positions (``mask``): ``features[k]`` (mask.sum(), D) after layer k, in token order.
+    Made by the core from the encoders' ``levels``; only for a Thinker that
+    ``takes_side_inputs``."""
+
+    mask: Tensor  # (B, L) bool
+    features: list[Tensor]
+
+
+@dataclass
+class ThinkerOutput:
+    """What a Thinker's forward may return instead of its last hidden states alone: the
+    states after each layer asked for (``output_layers``; index 0 = the input embeddings,
+    i = after layer i) and named auxiliary losses (a router's load balancing), each a
+    mean over this forward's tokens, declared by ``named_losses``."""
+
+    hidden: Tensor
+    layers: dict[int, Tensor] = field(default_factory=dict)
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def of(result: Tensor | ThinkerOutput) -> ThinkerOutput:
+        return result if isinstance(result, ThinkerOutput) else ThinkerOutput(result)
+
+
+@dataclass
+class TalkerOutput:
+    """What a Talker's forward may return instead of its logits alone: named auxiliary
+    losses (a MoE Talker's router), declared by ``named_losses``."""
+
+    logits: Tensor
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def of(result: Tensor | TalkerOutput) -> TalkerOutput:
+        return result if isinstance(result, TalkerOutput) else TalkerOutput(result)
+
 
 class AudioEncoder(SlotModule, ABC):
     @classmethod
@@ -153,7 +218,7 @@ class AudioEncoder(SlotModule, ABC):
     @abstractmethod
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
         """Padded features (N, n_mels, T) with frame counts (N,) -> tokens (sum_i n_i, out_dim)
-        in item order. ``lengths`` is on the CPU (plan with it freely; move what the device
+        in item order (or an ``EncoderOutput`` with them). ``lengths`` is on the CPU (plan with it freely; move what the device
         needs): reading a GPU tensor back would stall the step."""
 
     @classmethod
@@ -192,7 +257,7 @@ class VisionEncoder(SlotModule, ABC):
     @abstractmethod
     def forward(self, patches: Tensor, grids: Tensor) -> Tensor:
         """Patches of all items concatenated (N, patch_dim) and their grids (items, 3) ->
-        merged tokens (sum_i t*h*w/merge^2, out_dim) in item order. ``grids`` is on the CPU,
+        merged tokens (sum_i t*h*w/merge^2, out_dim) in item order (or an ``EncoderOutput``). ``grids`` is on the CPU,
         as ``lengths`` is for audio encoders."""
 
 
@@ -229,14 +294,22 @@ class Thinker(SlotModule, ABC):
     #: ``forward`` takes ``doc_runs=`` (``Batch.doc_runs``: the documents found in the data
     #: workers), so varlen attention needs no host sync; the core passes it only then
     takes_doc_runs: bool = False
+    #: ``forward`` and ``step`` take ``side_inputs=`` (``SideInputs``: encoder levels added
+    #: after the first layers); the core passes them only then, and only when an encoder
+    #: returned levels
+    takes_side_inputs: bool = False
+    #: ``forward`` takes ``output_layers=`` (a tuple of layer indices) and returns their states
+    #: in ``ThinkerOutput.layers``; the core asks only for what the Talker's context reads
+    takes_output_layers: bool = False
 
     @abstractmethod
     def embed(self, input_ids: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor:
+    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor) -> Tensor | ThinkerOutput:
         """(B, L, D) embeddings, (rows, B, L) ids, (B, L) document ids (0 = padding;
-        attention is causal and never crosses documents) -> final hidden (B, L, D)."""
+        attention is causal and never crosses documents) -> final hidden (B, L, D), or a
+        ``ThinkerOutput`` with them (and inner layers' states, auxiliary losses)."""
 
     @abstractmethod
     def logits(self, hidden: Tensor) -> Tensor: ...
@@ -251,8 +324,10 @@ class Thinker(SlotModule, ABC):
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
         """Incremental decoding of one sequence: (B, n, D) new embeddings at (rows, B, n)
         position ids, attending causally to themselves and to everything in ``cache``
-        (which this call extends) -> final hidden (B, n, D). The first call, on an empty
-        cache, is the prefill; generation then costs one token's forward per token."""
+        (which this call extends) -> final hidden (B, n, D), or a ``ThinkerOutput``. The
+        first call, on an empty cache, is the prefill (with ``side_inputs=`` where the
+        Thinker takes them); generation then costs one token's forward per token. A Thinker
+        that ``takes_output_layers`` takes ``output_layers=`` here too."""
 
 
 @dataclass
@@ -273,6 +348,24 @@ class TalkerContext:
     speaker: Tensor  # (S,) int64 index into ``speech.speakers``
 
 
+@dataclass(frozen=True)
+class ContextSpec:
+    """What a Talker reads from the Thinker (``Talker.context_spec``). The default is
+    Qwen2.5-Omni's: the last layer's states plus each token's input embedding, for the
+    reply and for the prompt before it (``TalkerContext``)."""
+
+    #: whose states: -1 the Thinker's output (after its final norm); k >= 0 the states
+    #: after layer k (0: the input embeddings), which the Thinker must give
+    #: (``takes_output_layers``)
+    layer: int = -1
+    #: add each token's input embedding to its states (media placeholders' zeroed in the prompt)
+    add_embeddings: bool = True
+
+    def layers(self) -> tuple[int, ...]:
+        """The Thinker layers whose states the core must ask for."""
+        return () if self.layer < 0 else (self.layer,)
+
+
 class Talker(SlotModule, ABC):
     """Codec tokens from the Thinker's reply. Ids >= codec_vocab_size are its specials."""
 
@@ -281,16 +374,29 @@ class Talker(SlotModule, ABC):
     eos_id: int
     pad_id: int
 
+    def context_spec(self) -> ContextSpec:
+        """What this Talker reads from the Thinker; default: Qwen2.5-Omni's view."""
+        return ContextSpec()
+
     def sequence_length(self, prompt: int, reply: int, codes: int) -> int:
         """Positions one reply runs through the layers in training (memory plans, FLOPs):
         this default reads the reply, then [bos, codes]."""
         return reply + codes + 1
 
     @abstractmethod
-    def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+    def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor | TalkerOutput:
         """Teacher forcing. codec_in (S, C) = [bos, c_0, ..., c_{m-1}] -> logits
         (S, C, vocab_size) where position j predicts codec token j (and the last real
-        position predicts eos)."""
+        position predicts eos); or a ``TalkerOutput`` with them and auxiliary losses."""
+
+    def loss(self, logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> dict[str, Tensor]:
+        """The Talker's own losses from its teacher-forced ``logits`` and ``targets`` (S, C)
+        (``IGNORE_INDEX`` where nothing is predicted): each a sum over the predicted
+        positions divided by ``divisor`` (the optimizer step's count of them,
+        ``omnitrain.training.step_weights``; None: their number here, the mean).
+        ``codec`` is weighted by ``loss.codec``; any other name must be declared by
+        ``named_losses``. Default: the cross-entropy, as ``codec``."""
+        return {"codec": masked_cross_entropy(logits, targets, divisor)}
 
     @abstractmethod
     def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:

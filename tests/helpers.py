@@ -35,9 +35,9 @@ def model_outputs(model, batch) -> dict:
 
     torch.manual_seed(1)
     with torch.no_grad():
-        hidden, embeds = model.thinker_forward(batch)
-        text = model.thinker.logits(hidden)
-        items = model.speech_items(batch, hidden, embeds)
+        thinker, inputs = model.thinker_forward(batch)
+        text = model.thinker.logits(thinker.hidden)
+        items = model.speech_items(batch, thinker, inputs.embeds)
         codec_in, in_mask, _ = talker_inputs(model.talker, items.codes, items.code_mask)
         codec = model.talker(items.ctx, codec_in, in_mask)
         x = torch.randn_like(items.mel)

@@ -22,6 +22,9 @@ class LossConfig:
     flow_cond_drop: float = bounded(0.1, ge=0, le=1)  # condition dropout, enables classifier-free guidance
     flow_ref_drop: float = bounded(0.2, ge=0, le=1)  # reference-only dropout: the DiT also speaks without one
     talker_detach_thinker: bool = False  # True: talker gradients stop at the Thinker
+    # coefficients of the losses plugins return by name (a router's, a Talker's code groups),
+    # overriding the defaults each plugin declares (``named_losses``); `omnitrain list` shows them
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def _schema_node(schema: type) -> Any:
         for key in n:
             child = n._get_node(key)
             if isinstance(child, DictConfig):
+                if child._metadata.object_type in (dict, None):  # a map (optim.slot_lr): its keys are the user's
+                    OmegaConf.set_struct(child, False)
                 unfreeze(child)
 
     unfreeze(node)

@@ -118,6 +118,9 @@ def validate(cfg: DictConfig) -> None:
     problems += check_lora(cfg)
     problems += check_speech(cfg)
     if not problems:
+        from omnitrain.config.loss_checks import check_loss_weights
+
+        problems += check_loss_weights(cfg)
         try:
             problems += _check_speech_rates(cfg)
         except Exception as exc:

@@ -13,9 +13,10 @@ from torch import Tensor
 from omnitrain.data.batch import Batch
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.model.speech_path import talker_context
+from omnitrain.model.thinker_io import context_states
 from omnitrain.nn.kv_cache import KVCache
 from omnitrain.positions.layout import Segment, TextSeg
-from omnitrain.slots import SpeechCondition, TalkerContext
+from omnitrain.slots import SpeechCondition, TalkerContext, ThinkerOutput
 
 
 class ThinkerDecoder:
@@ -23,10 +24,19 @@ class ThinkerDecoder:
         """``prompt``: the collated prompt (one sample), ``layout`` its segments."""
         self.model, self.prompt, self.layout = model, prompt, list(layout)
         self.cache = KVCache()
-        embeds = model.embed_inputs(prompt)
-        hidden = model.thinker.step(embeds, prompt.position_ids, self.cache)
-        self.hiddens, self.embeds = [hidden], [embeds]
+        self.spec = model.talker.context_spec()  # which states the Talker reads
+        inputs = model.embed_inputs(prompt)
+        self.hiddens, self.states, self.embeds = [], [], []
+        self._step(inputs.embeds, prompt.position_ids, **inputs.thinker_kwargs())
         self.new: list[int] = []
+
+    def _step(self, embeds: Tensor, positions: Tensor, **extra) -> None:
+        layers = self.spec.layers()
+        out = ThinkerOutput.of(self.model.thinker.step(embeds, positions, self.cache, **extra,
+                                                       **({"output_layers": layers} if layers else {})))
+        self.hiddens.append(out.hidden)
+        self.states.append(context_states(out, self.spec))
+        self.embeds.append(embeds if self.spec.add_embeddings else torch.zeros_like(embeds))
 
     @property
     def prompt_length(self) -> int:
@@ -39,16 +49,12 @@ class ThinkerDecoder:
 
     def feed(self, token: int) -> Tensor:
         """Append ``token`` (a text token after the prompt); returns its reply vector
-        (hidden + embedding), what the Talker reads for it."""
+        (its states + embedding, as the Talker's ``ContextSpec`` says), what the Talker reads for it."""
         m = self.model
         self.new.append(token)
         ids = torch.tensor([[token]], device=self.prompt.input_ids.device)
-        embeds = m.thinker.embed(ids)
-        positions = self.positions()[:, :, -1:]
-        hidden = m.thinker.step(embeds, positions, self.cache)
-        self.hiddens.append(hidden)
-        self.embeds.append(embeds)
-        return (hidden + embeds)[0, -1]
+        self._step(m.thinker.embed(ids), self.positions()[:, :, -1:])
+        return (self.states[-1] + self.embeds[-1])[0, -1]
 
     def positions(self) -> Tensor:
         """(rows, 1, L) the Thinker's ids of the prompt and the tokens fed, from the layout."""
@@ -73,6 +79,6 @@ class ThinkerDecoder:
     def talker_context(self, cond: SpeechCondition) -> TalkerContext:
         """The Talker's view of the reply fed so far (none yet: the prompt alone, for streaming)."""
         batch = self.batch(cond)
-        hidden, embeds = torch.cat(self.hiddens, 1), torch.cat(self.embeds, 1)
-        start = torch.tensor([self.prompt_length], device=hidden.device)
-        return talker_context(batch, hidden, embeds, self.model.media_mask(batch.input_ids), cond.speaker, start)
+        states, embeds = torch.cat(self.states, 1), torch.cat(self.embeds, 1)
+        start = torch.tensor([self.prompt_length], device=states.device)
+        return talker_context(batch, states, embeds, self.model.media_mask(batch.input_ids), cond.speaker, start)

@@ -6,7 +6,7 @@ Plain PyTorch: no Lightning, no parallelism. The core knows only the slot contra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,12 +20,20 @@ from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.model.lora import apply_lora
+from omnitrain.model.named_losses import add_named, declared_loss_weights, total_loss
 from omnitrain.model.slot_builder import BUILD_ORDER, SlotArguments, build_slot
 from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
+from omnitrain.model.thinker_io import ThinkerInputs, context_states, side_inputs
 from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
-from omnitrain.slots import SpeechCondition, TalkerContext
+from omnitrain.slots import (
+    EncoderOutput,
+    SpeechCondition,
+    TalkerContext,
+    TalkerOutput,
+    ThinkerOutput,
+)
 from omnitrain.tokens import IGNORE_INDEX
 
 
@@ -52,6 +60,7 @@ class StepOutputs:
     codec_mask: Tensor | None = None
     codec_targets: Tensor | None = None
     talker_logits: Tensor | None = None
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)  # by name, from any slot
 
 
 class OmniModel(nn.Module):
@@ -72,6 +81,10 @@ class OmniModel(nn.Module):
         special = self.tokenizer.special_ids()
         self.audio_id = special["audio"]
         self.vision_ids = (special["image"], special["video"])
+        self.loss_weights = declared_loss_weights(cfg)  # of every named loss besides text/codec/flow
+        if self.talker.context_spec().layers() and not self.thinker.takes_output_layers:
+            raise ValueError(f"talker={cfg.talker.name} reads the Thinker's layer {self.talker.context_spec().layer} "
+                             f"but thinker={cfg.thinker.name} gives no inner layers (Thinker.takes_output_layers)")
 
     def _build_slots(self, cfg: RunConfig) -> None:
         self.position = build("position", cfg.position)
@@ -99,19 +112,24 @@ class OmniModel(nn.Module):
         return self._dummies[slot]
 
     # ---- Thinker ---------------------------------------------------------------
-    def _encode(self, slot: str, inputs, device, dtype) -> tuple[Tensor, Tensor]:
+    def _encode(self, slot: str, inputs, device, dtype) -> tuple[EncoderOutput, Tensor]:
         """The encoder gets its data on ``device`` and its sizes (clip lengths, patch grids)
         on the host, where it plans its work without reading the GPU (``Batch.to`` keeps
-        them there; ``.cpu()`` is free then)."""
+        them there; ``.cpu()`` is free then). Without items, it runs on a dummy whose
+        outputs enter the graph times 0 (its auxiliary losses too: every step, on every
+        rank, logs the same names)."""
         encoder = getattr(self, slot)
         if inputs[0].shape[0] > 0:
-            return encoder(inputs[0].to(device), inputs[1].cpu()), torch.zeros((), device=device)
+            return EncoderOutput.of(encoder(inputs[0].to(device), inputs[1].cpu())), torch.zeros((), device=device)
         dummy = self._dummy(slot)
-        out = encoder(dummy[0].to(device=device, dtype=dtype), dummy[1])
-        return out[:0], out.sum() * 0.0  # keeps the encoder in the graph with zero grads
+        out = EncoderOutput.of(encoder(dummy[0].to(device=device, dtype=dtype), dummy[1]))
+        zero = sum((level.sum() for level in out.levels), out.tokens.sum()) * 0.0
+        aux = {name: value * 0.0 for name, value in out.aux_losses.items()}
+        return EncoderOutput(out.tokens[:0], [level[:0] for level in out.levels], aux), zero
 
-    def embed_inputs(self, batch: Batch) -> Tensor:
-        """Text embeddings with audio and vision placeholders replaced by encoder outputs."""
+    def embed_inputs(self, batch: Batch) -> ThinkerInputs:
+        """Text embeddings with audio and vision placeholders replaced by encoder outputs,
+        the encoders' inner levels as the Thinker's side inputs, their auxiliary losses."""
         embeds = self.thinker.embed(batch.input_ids)
         device, dtype = embeds.device, embeds.dtype
         audio, a0 = self._encode(
@@ -120,17 +138,26 @@ class OmniModel(nn.Module):
         vision, v0 = self._encode(
             "vision_encoder", (batch.vision_patches.to(dtype), batch.vision_grids), device, dtype,
         )
+        is_audio = batch.input_ids == self.audio_id
         is_vision = (batch.input_ids == self.vision_ids[0]) | (batch.input_ids == self.vision_ids[1])
-        embeds = _scatter(embeds, batch.input_ids == self.audio_id, audio, "audio", batch.keys)
-        embeds = _scatter(embeds, is_vision, vision, "image/video", batch.keys)
-        return embeds + (a0 + v0).to(dtype)
+        embeds = _scatter(embeds, is_audio, audio.tokens, "audio", batch.keys)
+        embeds = _scatter(embeds, is_vision, vision.tokens, "image/video", batch.keys)
+        side = side_inputs(embeds, {"audio_encoder": (is_audio, audio), "vision_encoder": (is_vision, vision)},
+                           self.thinker)
+        return ThinkerInputs(embeds + (a0 + v0).to(dtype), side, {**audio.aux_losses, **vision.aux_losses})
 
-    def thinker_forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        embeds = self.embed_inputs(batch)
+    def thinker_forward(self, batch: Batch) -> tuple[ThinkerOutput, ThinkerInputs]:
+        """The Thinker over the batch, with the optional inputs it declares it takes."""
+        inputs = self.embed_inputs(batch)
+        extra: dict = {}
         if batch.doc_runs is not None and self.thinker.takes_doc_runs:
-            # documents found in the data workers: varlen attention without a host sync
-            return self.thinker(embeds, batch.position_ids, batch.doc_ids, doc_runs=batch.doc_runs), embeds
-        return self.thinker(embeds, batch.position_ids, batch.doc_ids), embeds
+            extra["doc_runs"] = batch.doc_runs  # documents found in the data workers: no host sync
+        layers = self.talker.context_spec().layers()
+        if layers:
+            extra["output_layers"] = layers
+        out = ThinkerOutput.of(self.thinker(inputs.embeds, batch.position_ids, batch.doc_ids, **extra,
+                                            **inputs.thinker_kwargs()))
+        return out, inputs
 
     # ---- Talker / DiT ----------------------------------------------------------
     def media_mask(self, input_ids: Tensor) -> Tensor:
@@ -139,12 +166,15 @@ class OmniModel(nn.Module):
             input_ids == self.vision_ids[1]
         )
 
-    def speech_items(self, batch: Batch, hidden: Tensor, embeds: Tensor) -> SpeechItems:
+    def speech_items(self, batch: Batch, thinker: ThinkerOutput, embeds: Tensor) -> SpeechItems:
         """The speech side's inputs for every spoken reply of the batch (``speech_path``),
         or one dummy item so the Talker and DiT stay in the graph when it has none."""
-        states = hidden
+        hidden = thinker.hidden
+        states = context_states(thinker, self.talker.context_spec())
         if self.loss_cfg.talker_detach_thinker:
-            states, embeds = hidden.detach(), embeds.detach()
+            states, embeds = states.detach(), embeds.detach()
+        if not self.talker.context_spec().add_embeddings:
+            embeds = torch.zeros_like(embeds)
         n_mels = self.speech_cfg.n_mels
         if batch.speech_rows.numel() == 0:
             device = hidden.device
@@ -163,12 +193,16 @@ class OmniModel(nn.Module):
     # ---- one forward: losses and metrics come from it ------------------------------
     def run(self, batch: Batch, talker: bool = True) -> StepOutputs:
         """The Thinker, the speech inputs and (``talker``) the teacher-forced Talker."""
-        hidden, embeds = self.thinker_forward(batch)
-        items = self.speech_items(batch, hidden, embeds)
-        out = StepOutputs(hidden, embeds, items)
+        thinker, inputs = self.thinker_forward(batch)
+        items = self.speech_items(batch, thinker, inputs.embeds)
+        out = StepOutputs(thinker.hidden, inputs.embeds, items, aux_losses={**inputs.aux_losses})
+        add_named(out.aux_losses, thinker.aux_losses, "thinker")
         if talker:
             out.codec_in, out.codec_mask, out.codec_targets = talker_inputs(self.talker, items.codes, items.code_mask)
-            out.talker_logits = self.talker(items.ctx, out.codec_in, out.codec_mask)
+            spoken = TalkerOutput.of(self.talker(items.ctx, out.codec_in, out.codec_mask))
+            out.talker_logits = spoken.logits
+            scale = 1.0 if items.real else 0.0  # a dummy reply's terms keep the graph, not the loss
+            add_named(out.aux_losses, {name: scale * value for name, value in spoken.aux_losses.items()}, "talker")
         return out
 
     def forward(self, batch: Batch, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
@@ -188,17 +222,18 @@ class OmniModel(nn.Module):
                                            index=batch.target_index, divisor=norm.get("text"))}
         scale = 1.0 if items.real else 0.0
         if out.talker_logits is not None:
-            losses["codec"] = scale * _masked_ce(out.talker_logits, out.codec_targets, norm.get("codec"))
+            spoken = self.talker.loss(out.talker_logits, out.codec_targets, norm.get("codec"))
+            add_named(losses, {name: scale * value for name, value in spoken.items()}, "talker")
         if w.flow > 0:
             losses["flow"] = scale * flow_matching_loss(
                 self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop, items.cond,
                 w.flow_ref_drop, norm.get("flow"),
             )
-        losses["loss"] = (
-            w.text * losses["text"]
-            + w.codec * losses.get("codec", 0.0)
-            + w.flow * losses.get("flow", 0.0)
-        )
+        # auxiliary losses are means over one forward: over ``norms["aux"]`` they weigh each
+        # micro-batch of the step alike (``step_weights``)
+        add_named(losses, {name: value / norm["aux"] if "aux" in norm else value
+                           for name, value in out.aux_losses.items()}, "an auxiliary loss")
+        losses["loss"] = total_loss(losses, w, self.loss_weights)
         return losses
 
     # ---- evaluation and inference -------------------------------------------
@@ -288,13 +323,3 @@ def _scatter(embeds: Tensor, where: Tensor, features: Tensor, what: str, keys: l
     if features.shape[0] == 0:
         return embeds
     return embeds.masked_scatter(where[..., None], features.to(embeds.dtype))
-
-
-def _masked_ce(logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> Tensor:
-    """Cross-entropy summed over the targets that are not ignored, over ``divisor``
-    (default: their number, the mean)."""
-    valid = targets != IGNORE_INDEX
-    loss = F.cross_entropy(
-        logits.flatten(0, 1).float(), targets.clamp_min(0).flatten(), reduction="none"
-    )
-    return (loss * valid.flatten()).sum() / (valid.sum().clamp_min(1) if divisor is None else divisor)

@@ -29,6 +29,9 @@ from torch import Tensor
 log = logging.getLogger("omnitrain")
 
 COUNTED = ("text", "codec", "flow")
+# auxiliary losses (a router's) are means over one forward: their count is the step's
+# micro-batches, so each micro-batch of the step and of every rank weighs alike
+AUX_COUNT = "micro_batches"
 
 
 def gradient_divisor(trainer) -> int:
@@ -65,11 +68,12 @@ class StepWeights:
     def begin(self, totals: dict[str, int], trainer, device: torch.device) -> None:
         """At the step's first micro-batch: one all-reduce of this rank's counts (on the
         device; nothing is read back to the host)."""
-        counts = torch.tensor([totals[k] for k in COUNTED], dtype=torch.int64).to(device, non_blocking=True)
+        names = (*COUNTED, AUX_COUNT)
+        counts = torch.tensor([totals[k] for k in names], dtype=torch.int64).to(device, non_blocking=True)
         counts = summed_over_ranks(counts)
         self.divisor = gradient_divisor(trainer)
         norms = (counts.clamp_min(1).double() / self.divisor).float()
-        self.norms = dict(zip(COUNTED, norms.unbind(), strict=True))
+        self.norms = dict(zip((*COUNTED, "aux"), norms.unbind(), strict=True))
         self.micro_batches = int(totals.get("micro_batches", 0))
         self.sums = {}
 

@@ -170,3 +170,14 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(ConfigError) as err:
         compose_config(["+data.batchsize=3", "+optim.lrr=0.1"])
     assert "data.batchsize" in str(err.value) and "optim.lrr" in str(err.value)
+
+
+def test_a_map_field_takes_new_keys_as_the_readme_writes_them():
+    """``optim.slot_lr={talker: 5e-4}`` (README) and ``loss.weights.<name>=...``: a map's keys
+    are the user's, so Hydra's struct mode must not refuse them."""
+    from omnitrain.config.compose import compose_run
+
+    assert dict(compose_run(["optim.slot_lr={talker: 5e-4}"]).optim.slot_lr) == {"talker": 5e-4}
+    assert dict(compose_run(["optim.slot_lr.thinker=2e-5"]).optim.slot_lr) == {"thinker": 2e-5}
+    with pytest.raises(ConfigError, match="loss.weights.anything: no plugin"):  # past Hydra, to our check
+        compose_run(["loss.weights.anything=0.5"])

@@ -13,7 +13,7 @@ from omnitrain.config.schema import SECTION_SCHEMAS
 from omnitrain.config.validate import ConfigError
 from omnitrain.run_config import compose_config
 
-FREE_FORM = {"train_shards", "val_shards", "project", "entity", "tags", "speaker", "speakers", "freeze", "slot_lr",
+FREE_FORM = {"weights", "train_shards", "val_shards", "project", "entity", "tags", "speaker", "speakers", "freeze", "slot_lr",
              "betas", "norm_mean", "save_last", "enabled", "talker_detach_thinker"}
 FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and parameter globs
 FREE_FORM |= {"system"}  # generate.system: a free text (the system prompt)

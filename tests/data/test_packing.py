@@ -77,7 +77,7 @@ def test_varlen_path_equals_the_dense_mask(demo_dir, tmp_path):
     torch.manual_seed(0)
     model = OmniModel(cfg).eval()
     with torch.no_grad():
-        embeds = model.embed_inputs(batch)
+        embeds = model.embed_inputs(batch).embeds
         dense = model.thinker(embeds, batch.position_ids, batch.doc_ids)
         model.thinker.cfg.attention = "varlen"
         varlen = model.thinker(embeds, batch.position_ids, batch.doc_ids)

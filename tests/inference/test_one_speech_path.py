@@ -40,8 +40,8 @@ def test_generation_gives_the_talker_what_training_gives_it(demo_dir, tmp_path):
     train = collate([builder.build({"turns": turns}, media, "s")], pad)
     prompt = builder.build({"turns": [t for t in turns if t["role"] == "user"]}, media, "p", for_generation=True)
     with torch.no_grad():
-        hidden, embeds = model.thinker_forward(train)
-        trained = model.speech_items(train, hidden, embeds)
+        thinker, inputs = model.thinker_forward(train)
+        trained = model.speech_items(train, thinker, inputs.embeds)
         dec = ThinkerDecoder(model, collate([prompt], pad), prompt.layout)
         for token in train.input_ids[0, train.reply_positions[0]].tolist():  # teacher-forced reply
             dec.feed(token)

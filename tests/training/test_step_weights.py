@@ -79,3 +79,49 @@ def test_flow_loss_is_weighted_by_the_steps_frames(demo_dir, tmp_path):
     assert any("dit" in name for name in capture.grads[0]) and gap <= TOL
     objective = float(objective.detach())
     assert abs(capture.logged[0]["train/loss"] - objective) <= TOL * objective
+
+
+def test_named_losses_are_weighted_by_the_step(demo_dir, tmp_path):
+    """A stranger's plugins (``tests/contracts/stranger_plugins.py``): the Talker's own
+    per-position loss weighs as the codec loss does, by the step's codec positions; each
+    auxiliary loss, a mean over one forward, weighs every micro-batch of the step alike. So
+    over a step's k micro-batches the optimizer gets the gradient of sum_i [text_i n_i/N +
+    (codec_i + c codec_smooth_i) m_i/M + sum_a c_a aux_a,i / k], and the log has each aux's
+    mean. Accumulating 4 over an epoch of 6: a full step, then the epoch's last (k = 2)."""
+    from tests.contracts.test_stranger_plugins import NAMED, STRANGER
+
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "loss.flow=0"))
+    model = OmniModel(cfg)
+    pad = model.tokenizer.special_id("pad")
+    groups = slices(mixed_examples(cfg, demo_dir, 19), [1, 4, 2, 5, 3, 4])
+    batches = [collate(g, pad) for g in groups]
+    capture = train_steps(cfg, batches, accumulate=4, steps=2)
+    aux = [name for name in NAMED if name != "codec_smooth"]
+
+    def counts(b):
+        speech = b.speech_rows.numel() > 0
+        codec = talker_inputs(model.talker, b.codec_tokens, b.codec_mask)[2] if speech else None
+        return {"text": (next_token_targets(b) != IGNORE_INDEX).sum(),
+                "codec": (codec != IGNORE_INDEX).sum() if speech else 0}
+
+    gaps, logged = [], []
+    for k, step in enumerate([batches[0:4], batches[4:6]]):
+        model.load_state_dict(capture.states[k])
+        model.zero_grad()
+        n = [counts(b) for b in step]
+        total = {name: sum(c[name] for c in n) for name in n[0]}
+        objective, means = 0.0, dict.fromkeys(aux, 0.0)
+        for i, b in enumerate(step):
+            losses = model(b)
+            objective = objective + losses["text"] * n[i]["text"] / total["text"]
+            codec = losses["codec"] + NAMED["codec_smooth"] * losses["codec_smooth"]
+            objective = objective + codec * n[i]["codec"] / max(int(total["codec"]), 1)
+            for name in aux:
+                objective = objective + NAMED[name] * losses[name] / len(step)
+                means[name] += float(losses[name].detach()) / len(step)
+        objective.backward()
+        want = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+        gaps.append(relative_gap(capture.grads[k], want))
+        logged += [abs(capture.logged[k][f"train/{name}"] / means[name] - 1) for name in aux]
+    print("relative gaps", gaps, "logged", max(logged))
+    assert max(gaps) <= TOL and max(logged) <= TOL, (gaps, logged)

@@ -1,0 +1,142 @@
+"""Plugins a stranger would write against omnitrain's contracts alone (``omnitrain.api``),
+loaded the way a user loads theirs (``plugins=[tests.contracts.stranger_plugins]``):
+
+- an audio encoder that returns two inner levels for the Thinker and an auxiliary loss
+  (``EncoderOutput``);
+- a Thinker that adds those levels after its first layers (``takes_side_inputs``, as
+  Qwen3-Omni's deepstack), gives its inner layers' states (``takes_output_layers``) and
+  returns an auxiliary loss (``ThinkerOutput``);
+- a Talker that reads the Thinker's layer 1 without embeddings (``ContextSpec``), returns an
+  auxiliary loss from its forward (``TalkerOutput``) and owns its loss: the cross-entropy
+  plus a label-smoothing term (``Talker.loss``).
+
+Each named loss is declared with its coefficient (``named_losses``). Nothing here is
+imported by omnitrain; the core reaches it only through the contracts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from omnitrain.api import (
+    ContextSpec,
+    EncoderOutput,
+    SideInputs,
+    TalkerOutput,
+    ThinkerOutput,
+    register,
+)
+from omnitrain.nn.masked_ce import masked_cross_entropy
+from omnitrain.tokens import IGNORE_INDEX
+from omnitrain_plugins.mel_conv_audio import MelConvAudioConfig, MelConvAudioEncoder
+from omnitrain_plugins.prefix_talker import PrefixTalker, PrefixTalkerConfig
+from omnitrain_plugins.qwen_omni.qwen2_thinker import Qwen2Thinker, Qwen2ThinkerConfig
+
+LEVELS = 2
+
+
+@dataclass
+class LeveledAudioConfig(MelConvAudioConfig):
+    spread_coef: float = 0.05
+
+
+@register("audio_encoder", "stranger_leveled", config=LeveledAudioConfig)
+class LeveledAudio(MelConvAudioEncoder):
+    """The baseline encoder's tokens, plus ``LEVELS`` projections of them for the Thinker's
+    side inputs, plus ``audio_spread``: the tokens' mean square (keeps them small)."""
+
+    def __init__(self, cfg: LeveledAudioConfig, out_dim: int) -> None:
+        super().__init__(cfg, out_dim)
+        self.level_proj = nn.ModuleList(nn.Linear(out_dim, out_dim) for _ in range(LEVELS))
+
+    @classmethod
+    def named_losses(cls, cfg: LeveledAudioConfig) -> dict[str, float]:
+        return {"audio_spread": cfg.spread_coef}
+
+    def forward(self, features: Tensor, lengths: Tensor) -> EncoderOutput:
+        tokens = super().forward(features, lengths)
+        spread = tokens.float().pow(2).mean() if tokens.numel() else tokens.sum() * 0.0
+        return EncoderOutput(tokens, [proj(tokens) for proj in self.level_proj], {"audio_spread": spread})
+
+
+@dataclass
+class SideThinkerConfig(Qwen2ThinkerConfig):
+    balance_coef: float = 0.01
+
+
+@register("thinker", "stranger_side", config=SideThinkerConfig)
+class SideThinker(Qwen2Thinker):
+    """Qwen2 blocks with level k of the side inputs added after block k, inner states on
+    request, and ``balance``: the mean square of the final states (a stand-in for a
+    router's load-balancing term: a differentiable mean over the forward's tokens)."""
+
+    takes_side_inputs = True
+    takes_output_layers = True
+
+    @classmethod
+    def named_losses(cls, cfg: SideThinkerConfig) -> dict[str, float]:
+        return {"balance": cfg.balance_coef}
+
+    def _layers(self, x: Tensor, mask, rotary, side: SideInputs | None, output_layers: tuple[int, ...],
+                cache=None) -> ThinkerOutput:
+        states = {0: x} if 0 in output_layers else {}
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, rotary) if cache is None else layer(x, mask, rotary, cache, i)
+            if side is not None and i < len(side.features) and side.mask.shape == x.shape[:2]:
+                x = x.masked_scatter(side.mask[..., None], x[side.mask] + side.features[i].to(x.dtype))
+            if i + 1 in output_layers:
+                states[i + 1] = x
+        hidden = self.norm(x)
+        return ThinkerOutput(hidden, states, {"balance": hidden.float().pow(2).mean()})
+
+    def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor, doc_runs=None,
+                side_inputs: SideInputs | None = None, output_layers: tuple[int, ...] = ()) -> ThinkerOutput:
+        from omnitrain.nn.varlen import DocAttention
+
+        rotary = self.position.rotary(position_ids, self.head_dim)
+        mask = DocAttention.build(doc_ids, self.cfg.attention, doc_runs)
+        return self._layers(inputs_embeds, mask, rotary, side_inputs, output_layers)
+
+    def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache, side_inputs: SideInputs | None = None,
+             output_layers: tuple[int, ...] = ()) -> ThinkerOutput:
+        rotary = self.position.rotary(position_ids, self.head_dim)
+        n, past = inputs_embeds.shape[1], cache.length
+        mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool,
+                                              device=inputs_embeds.device).tril(past)[None, None]
+        return self._layers(inputs_embeds, mask, rotary, side_inputs, output_layers, cache)
+
+
+@dataclass
+class OwnLossTalkerConfig(PrefixTalkerConfig):
+    smooth_coef: float = 0.1
+    z_coef: float = 1e-3
+
+
+@register("talker", "stranger_own_loss", config=OwnLossTalkerConfig)
+class OwnLossTalker(PrefixTalker):
+    """The prefix Talker reading the Thinker's layer 1 (no embeddings added), with its own
+    loss: the cross-entropy (``codec``) plus ``codec_smooth``, each predicted position's
+    cross-entropy against the uniform distribution (label smoothing's term, per position as
+    the contract asks); and ``talker_z`` from its forward, the mean squared log-partition of
+    its logits (a z-loss, a mean over the forward)."""
+
+    @classmethod
+    def named_losses(cls, cfg: OwnLossTalkerConfig) -> dict[str, float]:
+        return {"codec_smooth": cfg.smooth_coef, "talker_z": cfg.z_coef}
+
+    def context_spec(self) -> ContextSpec:
+        return ContextSpec(layer=1, add_embeddings=False)
+
+    def forward(self, ctx, codec_in: Tensor, codec_mask: Tensor) -> TalkerOutput:
+        logits = super().forward(ctx, codec_in, codec_mask)
+        z = torch.logsumexp(logits.float(), -1)[codec_mask].pow(2).mean()
+        return TalkerOutput(logits, {"talker_z": z})
+
+    def loss(self, logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> dict[str, Tensor]:
+        valid = targets != IGNORE_INDEX
+        uniform = -torch.log_softmax(logits.float(), -1).mean(-1)
+        smooth = (uniform * valid).sum() / (valid.sum().clamp_min(1) if divisor is None else divisor)
+        return {"codec": masked_cross_entropy(logits, targets, divisor), "codec_smooth": smooth}
