@@ -14,7 +14,7 @@ REGIONS = ("data_wait", "audio_encoder", "vision_encoder", "thinker", "talker", 
            "backward", "optimizer")
 SLOT_MODULES = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit")
 # functions OmniModel calls by module-level name, and the slot whose time they are
-LOSS_FUNCTIONS = {"target_rows_loss": "thinker", "_masked_ce": "talker", "flow_matching_loss": "dit"}
+LOSS_FUNCTIONS = {"target_rows_loss": "thinker", "flow_matching_loss": "dit"}  # the Talker's: its own ``loss``
 
 
 def sync(device: torch.device) -> None:
@@ -102,6 +102,9 @@ def slot_timers(model: torch.nn.Module, timeline: Timeline):
         model.thinker.embed = timed(model.thinker.embed, "thinker")  # an instance attribute shadows the method
         restore.append(lambda: delattr(model.thinker, "embed"))
         found.append("thinker.embed")
+    model.talker.loss = timed(model.talker.loss, "talker")  # the Talker owns its loss (Talker.loss)
+    restore.append(lambda: delattr(model.talker, "loss"))
+    found.append("talker.loss")
     for name, region in LOSS_FUNCTIONS.items():
         fn = getattr(omni_model, name, None)
         if fn is None:

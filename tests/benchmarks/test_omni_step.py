@@ -69,6 +69,7 @@ def test_omni_step_reports_the_breakdown_and_the_framework_ratio(demo_dir, tmp_p
     # every slot module and every loss function OmniModel calls was instrumented
     assert {f"{s}.forward" for s in omni_timing.SLOT_MODULES} <= set(b["timed"])
     assert sum(name.startswith("omni_model.") for name in b["timed"]) == len(omni_timing.LOSS_FUNCTIONS)
+    assert "talker.loss" in b["timed"]
     assert b["tokens_per_s"] > 0 and b["weights_changed"] and all(map(math.isfinite, b["losses"]))
 
     f = result["framework"]
