@@ -145,6 +145,13 @@ class SlotModule(nn.Module):
         (its own activation checkpointing): memory plans then count one block's activations."""
         return False
 
+    def active_params(self) -> int | None:
+        """Matmul parameters (lookup tables excluded) one position runs through, where that
+        is fewer than all of them: a mixture of experts counts its shared weights and top-k
+        of each layer's experts. FLOPs and MFU count these; memory plans count every weight.
+        None: all of them (a dense model)."""
+        return None
+
     @classmethod
     def named_losses(cls, cfg: Any) -> dict[str, float]:
         """The losses this plugin returns besides the core's (``text``, ``codec``, ``flow``):

@@ -1,6 +1,7 @@
 """Training FLOPs of one step, from the model's shape and the batch's real tokens.
 
-For each slot, with N its matmul parameters (lookup tables excluded), T the real
+For each slot, with N its matmul parameters (lookup tables excluded; a mixture of experts:
+those one position runs through, ``SlotModule.active_params``), T the real
 (unpadded) positions it processes and s the length of each sequence it attends over:
 
     forward        2 N T  +  4 (sum over layers of heads*head_dim) (sum s^2)
@@ -98,10 +99,11 @@ def step_flops(stats: ModelStats, lengths: dict[str, list[int]], cfg: RunConfig)
         trains, flows = slot not in frozen, slot in grads
         tokens, squares = sum(seqs), sum(n * n for n in seqs)
         attn_width = sum(d for _, d in s.attention)
-        forward = 2.0 * s.matmul_params * tokens + 4.0 * attn_width * squares
+        # N: the weights a position runs through (a mixture of experts: its active ones)
+        forward = 2.0 * s.active_matmul * tokens + 4.0 * attn_width * squares
         # only trainable weights get gradients (LoRA: the adapters, not the frozen base weights)
-        weight_grads = 2.0 * s.trainable_matmul * tokens if trains else 0.0
-        act_grads = (2.0 * s.matmul_params * tokens + 8.0 * attn_width * squares) if flows else 0.0
+        weight_grads = 2.0 * s.active_trainable_matmul * tokens if trains else 0.0
+        act_grads = (2.0 * s.active_matmul * tokens + 8.0 * attn_width * squares) if flows else 0.0
         total += forward + weight_grads + act_grads
     return total
 

@@ -26,10 +26,23 @@ class SlotStats:
     embedding: int = 0  # lookup tables: memory, but no matmul FLOPs
     trainable_matmul: int = 0  # trainable parameters outside lookup tables: weight-gradient FLOPs
     attention: list[tuple[int, int]] = field(default_factory=list)  # (hidden, heads*head_dim) per layer
+    active: int | None = None  # matmul parameters one position runs through (``active_params``), None: all
 
     @property
     def matmul_params(self) -> int:
         return self.params - self.embedding
+
+    @property
+    def active_matmul(self) -> int:
+        """Matmul parameters one position runs through: all of them, or a MoE's active ones."""
+        return self.matmul_params if self.active is None else self.active
+
+    @property
+    def active_trainable_matmul(self) -> float:
+        """The trainable share of ``active_matmul`` (experts train as the rest of the slot)."""
+        if self.active is None or not self.matmul_params:
+            return float(self.trainable_matmul)
+        return self.trainable_matmul * self.active / self.matmul_params
 
 
 @dataclass
@@ -70,6 +83,11 @@ def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
                 stats.trainable += n if trains else 0
                 stats.embedding += n if isinstance(sub, nn.Embedding) else 0
                 stats.trainable_matmul += n if trains and not isinstance(sub, nn.Embedding) else 0
+        active = module.active_params()
+        if active is not None and not 0 < active <= stats.matmul_params:
+            raise ValueError(f"{slot} {type(module).__name__}.active_params() = {active}, but the slot has "
+                             f"{stats.matmul_params} matmul parameters: it must lie in (0, {stats.matmul_params}]")
+        stats.active = active
         slots[slot] = stats
     largest = max((sum(_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
     return ModelStats(slots, largest)

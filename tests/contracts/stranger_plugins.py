@@ -8,7 +8,9 @@ loaded the way a user loads theirs (``plugins=[tests.contracts.stranger_plugins]
   returns an auxiliary loss (``ThinkerOutput``);
 - a Talker that reads the Thinker's layer 1 without embeddings (``ContextSpec``), returns an
   auxiliary loss from its forward (``TalkerOutput``) and owns its loss: the cross-entropy
-  plus a label-smoothing term (``Talker.loss``).
+  plus a label-smoothing term (``Talker.loss``);
+- a Thinker whose MLPs are a top-1 mixture of experts, which says how many weights one
+  position runs through (``active_params``: FLOPs and MFU count those).
 
 Each named loss is declared with its coefficient (``named_losses``). Nothing here is
 imported by omnitrain; the core reaches it only through the contracts.
@@ -25,6 +27,7 @@ from omnitrain.api import (
     ContextSpec,
     EncoderOutput,
     SideInputs,
+    SwiGLU,
     TalkerOutput,
     ThinkerOutput,
     register,
@@ -140,3 +143,48 @@ class OwnLossTalker(PrefixTalker):
         uniform = -torch.log_softmax(logits.float(), -1).mean(-1)
         smooth = (uniform * valid).sum() / (valid.sum().clamp_min(1) if divisor is None else divisor)
         return {"codec": masked_cross_entropy(logits, targets, divisor), "codec_smooth": smooth}
+
+
+class TopOneExperts(nn.Module):
+    """A mixture of ``experts`` SwiGLU MLPs, each position run through the one its router
+    picks (scaled by the router's probability, so the router trains)."""
+
+    def __init__(self, dim: int, hidden: int, experts: int) -> None:
+        super().__init__()
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLU(dim, hidden) for _ in range(experts))
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        probs = torch.softmax(self.router(flat).float(), -1)
+        weight, choice = probs.max(-1)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            rows = torch.nonzero(choice == e)[:, 0]
+            if rows.numel():
+                out = out.index_add(0, rows, expert(flat[rows]) * weight[rows, None].to(flat.dtype))
+        return out.view_as(x)
+
+
+@dataclass
+class MoEThinkerConfig(Qwen2ThinkerConfig):
+    experts: int = 4
+
+
+@register("thinker", "stranger_moe", config=MoEThinkerConfig)
+class MoEThinker(Qwen2Thinker):
+    """Qwen2 blocks whose MLP is a top-1 mixture of experts: a position runs through the
+    shared weights, the router and one expert, which ``active_params`` says."""
+
+    def __init__(self, cfg: MoEThinkerConfig, vocab_size: int, position) -> None:
+        super().__init__(cfg, vocab_size, position)
+        for layer in self.layers:
+            layer.mlp = TopOneExperts(cfg.hidden_size, cfg.ffn_dim, cfg.experts)
+
+    def active_params(self) -> int:
+        dense = sum(p.numel() for name, p in self.named_parameters() if ".experts." not in name)
+        dense -= self.embed_tokens.weight.numel()
+        if self.lm_head.weight is self.embed_tokens.weight:  # tied: counted once, as a matmul
+            dense += self.lm_head.weight.numel()
+        one_expert = sum(p.numel() for p in self.layers[0].mlp.experts[0].parameters())
+        return dense + len(self.layers) * one_expert

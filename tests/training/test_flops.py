@@ -100,3 +100,24 @@ def test_the_audio_encoder_says_the_positions_its_layers_run_on(demo_dir, tmp_pa
 
     assert sequence_lengths(batch, talker, 2, Stride4)["audio_encoder"] == ((batch.audio_lengths + 3) // 4).tolist()
     assert slot_positions(batch, talker, 2, Stride4)["audio_encoder"] == int(((batch.audio_lengths + 3) // 4).sum())
+
+
+def test_a_mixture_of_experts_counts_its_active_weights():
+    """A stranger's top-1 MoE Thinker (``tests/contracts/stranger_plugins.py``) declares
+    ``active_params``: the predicted FLOPs follow the matmuls it really runs (torch's flop
+    counter), not every expert's weights (4x the MLPs')."""
+    cfg = compose_config([*THINKER, "plugins=[tests.contracts.stranger_plugins]", "thinker=stranger_moe",
+                          "thinker.experts=4"])
+    torch.manual_seed(0)
+    model = OmniModel(cfg)
+    length = 96
+    ids = torch.randint(0, 256, (1, length))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        hidden = model.thinker(model.thinker.embed(ids), torch.arange(length)[None, None],
+                               torch.ones(1, length, dtype=torch.long))
+        model.thinker.logits(hidden).sum().backward()
+    stats = model_stats(model, cfg)
+    predicted = step_flops(stats, {"thinker": [length]}, cfg)
+    assert stats.slots["thinker"].active_matmul < 0.7 * stats.slots["thinker"].matmul_params
+    # measured 5.0e-3 (as the dense Thinker's); counting every expert: +128%
+    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)
