@@ -39,6 +39,7 @@ from omnitrain.slots import (
     AudioEncoder,
     AudioFeatureExtractor,
     Codec,
+    CodesVocoder,
     ContextSpec,
     DiT,
     EncoderOutput,
@@ -62,7 +63,7 @@ from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 
 __all__ = [
     "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
-    "ContextSpec", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
+    "CodesVocoder", "ContextSpec", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
     "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "PositionScheme", "PretrainedCodec",
     "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
     "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",

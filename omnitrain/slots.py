@@ -139,6 +139,9 @@ class SlotModule(nn.Module):
     #: the repeated blocks of this plugin (``TransformerBlock``, ``DiTBlock`` ...): the units
     #: FSDP shards one by one and per-block recomputation recomputes
     block_types: tuple[type, ...] = ()
+    #: keyword arguments its constructor takes beyond its slot's (``SlotSpec.kwargs``), from
+    #: those any slot may get (``omnitrain.model.slot_builder.SlotArguments``)
+    build_kwargs: tuple[str, ...] = ()
 
     def recomputes_activations(self) -> bool:
         """True when this plugin recomputes its own blocks in backward whatever the strategy
@@ -498,6 +501,10 @@ class DiT(SlotModule, ABC):
     """Codec tokens -> mel frames, trained by conditional flow matching."""
 
     mel_frames_per_code: int
+    #: False for a model without a DiT (``dit=none``): the vocoder then decodes codes
+    #: (``CodesVocoder``), there is no flow loss, and ``mel_frames_per_code`` only cuts
+    #: each reply's mel to whole codes in the data
+    makes_mel: bool = True
     #: ``(block_frames, blocks_back, blocks_ahead)``: one forward's output at a frame depends
     #: only on frames of its own block and that many blocks before and after it (blocks
     #: counted from frame 0). ``None``: on the whole utterance (no chunked decoding).
@@ -535,6 +542,31 @@ class Vocoder(SlotModule, ABC):
     @abstractmethod
     def forward(self, mel: Tensor) -> Tensor:
         """(B, T, n_mels) -> (B, samples) at the speech sample rate."""
+
+
+class CodesVocoder(Vocoder):
+    """A decoder from codec codes straight to a waveform (Qwen3-Omni's Code2Wav), with no
+    mel and no DiT: it pairs with ``dit=none``. Streaming decodes a chunk of codes with
+    ``left_context_codes`` codes before it and keeps the chunk's samples, so a decoder
+    whose output at a code depends on no more codes before it (and none after) streams
+    exactly what whole decoding gives."""
+
+    #: codes before a chunk that decoding it needs to equal whole decoding
+    left_context_codes: int = 8
+    build_kwargs = ("codec_vocab_size", "num_speakers")  # beside ``mel``: what codes it reads, whose voices
+
+    @classmethod
+    @abstractmethod
+    def samples_per_code(cls, cfg: Any) -> int:
+        """Waveform samples (at ``speech.sample_rate``) each code decodes to: with the
+        codec's frame rate, the config check ties the two (codes/s x samples = samples/s)."""
+
+    @abstractmethod
+    def decode(self, codes: Tensor, code_mask: Tensor, cond: SpeechCondition | None = None) -> Tensor:
+        """Codes (B, C) int64 with their mask (B, C) -> waveform (B, C * samples_per_code)."""
+
+    def forward(self, mel: Tensor) -> Tensor:
+        raise TypeError(f"{type(self).__name__} decodes codes, not mel frames: call decode(codes, code_mask)")
 
 
 class TrainableVocoder(Vocoder):

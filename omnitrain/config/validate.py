@@ -12,7 +12,7 @@ from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
 from omnitrain.config.suggest import suggest
 from omnitrain.config.trainer_checks import trainer_problems
 from omnitrain.ranges import problems_of
-from omnitrain.registry import SLOTS, build, plugin_config
+from omnitrain.registry import SLOTS, plugin_config
 from omnitrain.slots import MODEL_SLOTS
 
 
@@ -47,20 +47,6 @@ def _unknown_plugin_keys(slot: str, node: DictConfig) -> list[str]:
     fields = [f.name for f in dataclasses.fields(registry(slot).get(name).config_cls)]
     return [f"unknown key '{slot}.{key}' for {slot}={name}{suggest(str(key), fields, f'{slot}.')}"
             for key in node if key != "name" and key not in fields]
-
-
-def _check_speech_rates(cfg: DictConfig) -> list[str]:
-    codec = build("codec", cfg.codec)
-    k = plugin_config("dit", cfg.dit).mel_frames_per_code
-    mel_fps = cfg.speech.sample_rate / cfg.speech.hop_length
-    if abs(codec.frame_rate * k - mel_fps) > 1e-6:
-        return [
-            f"codec '{cfg.codec.name}' gives {codec.frame_rate:g} tokens/s and dit.mel_frames_per_code={k}, "
-            f"so the DiT makes {codec.frame_rate * k:g} mel frames/s, but speech.sample_rate / "
-            f"speech.hop_length = {mel_fps:g} frames/s. Change speech.hop_length or "
-            f"dit.mel_frames_per_code so they agree."
-        ]
-    return []
 
 
 def validate(cfg: DictConfig) -> None:
@@ -118,12 +104,13 @@ def validate(cfg: DictConfig) -> None:
     problems += check_lora(cfg)
     problems += check_speech(cfg)
     if not problems:
+        from omnitrain.config.decoder_checks import check_decoders
         from omnitrain.config.loss_checks import check_loss_weights
 
         problems += check_loss_weights(cfg)
         try:
-            problems += _check_speech_rates(cfg)
+            problems += check_decoders(cfg)
         except Exception as exc:
-            problems.append(f"codec/dit/speech: {exc}")
+            problems.append(f"codec/dit/vocoder/speech: {exc}")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

@@ -24,7 +24,6 @@ from omnitrain.hf.bundle_files import REFERENCE_MELS
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
 from omnitrain.inference.thinker_decode import ThinkerDecoder
-from omnitrain.model.flow_matching import sample_mel
 from omnitrain.slots import SpeechCondition, TalkerContext
 
 
@@ -158,10 +157,9 @@ class Generator:
         codes = codes[codes < m.codec.vocab_size]  # drop eos/pad
         if codes.numel() == 0:
             return codes, torch.zeros(0), torch.zeros(0, m.speech_cfg.n_mels)
-        mel = sample_mel(m.dit, codes[None], torch.ones_like(codes[None], dtype=torch.bool),
-                         m.speech_cfg.n_mels, s.ode_steps, s.ode_method, s.guidance, cond=cond,
-                         sway=s.ode_sway, noise=self.noise())
-        return codes, m.vocoder(mel)[0], mel[0]
+        wave, mel = m.decode_speech(codes[None], torch.ones_like(codes[None], dtype=torch.bool), s.ode_steps,
+                                    s.ode_method, s.guidance, cond=cond, sway=s.ode_sway, noise=self.noise())
+        return codes, wave[0], mel[0]
 
     def __call__(self, conversation: dict, speaker: str | None = None,
                  reference: str | None = None) -> Reply:

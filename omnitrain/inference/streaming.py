@@ -2,7 +2,8 @@
 
 The Talker starts on the Thinker's first reply token and lags it by one (it must know
 whether a token is the last); every code goes to the chunked DiT decoder, every final
-mel chunk to the chunked vocoder, and each audio chunk is handed out at once.
+mel chunk to the chunked vocoder, and each audio chunk is handed out at once. A vocoder
+that decodes codes (``CodesVocoder``, with ``dit=none``) takes the codes in chunks instead.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from omnitrain.inference.chunked_codes import ChunkedCodes
 from omnitrain.inference.chunked_dit import chunked_decoder
 from omnitrain.inference.chunked_vocoder import ChunkedVocoder
-from omnitrain.slots import SpeechCondition
+from omnitrain.slots import CodesVocoder, SpeechCondition
 
 
 @dataclass
@@ -34,26 +36,38 @@ class SpeechStream:
 
     def __init__(self, model, settings, cond: SpeechCondition, noise: Tensor) -> None:
         s = settings
+        self.samples = 0
+        self.frames: list[Tensor] = []
+        self.codes_to_wave: ChunkedCodes | None = None
+        if isinstance(model.vocoder, CodesVocoder):  # no DiT, no mel: the vocoder decodes codes
+            rate = model.codec.frame_rate
+            self.codes_to_wave = ChunkedCodes(model.vocoder, round(model.speech_cfg.sample_rate / rate), cond)
+            return
         self.mel = chunked_decoder(model.dit, s.stream_mode, cond, noise, s.ode_steps, s.ode_method,
                                    s.guidance, s.ode_sway)
         self.chunked_vocoder = ChunkedVocoder(model.vocoder, model.speech_cfg.hop_length)
-        self.samples = 0
-        self.frames: list[Tensor] = []
 
-    def _audio(self, frames: Tensor, final: bool) -> Iterator[AudioPiece]:
-        self.frames.append(frames)
-        wave = self.chunked_vocoder.push(frames, final)
+    def _wave(self, wave: Tensor) -> Iterator[AudioPiece]:
         if wave.numel():
             yield AudioPiece(wave, self.samples)
             self.samples += wave.numel()
 
+    def _audio(self, frames: Tensor, final: bool) -> Iterator[AudioPiece]:
+        self.frames.append(frames)
+        yield from self._wave(self.chunked_vocoder.push(frames, final))
+
     def push(self, code: int) -> Iterator[AudioPiece]:
+        if self.codes_to_wave is not None:
+            yield from self._wave(self.codes_to_wave.push(code))
+            return
         frames = self.mel.push([code])
         if frames.shape[0]:
             yield from self._audio(frames, False)
 
     def finish(self) -> Iterator[AudioPiece]:
-        if self.mel.codes:
+        if self.codes_to_wave is not None:
+            yield from self._wave(self.codes_to_wave.finish())
+        elif self.mel.codes:
             yield from self._audio(self.mel.finish(), True)
 
     @property

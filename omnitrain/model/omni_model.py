@@ -28,6 +28,7 @@ from omnitrain.nn.init import reference_init
 from omnitrain.nn.precision import fp32_cpu_data
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import (
+    CodesVocoder,
     EncoderOutput,
     SpeechCondition,
     TalkerContext,
@@ -258,6 +259,8 @@ class OmniModel(nn.Module):
         made = made.masked_fill(made == t.eos_id, t.pad_id)
         want = targets.masked_fill(targets == t.eos_id, t.pad_id)
         metrics["codec_gen_acc"] = (made == want)[valid].float().mean()
+        if not self.dit.makes_mel:  # a vocoder that decodes codes: no mel to compare
+            return metrics
         g = torch.Generator(device=items.mel.device).manual_seed(seed)
         mel = sample_mel(self.dit, items.codes, items.code_mask, self.speech_cfg.n_mels, ode_steps,
                          ode_method, 0.0, g, items.cond)
@@ -295,8 +298,34 @@ class OmniModel(nn.Module):
     def speech_to_wave(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
                        guidance: float = 0.0, generator: torch.Generator | None = None,
                        cond: SpeechCondition | None = None, sway: float = 0.0) -> Tensor:
-        mel = sample_mel(self.dit, codes, code_mask, self.speech_cfg.n_mels, steps, method,
-                         guidance, generator, cond, sway)
+        return self.decode_speech(codes, code_mask, steps, method, guidance, generator, cond, sway)[0]
+
+    @torch.no_grad()
+    def decode_speech(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
+                      guidance: float = 0.0, generator: torch.Generator | None = None,
+                      cond: SpeechCondition | None = None, sway: float = 0.0,
+                      noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Waveform (B, samples) and mel (B, T, n_mels) of codes (B, C): the DiT's mel through
+        the vocoder, or a vocoder that decodes codes itself (``CodesVocoder``; mel (B, 0, n_mels))."""
+        mel = self.mel_of_codes(codes, code_mask, steps, method, guidance, generator, cond, sway, noise)
+        return self.wave_of(codes, code_mask, mel, cond), mel
+
+    @torch.no_grad()
+    def mel_of_codes(self, codes: Tensor, code_mask: Tensor, steps: int = 16, method: str = "euler",
+                     guidance: float = 0.0, generator: torch.Generator | None = None,
+                     cond: SpeechCondition | None = None, sway: float = 0.0,
+                     noise: Tensor | None = None) -> Tensor:
+        """The DiT's mel of codes (B, C * k, n_mels); (B, 0, n_mels) without a DiT (``dit=none``)."""
+        if not self.dit.makes_mel:
+            return torch.zeros(codes.shape[0], 0, self.speech_cfg.n_mels, device=codes.device)
+        return sample_mel(self.dit, codes, code_mask, self.speech_cfg.n_mels, steps, method,
+                          guidance, generator, cond, sway, noise=noise)
+
+    @torch.no_grad()
+    def wave_of(self, codes: Tensor, code_mask: Tensor, mel: Tensor, cond: SpeechCondition | None = None) -> Tensor:
+        """The vocoder's waveform: from the DiT's ``mel``, or from the codes (``CodesVocoder``)."""
+        if isinstance(self.vocoder, CodesVocoder):
+            return self.vocoder.decode(codes, code_mask, cond)
         return self.vocoder(mel)
 
 

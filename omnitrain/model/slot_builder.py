@@ -12,7 +12,7 @@ from torch import nn
 
 from omnitrain.config.typed import RunConfig
 from omnitrain.features.speech_mel import SpeechMel
-from omnitrain.registry import build
+from omnitrain.registry import build, registry
 from omnitrain.slots import PositionScheme, slot_spec
 
 #: the model slots after ``position``, in the order they are built: parameters are drawn from
@@ -47,7 +47,11 @@ class SlotArguments:
 def build_slot(slot: str, cfg: RunConfig, args: SlotArguments) -> nn.Module:
     """The plugin of ``slot`` built with the arguments its spec names."""
     kwargs: dict[str, Any] = {}
-    for name in slot_spec(slot).kwargs:
+    cls = registry(slot).get(cfg.slot(slot).name).cls
+    for name in (*slot_spec(slot).kwargs, *cls.build_kwargs):
+        if not hasattr(args, name):
+            raise ValueError(f"{slot}={cfg.slot(slot).name} asks for '{name}' (build_kwargs), which no slot "
+                             f"gets; ask for one of {sorted(SlotArguments.__dataclass_fields__)} or out_dim")
         value = getattr(args, name)
         if value is None:
             raise ValueError(f"building the {slot}: '{name}' is not known yet (build the thinker first)")

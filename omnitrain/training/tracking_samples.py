@@ -22,7 +22,6 @@ from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.data.shards import resolve_shards
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.thinker_decode import ThinkerDecoder
-from omnitrain.model.flow_matching import sample_mel
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import Strategy
 from omnitrain.slots import SpeechCondition
@@ -144,13 +143,14 @@ class ModelReplier:
         if codes.numel() == 0:
             return Reply(text, codes.cpu(), torch.zeros(0), torch.zeros(0, m.speech_cfg.n_mels))
         mask = torch.ones_like(codes[None], dtype=torch.bool)
-        mel = sample_mel(m.dit, codes[None], mask, m.speech_cfg.n_mels, s.ode_steps, s.ode_method, s.guidance,
-                         cond=cond, sway=s.ode_sway, noise=self.noise())
+        mel = m.mel_of_codes(codes[None], mask, s.ode_steps, s.ode_method, s.guidance, cond=cond,
+                             sway=s.ode_sway, noise=self.noise())
         try:
-            wave = m.vocoder(mel)[0].detach().float().cpu()
+            wave = m.wave_of(codes[None], mask, mel, cond)[0].detach().float().cpu()
         except RuntimeError as exc:  # e.g. Griffin-Lim's STFT on a mel shorter than its padding
             return Reply(text, codes.cpu(), torch.zeros(0), mel[0].detach().float().cpu(),
-                         f"the vocoder failed on {mel.shape[1]} mel frames: {type(exc).__name__}: {exc}")
+                         f"the vocoder failed on {mel.shape[1]} mel frames ({codes.numel()} codes): "
+                         f"{type(exc).__name__}: {exc}")
         return Reply(text, codes.cpu(), wave, mel[0].detach().float().cpu())
 
 

@@ -10,7 +10,9 @@ loaded the way a user loads theirs (``plugins=[tests.contracts.stranger_plugins]
   auxiliary loss from its forward (``TalkerOutput``) and owns its loss: the cross-entropy
   plus a label-smoothing term (``Talker.loss``);
 - a Thinker whose MLPs are a top-1 mixture of experts, which says how many weights one
-  position runs through (``active_params``: FLOPs and MFU count those).
+  position runs through (``active_params``: FLOPs and MFU count those);
+- a vocoder that decodes codes straight to a waveform (``CodesVocoder``, with ``dit=none``),
+  which asks for the codec's vocabulary and the speakers (``build_kwargs``).
 
 Each named loss is declared with its coefficient (``named_losses``). Nothing here is
 imported by omnitrain; the core reaches it only through the contracts.
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from omnitrain.api import (
+    CodesVocoder,
     ContextSpec,
     EncoderOutput,
     SideInputs,
@@ -188,3 +191,39 @@ class MoEThinker(Qwen2Thinker):
             dense += self.lm_head.weight.numel()
         one_expert = sum(p.numel() for p in self.layers[0].mlp.experts[0].parameters())
         return dense + len(self.layers) * one_expert
+
+
+@dataclass
+class CausalCodesConfig:
+    dim: int = 32
+    samples_per_code: int = 640  # the pitch codec's 25 codes/s at 16 kHz
+
+
+@register("vocoder", "stranger_codes", config=CausalCodesConfig)
+class CausalCodesVocoder(CodesVocoder):
+    """Codes straight to a waveform (as Code2Wav, with ``dit=none``): each code's embedding
+    plus its speaker's, a causal convolution over the last 3 codes, then each position
+    spread to ``samples_per_code`` samples. Its output at a code depends on 2 codes before
+    it and none after, so streaming with 2 codes of left context equals whole decoding."""
+
+    left_context_codes = 2
+
+    def __init__(self, cfg: CausalCodesConfig, mel, codec_vocab_size: int, num_speakers: int = 1) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(codec_vocab_size, cfg.dim)
+        self.speaker = nn.Embedding(num_speakers, cfg.dim)
+        self.conv = nn.Conv1d(cfg.dim, cfg.dim, kernel_size=3)
+        self.out = nn.Linear(cfg.dim, cfg.samples_per_code)
+
+    @classmethod
+    def samples_per_code(cls, cfg: CausalCodesConfig) -> int:
+        return cfg.samples_per_code
+
+    def decode(self, codes: Tensor, code_mask: Tensor, cond=None) -> Tensor:
+        x = self.embed(codes.clamp(0, self.embed.num_embeddings - 1)) * code_mask[..., None]
+        if cond is not None:
+            x = x + self.speaker(cond.speaker.to(codes.device))[:, None]
+        x = self.conv(nn.functional.pad(x.transpose(1, 2), (2, 0))).transpose(1, 2)  # causal: 2 codes back
+        wave = torch.tanh(self.out(nn.functional.gelu(x)))  # (B, C, samples_per_code)
+        return (wave * code_mask[..., None]).flatten(1)

@@ -1,0 +1,36 @@
+"""Streaming through a vocoder that decodes codes (``CodesVocoder``): every ``chunk``
+codes, the new ones are decoded with ``left_context_codes`` codes before them and only the
+new codes' samples kept, so a causal decoder streams exactly what whole decoding gives."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from omnitrain.slots import CodesVocoder, SpeechCondition
+
+
+class ChunkedCodes:
+    def __init__(self, vocoder: CodesVocoder, samples_per_code: int, cond: SpeechCondition | None,
+                 chunk: int = 4) -> None:
+        self.vocoder, self.per_code, self.cond, self.chunk = vocoder, samples_per_code, cond, max(1, chunk)
+        self.codes: list[int] = []
+        self.done = 0  # codes whose samples were handed out
+
+    def push(self, code: int) -> Tensor:
+        """Add a code; the samples of the codes decided since the last chunk, or none yet."""
+        self.codes.append(code)
+        return self._decode() if len(self.codes) - self.done >= self.chunk else torch.zeros(0)
+
+    def finish(self) -> Tensor:
+        return self._decode() if len(self.codes) > self.done else torch.zeros(0)
+
+    @torch.no_grad()
+    def _decode(self) -> Tensor:
+        start = max(0, self.done - self.vocoder.left_context_codes)
+        device = next(iter(self.vocoder.parameters()), torch.zeros(0)).device
+        window = torch.tensor([self.codes[start:]], dtype=torch.long, device=device)
+        wave = self.vocoder.decode(window, torch.ones_like(window, dtype=torch.bool), self.cond)[0]
+        new = wave[(self.done - start) * self.per_code:]
+        self.done = len(self.codes)
+        return new
