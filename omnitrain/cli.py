@@ -268,7 +268,7 @@ def _reply(gen, prompt: dict, speech: str | None, video_audio: bool = True, labe
     if speech:
         sf.write(speech, reply.wave.numpy(), reply.sample_rate, subtype="PCM_16")
         line += (f"  speech: {speech} ({reply.wave.numel() / reply.sample_rate:.2f}s, "
-                 f"{reply.codec_tokens.numel()} codec tokens, {reply.sample_rate} Hz)")
+                 f"{len(reply.codec_tokens)} codec tokens, {reply.sample_rate} Hz)")
     print(line + f"  [{time.perf_counter() - t0:.2f}s]")
     return reply
 
@@ -302,7 +302,7 @@ def _stream_reply(gen, conversation: dict, speech: str | None, label: str, speak
             out.close()
     first = f"{first_audio:.2f}s" if first_audio is not None else "none"
     print(f"\n  speech: {speech or '(not written)'} ({samples / sr:.2f}s in {chunks} chunks, "
-          f"{reply.codec_tokens.numel()} codec tokens); first audio after {first}  "
+          f"{len(reply.codec_tokens)} codec tokens); first audio after {first}  "
           f"[{time.perf_counter() - t0:.2f}s]")
     return reply
 

@@ -136,6 +136,10 @@ class AudioFeatureExtractor(ABC):
 class SlotModule(nn.Module):
     """What every model slot's plugin has besides its forward."""
 
+    #: takes codes with several groups per frame (a codec whose ``groups`` > 1): a Talker,
+    #: DiT or codes vocoder that does not is refused for such a codec by the config check
+    takes_code_groups: bool = False
+
     #: the repeated blocks of this plugin (``TransformerBlock``, ``DiTBlock`` ...): the units
     #: FSDP shards one by one and per-block recomputation recomputes
     block_types: tuple[type, ...] = ()
@@ -397,7 +401,10 @@ class Talker(SlotModule, ABC):
     def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor | TalkerOutput:
         """Teacher forcing. codec_in (S, C) = [bos, c_0, ..., c_{m-1}] -> logits
         (S, C, vocab_size) where position j predicts codec token j (and the last real
-        position predicts eos); or a ``TalkerOutput`` with them and auxiliary losses."""
+        position predicts eos); or a ``TalkerOutput`` with them and auxiliary losses. With
+        several code groups (a Talker that ``takes_code_groups``): codec_in (S, C, Q), a
+        frame of Q codes per position (bos and eos frames: every group that id), codec_mask
+        (S, C) per frame, logits (S, C, Q, vocab_size)."""
 
     def loss(self, logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> dict[str, Tensor]:
         """The Talker's own losses from its teacher-forced ``logits`` and ``targets`` (S, C)
@@ -410,13 +417,15 @@ class Talker(SlotModule, ABC):
 
     @abstractmethod
     def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
-        """-> (S, <= max_tokens) codec ids, padded with ``pad_id`` after eos. ``sampling``:
+        """-> (S, <= max_tokens) codec ids (with code groups (S, <= max_tokens, Q) frames),
+        padded with ``pad_id`` after eos. ``sampling``:
         ``sample_next``'s options plus ``min_tokens`` (no eos before that many codes)."""
 
     def stream(
         self, ctx: TalkerContext, replies: Iterable[Tensor], max_tokens: int, **sampling: Any
-    ) -> Iterator[int]:
-        """One reply (S = 1): yield codec ids as they are decided, while ``replies``
+    ) -> Iterator[int | Tensor]:
+        """One reply (S = 1): yield codec ids (with several code groups: each frame's (Q,)
+        codes) as they are decided, while ``replies``
         yields the reply vectors (D,) as the Thinker makes them (``ctx.reply`` is unused).
 
         This default waits for the whole reply; a Talker that can start on the first
@@ -426,26 +435,32 @@ class Talker(SlotModule, ABC):
         reply = torch.stack(rows)[None]
         full = TalkerContext(reply, torch.ones(reply.shape[:2], dtype=torch.bool, device=reply.device),
                              ctx.prompt, ctx.prompt_mask, ctx.prompt_positions, ctx.speaker)
-        for token in self.generate(full, max_tokens, **sampling)[0].tolist():
-            if token in (self.eos_id, self.pad_id):
+        for frame in self.generate(full, max_tokens, **sampling)[0]:
+            if ((frame == self.eos_id) | (frame == self.pad_id)).any():
                 return
-            yield token
+            yield int(frame) if frame.dim() == 0 else frame  # one code, or a frame of several groups
 
 
 class Codec(ABC):
-    """Waveform <-> discrete speech tokens (runs when shards are built)."""
+    """Waveform <-> discrete speech tokens (runs when shards are built).
+
+    A codec with several code groups per frame (``groups`` > 1: residual quantisers, Mimi,
+    DAC, Qwen3-Omni's 16) gives codes (n, groups), each group's ids in [0, vocab_size); the
+    codes then stay (S, C, groups) in batches and the Talker and the decoder must take them
+    (``takes_code_groups``). With one group, codes are (n,) and (S, C), as always."""
 
     vocab_size: int
     sample_rate: int
-    frame_rate: float  # tokens per second
+    frame_rate: float  # frames per second
+    groups: int = 1  # codes per frame
 
     @abstractmethod
     def encode(self, wave: Tensor) -> Tensor:
-        """Mono waveform (T,) at ``sample_rate`` -> int64 tokens (n,)."""
+        """Mono waveform (T,) at ``sample_rate`` -> int64 codes (n,), or (n, groups)."""
 
     @abstractmethod
     def decode(self, tokens: Tensor) -> Tensor:
-        """Tokens (n,) -> waveform (T,) at ``sample_rate``, to listen to the tokens."""
+        """Codes (n,) or (n, groups) -> waveform (T,) at ``sample_rate``, to listen to them."""
 
 
 class PretrainedCodec(Codec):

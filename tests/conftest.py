@@ -40,6 +40,20 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def groups_demo_dir(tmp_path_factory) -> Path:
+    """The demo's data with the codes of a codec of 3 code groups per frame
+    (``tests/contracts/stranger_plugins.py``): spoken replies' codes are (n, 3)."""
+    out = tmp_path_factory.mktemp("groups_demo")
+    from omnitrain.plugin_loading import load_plugins
+    from omnitrain.registry import registry
+
+    load_plugins(["tests.contracts.stranger_plugins"])
+    pitch = compose_config(["recipe=smoke"]).codec.config  # the smoke codec's settings, 3 groups per frame
+    make_demo(out, registry("codec").get("stranger_groups").cls(pitch), SMALL_DEMO, seed=0)
+    return out
+
+
 @pytest.fixture
 def smoke_cfg(demo_dir, tmp_path):
     return compose_config(smoke_overrides(demo_dir, tmp_path / "run"))

@@ -26,7 +26,18 @@ def check_decoders(cfg: DictConfig) -> list[str]:
                         f"(dit={cfg.dit.name} would make mel frames nothing reads)")
     if not dit_cls.makes_mel and cfg.loss.flow > 0:
         problems.append(f"dit={cfg.dit.name} has no flow loss: set loss.flow=0")
-    return problems + _rate_problems(cfg, codes_vocoder)
+    return problems + _group_problems(cfg, codes_vocoder) + _rate_problems(cfg, codes_vocoder)
+
+
+def _group_problems(cfg: DictConfig, codes_vocoder: bool) -> list[str]:
+    """A codec with several code groups per frame needs a Talker and a decoder that take them."""
+    groups = build("codec", cfg.codec).groups
+    if groups == 1:
+        return []
+    readers = ["talker", "vocoder" if codes_vocoder else "dit"]
+    refuse = [slot for slot in readers if not registry(slot).get(cfg[slot].name).cls.takes_code_groups]
+    return [f"codec={cfg.codec.name} gives {groups} code groups per frame but {slot}={cfg[slot].name} takes one "
+            f"(takes_code_groups): choose a {slot} that takes code groups, or a codec with one" for slot in refuse]
 
 
 def _rate_problems(cfg: DictConfig, codes_vocoder: bool) -> list[str]:

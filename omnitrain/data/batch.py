@@ -42,8 +42,8 @@ class Batch:
     speech_rows: Tensor  # (S,) batch row of each sample with a spoken reply
     reply_positions: Tensor  # (S, R) positions of its reply tokens in that row
     reply_mask: Tensor  # (S, R) bool
-    codec_tokens: Tensor  # (S, C) int64 codec ids of the spoken reply
-    codec_mask: Tensor  # (S, C) bool
+    codec_tokens: Tensor  # (S, C) int64 codec ids of the spoken reply; (S, C, Q) with Q code groups
+    codec_mask: Tensor  # (S, C) bool, per frame
     speech_mel: Tensor  # (S, C * mel_frames_per_code, n_mels) DiT targets
     keys: list[str] = field(default_factory=list)
     # who speaks each reply; empty: speaker 0 and no reference for all

@@ -94,7 +94,7 @@ def collate(
             reply_positions=pad_stack(reply_positions, 0),
             reply_mask=pad_stack([torch.ones_like(p, dtype=torch.bool) for p in reply_positions], False),
             codec_tokens=pad_stack([e.codec_tokens for e in speakers], 0),
-            codec_mask=pad_stack([torch.ones_like(e.codec_tokens, dtype=torch.bool) for e in speakers], False),
+            codec_mask=pad_stack([torch.ones(len(e.codec_tokens), dtype=torch.bool) for e in speakers], False),
             speech_mel=pad_stack([e.speech_mel for e in speakers], 0.0),
             speaker_ids=torch.tensor([e.speaker for e in speakers], dtype=torch.long),
             reference_lengths=torch.tensor([r.shape[0] for r in refs], dtype=torch.long),

@@ -100,6 +100,7 @@ class SampleBuilder:
         mel_frames_per_code: int,
         codec_vocab_size: int,
         max_tokens: int = 4096,
+        code_groups: int = 1,
     ) -> None:
         self.tok = tokenizer
         self.special = tokenizer.special_ids()
@@ -110,6 +111,7 @@ class SampleBuilder:
         self.speech_mel = SpeechMel(speech)
         self.mel_frames_per_code = mel_frames_per_code
         self.codec_vocab_size = codec_vocab_size
+        self.code_groups = code_groups
         self.max_tokens = max_tokens
 
     @classmethod
@@ -117,6 +119,7 @@ class SampleBuilder:
         audio_cls = registry("audio_encoder").get(cfg.audio_encoder.name).cls
         vision_cls = registry("vision_encoder").get(cfg.vision_encoder.name).cls
         dit_cfg = plugin_config("dit", cfg.dit)
+        codec = build("codec", cfg.codec)
         return cls(
             tokenizer=build("tokenizer", cfg.tokenizer),
             audio_features=audio_cls.feature_extractor(plugin_config("audio_encoder", cfg.audio_encoder)),
@@ -124,8 +127,9 @@ class SampleBuilder:
             position=build("position", cfg.position),
             speech=cfg.speech,
             mel_frames_per_code=dit_cfg.mel_frames_per_code,
-            codec_vocab_size=build("codec", cfg.codec).vocab_size,
+            codec_vocab_size=codec.vocab_size,
             max_tokens=cfg.data.max_tokens,
+            code_groups=codec.groups,
         )
 
     # ---- public ---------------------------------------------------------------
@@ -280,6 +284,13 @@ class SampleBuilder:
         if raw.dtype.kind not in "iu":
             raise SampleError(f"{where}: codec tokens must be integers, got {raw.dtype}; rebuild the shard")
         codes = torch.from_numpy(raw).long()
+        if codes.dim() == 2 and codes.shape[1] == 1 and self.code_groups == 1:
+            codes = codes[:, 0]  # one group, written as (n, 1)
+        want = "(n,)" if self.code_groups == 1 else f"(n, {self.code_groups})"
+        if codes.shape[1:] != (() if self.code_groups == 1 else (self.code_groups,)):
+            raise SampleError(f"{where}: codec tokens have shape {tuple(codes.shape)} but the codec has "
+                              f"{self.code_groups} code group(s) per frame, so {want}: the shard was built "
+                              f"with another codec")
         if codes.numel() == 0:
             raise SampleError(f"{where}: codec tokens are empty")
         if codes.min() < 0 or codes.max() >= self.codec_vocab_size:

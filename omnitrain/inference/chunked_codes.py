@@ -14,12 +14,13 @@ class ChunkedCodes:
     def __init__(self, vocoder: CodesVocoder, samples_per_code: int, cond: SpeechCondition | None,
                  chunk: int = 4) -> None:
         self.vocoder, self.per_code, self.cond, self.chunk = vocoder, samples_per_code, cond, max(1, chunk)
-        self.codes: list[int] = []
+        self.codes: list[Tensor] = []  # scalars, or (Q,) frames
         self.done = 0  # codes whose samples were handed out
 
-    def push(self, code: int) -> Tensor:
-        """Add a code; the samples of the codes decided since the last chunk, or none yet."""
-        self.codes.append(code)
+    def push(self, code: int | Tensor) -> Tensor:
+        """Add a code (a frame of Q codes with several groups); the samples of the codes
+        decided since the last chunk, or none yet."""
+        self.codes.append(torch.as_tensor(code, dtype=torch.long))
         return self._decode() if len(self.codes) - self.done >= self.chunk else torch.zeros(0)
 
     def finish(self) -> Tensor:
@@ -29,8 +30,9 @@ class ChunkedCodes:
     def _decode(self) -> Tensor:
         start = max(0, self.done - self.vocoder.left_context_codes)
         device = next(iter(self.vocoder.parameters()), torch.zeros(0)).device
-        window = torch.tensor([self.codes[start:]], dtype=torch.long, device=device)
-        wave = self.vocoder.decode(window, torch.ones_like(window, dtype=torch.bool), self.cond)[0]
+        window = torch.stack(self.codes[start:])[None].to(device)
+        mask = torch.ones(window.shape[:2], dtype=torch.bool, device=device)
+        wave = self.vocoder.decode(window, mask, self.cond)[0]
         new = wave[(self.done - start) * self.per_code:]
         self.done = len(self.codes)
         return new

@@ -24,6 +24,7 @@ from omnitrain.hf.bundle_files import REFERENCE_MELS
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
 from omnitrain.inference.thinker_decode import ThinkerDecoder
+from omnitrain.model.speech_path import spoken_codes
 from omnitrain.slots import SpeechCondition, TalkerContext
 
 
@@ -35,7 +36,7 @@ class GenerateError(ValueError):
 class Reply:
     text: str
     token_ids: list[int]
-    codec_tokens: Tensor  # (n,)
+    codec_tokens: Tensor  # (n,), or (n, Q) frames of Q code groups
     wave: Tensor  # (samples,) at ``sample_rate``
     sample_rate: int
     mel: Tensor | None = None  # (frames, n_mels) the DiT's output
@@ -154,10 +155,10 @@ class Generator:
         """Codes, waveform and mel of one reply."""
         s, m = self.settings, self.model
         codes = m.talker.generate(ctx, s.max_codec_tokens, **self.talker_sampling())[0]
-        codes = codes[codes < m.codec.vocab_size]  # drop eos/pad
+        codes = spoken_codes(codes, m.codec.vocab_size)
         if codes.numel() == 0:
             return codes, torch.zeros(0), torch.zeros(0, m.speech_cfg.n_mels)
-        wave, mel = m.decode_speech(codes[None], torch.ones_like(codes[None], dtype=torch.bool), s.ode_steps,
+        wave, mel = m.decode_speech(codes[None], torch.ones(1, len(codes), dtype=torch.bool), s.ode_steps,
                                     s.ode_method, s.guidance, cond=cond, sway=s.ode_sway, noise=self.noise())
         return codes, wave[0], mel[0]
 
@@ -206,7 +207,7 @@ class Generator:
         for code in m.talker.stream(ctx, rows, s.max_codec_tokens, **self.talker_sampling()):
             yield from pending
             pending.clear()
-            if code >= m.codec.vocab_size:
+            if (torch.as_tensor(code) >= m.codec.vocab_size).any():  # a special id (in any group)
                 continue
             codes.append(code)
             yield from speech.push(code)
@@ -219,5 +220,6 @@ class Generator:
         yield from pieces
         text = m.tokenizer.decode([t for t in new if t != self.eos])
         wave = torch.zeros(0)  # the caller has the chunks; the summary carries codes and mel
-        yield Reply(text, new, torch.tensor(codes, dtype=torch.long), wave, m.speech_cfg.sample_rate,
+        made = torch.stack(codes) if codes and isinstance(codes[0], Tensor) else torch.tensor(codes, dtype=torch.long)
+        yield Reply(text, new, made, wave, m.speech_cfg.sample_rate,
                     speech.mel_frames)

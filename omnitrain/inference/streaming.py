@@ -56,7 +56,7 @@ class SpeechStream:
         self.frames.append(frames)
         yield from self._wave(self.chunked_vocoder.push(frames, final))
 
-    def push(self, code: int) -> Iterator[AudioPiece]:
+    def push(self, code: int | Tensor) -> Iterator[AudioPiece]:
         if self.codes_to_wave is not None:
             yield from self._wave(self.codes_to_wave.push(code))
             return

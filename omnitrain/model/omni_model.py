@@ -89,7 +89,8 @@ class OmniModel(nn.Module):
 
     def _build_slots(self, cfg: RunConfig) -> None:
         self.position = build("position", cfg.position)
-        args = SlotArguments.of(cfg, self.tokenizer.vocab_size, self.codec.vocab_size, self.position)
+        args = SlotArguments.of(cfg, self.tokenizer.vocab_size, self.codec.vocab_size, self.position,
+                                code_groups=self.codec.groups)
         for slot in BUILD_ORDER:
             setattr(self, slot, build_slot(slot, cfg, args))
             if slot == "thinker":
@@ -184,7 +185,8 @@ class OmniModel(nn.Module):
             ctx = TalkerContext(reply, ones, reply, ones,
                                 torch.zeros(self.position.rows, 1, 1, dtype=torch.long, device=device),
                                 torch.zeros(1, dtype=torch.long, device=device))
-            codes = torch.zeros(1, 1, dtype=torch.long, device=device)
+            codes = torch.zeros(1, 1, *([self.codec.groups] if self.codec.groups > 1 else []), dtype=torch.long,
+                                device=device)
             mel = torch.zeros(1, self.dit.mel_frames_per_code, n_mels, device=device, dtype=hidden.dtype)
             return SpeechItems(ctx, SpeechCondition.none(1, n_mels, device), codes, ones, mel, False)
         cond = speech_condition(batch, n_mels, hidden.dtype)
@@ -255,7 +257,7 @@ class OmniModel(nn.Module):
         metrics = {"codec_acc": (out.talker_logits.argmax(-1) == targets)[valid].float().mean()}
         t = self.talker
         made = t.generate(items.ctx, out.codec_in.shape[1])
-        made = F.pad(made, (0, out.codec_in.shape[1] - made.shape[1]), value=t.pad_id)
+        made = F.pad(made, [0, 0] * (made.dim() - 2) + [0, out.codec_in.shape[1] - made.shape[1]], value=t.pad_id)
         made = made.masked_fill(made == t.eos_id, t.pad_id)
         want = targets.masked_fill(targets == t.eos_id, t.pad_id)
         metrics["codec_gen_acc"] = (made == want)[valid].float().mean()
@@ -291,7 +293,7 @@ class OmniModel(nn.Module):
             valid = out.codec_targets != IGNORE_INDEX
             ce = F.cross_entropy(out.talker_logits.flatten(0, 1).float(), out.codec_targets.clamp_min(0).flatten(),
                                  reduction="none").view_as(out.codec_targets)
-            result["codec"] = (ce * valid).sum(1) / valid.sum(1).clamp_min(1)
+            result["codec"] = (ce * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
         return result
 
     @torch.no_grad()

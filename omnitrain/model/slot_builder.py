@@ -30,6 +30,7 @@ class SlotArguments:
     num_speakers: int
     n_mels: int
     mel: SpeechMel
+    code_groups: int = 1  # the codec's codes per frame
     thinker_hidden_size: int | None = None  # known once the Thinker is built
 
     @property
@@ -39,9 +40,9 @@ class SlotArguments:
 
     @classmethod
     def of(cls, cfg: RunConfig, vocab_size: int, codec_vocab_size: int, position: PositionScheme,
-           thinker_hidden_size: int | None = None) -> SlotArguments:
+           thinker_hidden_size: int | None = None, code_groups: int = 1) -> SlotArguments:
         return cls(vocab_size, codec_vocab_size, position, len(cfg.speech.speakers), cfg.speech.n_mels,
-                   SpeechMel(cfg.speech), thinker_hidden_size)
+                   SpeechMel(cfg.speech), code_groups, thinker_hidden_size)
 
 
 def build_slot(slot: str, cfg: RunConfig, args: SlotArguments) -> nn.Module:

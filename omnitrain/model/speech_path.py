@@ -58,12 +58,23 @@ def talker_context(batch: Batch, states: Tensor, embeds: Tensor, media: Tensor, 
 
 
 def talker_inputs(talker: Talker, codes: Tensor, code_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """[bos, c_0..c_{m-1}] inputs, their mask, and [c_0..c_{m-1}, eos] targets."""
+    """[bos, c_0..c_{m-1}] inputs, their frame mask, and [c_0..c_{m-1}, eos] targets. Codes
+    (S, C) or, with several code groups, (S, C, Q): bos and eos are then whole frames."""
     S = codes.shape[0]
     lengths = code_mask.sum(1)
-    bos = torch.full((S, 1), talker.bos_id, dtype=torch.long, device=codes.device)
-    codec_in = torch.cat([bos, codes.masked_fill(~code_mask, talker.pad_id)], 1)
-    in_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), code_mask], 1)
-    targets = torch.cat([codes, torch.zeros_like(bos)], 1).masked_fill(~in_mask, IGNORE_INDEX)
+    groups = codes.shape[2:]  # () or (Q,)
+    frames = code_mask.view(*code_mask.shape, *[1] * len(groups))
+    bos = torch.full((S, 1, *groups), talker.bos_id, dtype=torch.long, device=codes.device)
+    codec_in = torch.cat([bos, codes.masked_fill(~frames, talker.pad_id)], 1)
+    in_mask = torch.cat([torch.ones(S, 1, dtype=torch.bool, device=codes.device), code_mask], 1)
+    in_frames = in_mask.view(*in_mask.shape, *[1] * len(groups))
+    targets = torch.cat([codes, torch.zeros_like(bos)], 1).masked_fill(~in_frames, IGNORE_INDEX)
     targets[torch.arange(S, device=codes.device), lengths] = talker.eos_id
     return codec_in, in_mask, targets
+
+
+def spoken_codes(codes: Tensor, vocab_size: int) -> Tensor:
+    """A generated reply's codes without the Talker's specials (eos, pad): codes (n,), or
+    frames (n, Q) of which any group holds a special dropped whole."""
+    special = codes >= vocab_size
+    return codes[~special.any(-1) if codes.dim() > 1 else ~special]

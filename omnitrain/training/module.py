@@ -104,7 +104,8 @@ class OmniModule(StageModule):
         batch has no spoken reply: one silent code, so every rank runs the same modules)."""
         n_mels = self.model.speech_cfg.n_mels
         if batch.speech_rows.numel() == 0:  # speaker 0, no reference: the same modules run as elsewhere
-            codes = torch.zeros(1, 1, dtype=torch.long)
+            groups = self.model.codec.groups
+            codes = torch.zeros(1, 1, *([groups] if groups > 1 else []), dtype=torch.long)
             cond = SpeechCondition.none(1, n_mels)
         else:
             codes = batch.codec_tokens[:1, : int(batch.codec_mask[0].sum())]
@@ -113,7 +114,7 @@ class OmniModule(StageModule):
         gen = self.cfg.generate
         g = torch.Generator(device=self.device).manual_seed(0)
         with self._full_parameters():
-            wave = self.model.speech_to_wave(codes, torch.ones_like(codes, dtype=torch.bool), gen.ode_steps,
+            wave = self.model.speech_to_wave(codes, torch.ones(codes.shape[:2], dtype=torch.bool), gen.ode_steps,
                                              gen.ode_method, gen.guidance, g, cond, gen.ode_sway)
         return wave[0]
 

@@ -23,6 +23,7 @@ from omnitrain.data.shards import resolve_shards
 from omnitrain.inference.sampling import sample_next
 from omnitrain.inference.thinker_decode import ThinkerDecoder
 from omnitrain.model.omni_model import OmniModel
+from omnitrain.model.speech_path import spoken_codes
 from omnitrain.parallel import Strategy
 from omnitrain.slots import SpeechCondition
 
@@ -87,7 +88,7 @@ def validation_prompts(cfg: RunConfig, n: int) -> list[Prompt]:
 @dataclass
 class Reply:
     text: str
-    codec_tokens: torch.Tensor  # (n,)
+    codec_tokens: torch.Tensor  # (n,), or (n, Q) frames
     wave: torch.Tensor  # (samples,) float, CPU
     mel: torch.Tensor  # (frames, n_mels) the DiT's output, CPU
     speech_error: str = ""  # why there is no audio, when the speech path failed
@@ -139,10 +140,10 @@ class ModelReplier:
         codes = m.talker.generate(dec.talker_context(cond), s.max_codec_tokens, temperature=s.talker_temperature,
                                   top_k=s.talker_top_k, top_p=s.talker_top_p, repetition=s.repetition_penalty,
                                   min_tokens=s.min_codec_tokens)[0]
-        codes = codes[codes < m.codec.vocab_size]  # drop eos/pad
+        codes = spoken_codes(codes, m.codec.vocab_size)
         if codes.numel() == 0:
             return Reply(text, codes.cpu(), torch.zeros(0), torch.zeros(0, m.speech_cfg.n_mels))
-        mask = torch.ones_like(codes[None], dtype=torch.bool)
+        mask = torch.ones(1, len(codes), dtype=torch.bool, device=codes.device)
         mel = m.mel_of_codes(codes[None], mask, s.ode_steps, s.ode_method, s.guidance, cond=cond,
                              sway=s.ode_sway, noise=self.noise())
         try:

@@ -12,7 +12,9 @@ loaded the way a user loads theirs (``plugins=[tests.contracts.stranger_plugins]
 - a Thinker whose MLPs are a top-1 mixture of experts, which says how many weights one
   position runs through (``active_params``: FLOPs and MFU count those);
 - a vocoder that decodes codes straight to a waveform (``CodesVocoder``, with ``dit=none``),
-  which asks for the codec's vocabulary and the speakers (``build_kwargs``).
+  which asks for the codec's vocabulary, the speakers and the code groups (``build_kwargs``);
+- a codec with 3 code groups per frame and a Talker that speaks them (``takes_code_groups``):
+  a frame in is the sum of its groups' embeddings, a frame out one head per group.
 
 Each named loss is declared with its coefficient (``named_losses``). Nothing here is
 imported by omnitrain; the core reaches it only through the contracts.
@@ -33,11 +35,13 @@ from omnitrain.api import (
     SwiGLU,
     TalkerOutput,
     ThinkerOutput,
+    doc_causal_mask,
     register,
 )
 from omnitrain.nn.masked_ce import masked_cross_entropy
 from omnitrain.tokens import IGNORE_INDEX
 from omnitrain_plugins.mel_conv_audio import MelConvAudioConfig, MelConvAudioEncoder
+from omnitrain_plugins.pitch_codec import PitchCodec, PitchCodecConfig
 from omnitrain_plugins.prefix_talker import PrefixTalker, PrefixTalkerConfig
 from omnitrain_plugins.qwen_omni.qwen2_thinker import Qwen2Thinker, Qwen2ThinkerConfig
 
@@ -142,10 +146,12 @@ class OwnLossTalker(PrefixTalker):
         return TalkerOutput(logits, {"talker_z": z})
 
     def loss(self, logits: Tensor, targets: Tensor, divisor: Tensor | None = None) -> dict[str, Tensor]:
+        """Per predicted position (a frame: with code groups, summed over its groups)."""
         valid = targets != IGNORE_INDEX
+        positions = valid if valid.dim() == 2 else valid[..., 0]
+        count = positions.sum().clamp_min(1) if divisor is None else divisor
         uniform = -torch.log_softmax(logits.float(), -1).mean(-1)
-        smooth = (uniform * valid).sum() / (valid.sum().clamp_min(1) if divisor is None else divisor)
-        return {"codec": masked_cross_entropy(logits, targets, divisor), "codec_smooth": smooth}
+        return {"codec": masked_cross_entropy(logits, targets, count), "codec_smooth": (uniform * valid).sum() / count}
 
 
 class TopOneExperts(nn.Module):
@@ -207,11 +213,15 @@ class CausalCodesVocoder(CodesVocoder):
     it and none after, so streaming with 2 codes of left context equals whole decoding."""
 
     left_context_codes = 2
+    takes_code_groups = True
+    build_kwargs = ("codec_vocab_size", "num_speakers", "code_groups")
 
-    def __init__(self, cfg: CausalCodesConfig, mel, codec_vocab_size: int, num_speakers: int = 1) -> None:
+    def __init__(self, cfg: CausalCodesConfig, mel, codec_vocab_size: int, num_speakers: int = 1,
+                 code_groups: int = 1) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(codec_vocab_size, cfg.dim)
+        self.group_embed = nn.Embedding(code_groups, cfg.dim)  # each group's codes embedded apart
         self.speaker = nn.Embedding(num_speakers, cfg.dim)
         self.conv = nn.Conv1d(cfg.dim, cfg.dim, kernel_size=3)
         self.out = nn.Linear(cfg.dim, cfg.samples_per_code)
@@ -221,9 +231,83 @@ class CausalCodesVocoder(CodesVocoder):
         return cfg.samples_per_code
 
     def decode(self, codes: Tensor, code_mask: Tensor, cond=None) -> Tensor:
-        x = self.embed(codes.clamp(0, self.embed.num_embeddings - 1)) * code_mask[..., None]
+        x = self.embed(codes.clamp(0, self.embed.num_embeddings - 1))
+        if codes.dim() == 3:  # frames of several code groups: the sum of each group's embedding
+            x = (x + self.group_embed.weight).sum(2)
+        x = x * code_mask[..., None]
         if cond is not None:
             x = x + self.speaker(cond.speaker.to(codes.device))[:, None]
         x = self.conv(nn.functional.pad(x.transpose(1, 2), (2, 0))).transpose(1, 2)  # causal: 2 codes back
         wave = torch.tanh(self.out(nn.functional.gelu(x)))  # (B, C, samples_per_code)
         return (wave * code_mask[..., None]).flatten(1)
+
+
+GROUPS = 3
+
+
+@register("codec", "stranger_groups", config=PitchCodecConfig)
+class GroupedPitchCodec(PitchCodec):
+    """The pitch codec with ``GROUPS`` codes per frame: its code, then two codes derived from
+    it (as a residual quantiser's finer groups would follow the first)."""
+
+    groups = GROUPS
+
+    def encode(self, wave: Tensor) -> Tensor:
+        first = super().encode(wave)
+        return torch.stack([(first * (2 * g + 1) + g) % self.vocab_size for g in range(GROUPS)], -1)
+
+    def decode(self, tokens: Tensor) -> Tensor:
+        return super().decode(tokens[:, 0])
+
+
+@register("talker", "stranger_groups", config=OwnLossTalkerConfig)
+class GroupsTalker(OwnLossTalker):
+    """``OwnLossTalker`` over frames of ``code_groups`` codes: a frame's input is the sum of
+    its groups' embeddings (each group its own table), its output one head per group; its
+    losses per frame, summed over the groups."""
+
+    takes_code_groups = True
+    build_kwargs = ("code_groups",)
+
+    def __init__(self, cfg: OwnLossTalkerConfig, thinker_hidden_size: int, codec_vocab_size: int,
+                 position=None, num_speakers: int = 1, code_groups: int = 1) -> None:
+        super().__init__(cfg, thinker_hidden_size, codec_vocab_size, position, num_speakers)
+        self.groups = code_groups
+        self.codec_embed = nn.ModuleList(nn.Embedding(self.vocab_size, cfg.dim) for _ in range(code_groups))
+        self.head = nn.Linear(cfg.dim, code_groups * self.vocab_size, bias=False)
+
+    def _run(self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+        frames = sum(embed(codec_in[..., g]) for g, embed in enumerate(self.codec_embed))
+        x = torch.cat([self.reply_proj(reply), frames], dim=1)
+        valid = torch.cat([reply_mask, codec_mask], dim=1).long()
+        pos = (valid.cumsum(1) - 1).clamp_min(0)
+        mask = doc_causal_mask(valid)
+        rotary = self._rotary(pos)
+        for layer in self.layers:
+            x = layer(x, mask, rotary)
+        out = self.head(self.norm(x[:, reply.shape[1]:]))
+        return out.view(*out.shape[:2], self.groups, self.vocab_size)
+
+    @torch.no_grad()
+    def generate(self, ctx, max_tokens: int, **sampling) -> Tensor:
+        """Greedy, a frame at a time (every group's most likely code); eos in group 0 ends."""
+        B = ctx.reply.shape[0]
+        out = torch.full((B, 1, self.groups), self.bos_id, dtype=torch.long, device=ctx.reply.device)
+        done = torch.zeros(B, dtype=torch.bool, device=ctx.reply.device)
+        for step in range(max_tokens):
+            logits = self._run(ctx.reply, ctx.reply_mask, out, torch.ones(out.shape[:2], dtype=torch.bool,
+                                                                          device=out.device))[:, -1]
+            logits[..., [self.bos_id, self.pad_id]] = float("-inf")
+            logits[:, 1:, self.eos_id] = float("-inf")  # group 0 decides the end
+            if step < int(sampling.get("min_tokens", 0)):
+                logits[..., self.eos_id] = float("-inf")
+            frame = logits.argmax(-1)
+            ends = frame[:, 0] == self.eos_id
+            frame = torch.where(ends[:, None], torch.full_like(frame, self.eos_id), frame)
+            frame = torch.where(done[:, None], torch.full_like(frame, self.pad_id), frame)
+            done |= ends
+            out = torch.cat([out, frame[:, None]], dim=1)
+            if done.all():
+                break
+        codes = out[:, 1:]
+        return codes.masked_fill(codes == self.eos_id, self.pad_id)

@@ -25,13 +25,14 @@ from omnitrain.slots import SpeechCondition
 from tests.helpers import smoke_overrides
 
 STRANGER = ["plugins=[tests.contracts.stranger_plugins]", "audio_encoder=stranger_leveled",
-            "thinker=stranger_side", "talker=stranger_own_loss", "dit=none", "vocoder=stranger_codes", "loss.flow=0"]
+            "thinker=stranger_side", "talker=stranger_groups", "codec=stranger_groups", "dit=none",
+            "vocoder=stranger_codes", "loss.flow=0"]  # trained on groups_demo_dir: codes (n, 3)
 NAMED = {"codec_smooth": 0.1, "talker_z": 1e-3, "balance": 0.01, "audio_spread": 0.05}  # the declared defaults
 
 
 @pytest.fixture(scope="module")
-def model_and_batch(demo_dir, tmp_path_factory):
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path_factory.mktemp("run"), *STRANGER))
+def model_and_batch(groups_demo_dir, tmp_path_factory):
+    cfg = compose_config(smoke_overrides(groups_demo_dir, tmp_path_factory.mktemp("run"), *STRANGER))
     torch.manual_seed(0)
     model = OmniModel(cfg).eval()
     batch = next(b for b in make_pipeline(cfg, "train", 256)
@@ -100,6 +101,9 @@ def test_a_loss_weight_no_plugin_declares_is_a_config_error(demo_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"loss.weights.balanse.*\['audio_spread', 'balance', 'codec_smooth', "
                                           r"'talker_z'\]"):
         compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "loss.weights.balanse=1"))
+    # three code groups need a Talker that takes them
+    with pytest.raises(ConfigError, match="3 code groups per frame but talker=stranger_own_loss takes one"):
+        compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "talker=stranger_own_loss"))
     with pytest.raises(ConfigError, match="loss.weights.balance"):  # without the plugin that declares it
         compose_config(smoke_overrides(demo_dir, tmp_path, "loss.weights={balance: 1}"))
 
@@ -108,8 +112,8 @@ def test_a_loss_weight_no_plugin_declares_is_a_config_error(demo_dir, tmp_path):
 @pytest.mark.parametrize("setting", [("trainer.precision=32-true",), ("trainer.precision=bf16-mixed",),
                                      ("strategy=deepspeed_zero2", "trainer.precision=bf16-mixed")],
                          ids=["fp32", "bf16-mixed", "zero2"])
-def test_train_validate_resume_export_generate(setting, demo_dir, tmp_path, capsys):
-    run = tmp_path / "run"
+def test_train_validate_resume_export_generate(setting, groups_demo_dir, tmp_path, capsys):
+    demo_dir, run = groups_demo_dir, tmp_path / "run"
     args = smoke_overrides(demo_dir, run, *STRANGER, *setting, "trainer.max_steps=2", "trainer.val_check_interval=2",
                            "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
                            "trainer.accumulate_grad_batches=2", "checkpoint.every_n_steps=1")

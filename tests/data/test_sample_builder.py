@@ -151,3 +151,24 @@ def test_errors_number_the_turns_as_the_sample_wrote_them_when_a_default_system_
     with pytest.raises(MediaError) as info:
         builder.build(conv, members.__getitem__, "k1")
     assert str(info.value).startswith(f"sample k1: turns[0].content[0] ({name}): not a decodable audio file (")
+
+
+def test_codes_must_have_the_codecs_groups(builder, demo_dir):
+    """A codec of one group reads (n,) codes, and (n, 1) as the same; codes of 3 groups per
+    frame (a shard written with another codec) are refused, naming the shapes."""
+    import io
+
+    import numpy as np
+
+    members = next(m for m in samples_of(next(demo_dir.glob("train-*.tar"))).values() if "reply.codec.npy" in m)
+    codes = np.load(io.BytesIO(members["reply.codec.npy"]))
+
+    def built(array):
+        buf = io.BytesIO()
+        np.save(buf, array)
+        return builder.build(json.loads(members["json"]), {**members, "reply.codec.npy": buf.getvalue()}.__getitem__,
+                             "k")
+
+    assert torch.equal(built(codes[:, None]).codec_tokens, built(codes).codec_tokens)
+    with pytest.raises(SampleError, match=r"shape \(\d+, 3\) but the codec has 1 code group\(s\) per frame, so \(n,\)"):
+        built(np.stack([codes] * 3, -1))

@@ -81,7 +81,7 @@ def test_flow_loss_is_weighted_by_the_steps_frames(demo_dir, tmp_path):
     assert abs(capture.logged[0]["train/loss"] - objective) <= TOL * objective
 
 
-def test_named_losses_are_weighted_by_the_step(demo_dir, tmp_path):
+def test_named_losses_are_weighted_by_the_step(groups_demo_dir, tmp_path):
     """A stranger's plugins (``tests/contracts/stranger_plugins.py``): the Talker's own
     per-position loss weighs as the codec loss does, by the step's codec positions; each
     auxiliary loss, a mean over one forward, weighs every micro-batch of the step alike. So
@@ -90,7 +90,8 @@ def test_named_losses_are_weighted_by_the_step(demo_dir, tmp_path):
     mean. Accumulating 4 over an epoch of 6: a full step, then the epoch's last (k = 2)."""
     from tests.contracts.test_stranger_plugins import NAMED, STRANGER
 
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "loss.flow=0"))
+    demo_dir = groups_demo_dir  # 3 code groups per frame
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER))
     model = OmniModel(cfg)
     pad = model.tokenizer.special_id("pad")
     groups = slices(mixed_examples(cfg, demo_dir, 19), [1, 4, 2, 5, 3, 4])
