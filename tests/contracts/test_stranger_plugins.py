@@ -64,6 +64,23 @@ def batch_dir(cfg):
     return Path(str(cfg.data.train_shards)).parent
 
 
+def test_a_batch_without_spoken_replies_has_no_talker_loss(model_and_batch):
+    """The Talker runs on a dummy reply (every step runs every slot), which must add nothing:
+    its cross-entropy, its own loss and its auxiliary loss are all 0, the Thinker's are not."""
+    from omnitrain.data.collate import collate
+    from tests.training.step_weights_helpers import mixed_examples
+
+    cfg, model, _ = model_and_batch
+    example = mixed_examples(cfg, batch_dir(cfg), 1)[0]  # its reply made text-only
+    silent = collate([example], model.tokenizer.special_id("pad"))
+    assert silent.speech_rows.numel() == 0
+    with torch.no_grad():
+        losses = model(silent)
+    assert {n: float(losses[n]) for n in ("codec", "codec_smooth", "talker_z")} == dict.fromkeys(
+        ("codec", "codec_smooth", "talker_z"), 0.0)
+    assert float(losses["balance"]) > 0 and float(losses["text"]) > 0
+
+
 def test_encoder_levels_reach_the_thinker_after_its_first_layers(model_and_batch):
     _, model, batch = model_and_batch
     with torch.no_grad():
@@ -101,6 +118,10 @@ def test_a_loss_weight_no_plugin_declares_is_a_config_error(demo_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"loss.weights.balanse.*\['audio_spread', 'balance', 'codec_smooth', "
                                           r"'talker_z'\]"):
         compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "loss.weights.balanse=1"))
+    # the codec's frames/s x the codes vocoder's samples per frame must be speech.sample_rate
+    with pytest.raises(ConfigError, match=r"25 codes/s and vocoder=stranger_codes decodes each to 600 samples: "
+                                          r"15000 samples/s, but speech.sample_rate=16000"):
+        compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "vocoder.samples_per_code=600"))
     # three code groups need a Talker that takes them
     with pytest.raises(ConfigError, match="3 code groups per frame but talker=stranger_own_loss takes one"):
         compose_config(smoke_overrides(demo_dir, tmp_path, *STRANGER, "talker=stranger_own_loss"))
