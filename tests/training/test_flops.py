@@ -20,19 +20,24 @@ THINKER = ["recipe=smoke", "position=rope1d", "thinker.hidden_size=64", "thinker
            "thinker.heads=4", "thinker.kv_heads=2", "thinker.ffn_dim=128"]
 
 
-def test_thinker_flops_match_torchs_flop_counter():
-    cfg = compose_config(THINKER)
+def thinker_flops(cfg, length: int = 96):
+    """(predicted FLOPs of one Thinker step on ``length`` tokens, torch's count of the same
+    forward and backward, the model's slot statistics)."""
     torch.manual_seed(0)
     model = OmniModel(cfg)
-    length = 96
     ids = torch.randint(0, 256, (1, length))
     # the math SDPA kernel runs attention as counted matmuls (the fused CPU kernel is not counted)
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         hidden = model.thinker(model.thinker.embed(ids), torch.arange(length)[None, None],
                                torch.ones(1, length, dtype=torch.long))
         model.thinker.logits(hidden).sum().backward()
-    predicted = step_flops(model_stats(model, cfg), {"thinker": [length]}, cfg)
-    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)  # measured 5.0e-3
+    stats = model_stats(model, cfg)
+    return step_flops(stats, {"thinker": [length]}, cfg), counter.get_total_flops(), stats
+
+
+def test_thinker_flops_match_torchs_flop_counter():
+    predicted, counted, _ = thinker_flops(compose_config(THINKER))
+    assert predicted == pytest.approx(counted, rel=0.02)  # measured 5.0e-3
 
 
 def test_frozen_slots_cost_only_the_passes_that_run():
@@ -106,18 +111,8 @@ def test_a_mixture_of_experts_counts_its_active_weights():
     """A stranger's top-1 MoE Thinker (``tests/contracts/stranger_plugins.py``) declares
     ``active_params``: the predicted FLOPs follow the matmuls it really runs (torch's flop
     counter), not every expert's weights (4x the MLPs')."""
-    cfg = compose_config([*THINKER, "plugins=[tests.contracts.stranger_plugins]", "thinker=stranger_moe",
-                          "thinker.experts=4"])
-    torch.manual_seed(0)
-    model = OmniModel(cfg)
-    length = 96
-    ids = torch.randint(0, 256, (1, length))
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        hidden = model.thinker(model.thinker.embed(ids), torch.arange(length)[None, None],
-                               torch.ones(1, length, dtype=torch.long))
-        model.thinker.logits(hidden).sum().backward()
-    stats = model_stats(model, cfg)
-    predicted = step_flops(stats, {"thinker": [length]}, cfg)
+    predicted, counted, stats = thinker_flops(compose_config(
+        [*THINKER, "plugins=[tests.contracts.stranger_plugins]", "thinker=stranger_moe", "thinker.experts=4"]))
     assert stats.slots["thinker"].active_matmul < 0.7 * stats.slots["thinker"].matmul_params
     # measured 5.0e-3 (as the dense Thinker's); counting every expert: +128%
-    assert predicted == pytest.approx(counter.get_total_flops(), rel=0.02)
+    assert predicted == pytest.approx(counted, rel=0.02)
