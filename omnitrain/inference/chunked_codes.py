@@ -11,9 +11,8 @@ from omnitrain.slots import CodesVocoder, SpeechCondition
 
 
 class ChunkedCodes:
-    def __init__(self, vocoder: CodesVocoder, samples_per_code: int, cond: SpeechCondition | None,
-                 chunk: int = 4) -> None:
-        self.vocoder, self.per_code, self.cond, self.chunk = vocoder, samples_per_code, cond, max(1, chunk)
+    def __init__(self, vocoder: CodesVocoder, cond: SpeechCondition | None, chunk: int = 4) -> None:
+        self.vocoder, self.cond, self.chunk = vocoder, cond, max(1, chunk)
         self.codes: list[Tensor] = []  # scalars, or (Q,) frames
         self.done = 0  # codes whose samples were handed out
 
@@ -33,6 +32,7 @@ class ChunkedCodes:
         window = torch.stack(self.codes[start:])[None].to(device)
         mask = torch.ones(window.shape[:2], dtype=torch.bool, device=device)
         wave = self.vocoder.decode(window, mask, self.cond)[0]
-        new = wave[(self.done - start) * self.per_code:]
+        per_code = wave.shape[-1] // window.shape[1]  # decode gives whole codes' samples
+        new = wave[(self.done - start) * per_code:]
         self.done = len(self.codes)
         return new

@@ -40,8 +40,7 @@ class SpeechStream:
         self.frames: list[Tensor] = []
         self.codes_to_wave: ChunkedCodes | None = None
         if isinstance(model.vocoder, CodesVocoder):  # no DiT, no mel: the vocoder decodes codes
-            rate = model.codec.frame_rate
-            self.codes_to_wave = ChunkedCodes(model.vocoder, round(model.speech_cfg.sample_rate / rate), cond)
+            self.codes_to_wave = ChunkedCodes(model.vocoder, cond)
             return
         self.mel = chunked_decoder(model.dit, s.stream_mode, cond, noise, s.ode_steps, s.ode_method,
                                    s.guidance, s.ode_sway)

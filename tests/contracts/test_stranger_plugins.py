@@ -177,7 +177,7 @@ def test_a_codes_vocoder_streams_what_it_decodes_whole(model_and_batch, chunk):
     cond = SpeechCondition.none(1, model.speech_cfg.n_mels)
     with torch.no_grad():
         whole = model.decode_speech(codes, torch.ones_like(codes, dtype=torch.bool), cond=cond)[0][0]
-    stream = ChunkedCodes(vocoder, vocoder.cfg.samples_per_code, cond, chunk)
+    stream = ChunkedCodes(vocoder, cond, chunk)
     pieces = [stream.push(int(c)) for c in codes[0]] + [stream.finish()]
     assert sum(p.numel() > 0 for p in pieces) == -(-23 // chunk)  # a piece every chunk, the rest at the end
     torch.testing.assert_close(torch.cat(pieces), whole, rtol=0, atol=1e-6)  # measured 0 (bit-equal)
