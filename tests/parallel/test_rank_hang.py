@@ -5,8 +5,10 @@ A real 2-process DDP job (gloo on CPU) under torchrun; once it has saved a check
 rank 1 is frozen with SIGSTOP (as a rank stuck in a driver call or swapping would be).
 Rank 0 waits in its next collective for ``strategy.timeout_s``, fails, and torchrun then
 stops the job: SIGTERM to the frozen rank, which cannot act on it, and SIGKILL after
-torchrun's fixed 30 s grace. So the job ends, non-zero, within about
-``timeout_s + 30 s`` of the hang (measured: 41 s with timeout_s=10 on 2 CPU cores).
+torchrun's grace. A user's torchrun waits a fixed 30 s there (``PContext.close``), so their job
+ends, non-zero, within about ``timeout_s + 30 s`` of the hang (measured: 41 s with timeout_s=10
+on 2 CPU cores). The test launches the same torchrun with that grace at 2 s
+(``short_grace_torchrun.py``), to spend 28 s less waiting; nothing of omnitrain runs there.
 The same command on one process then resumes from the newest complete checkpoint and
 finishes; the two runs' ``data.log_samples`` logs together hold the first pass's
 samples exactly once (elastic resume of the data stream), on uneven shards read by 2 loader
@@ -31,14 +33,16 @@ from tests.data.uneven import SIZES, write_uneven
 from tests.helpers import smoke_overrides
 
 TIMEOUT_S = 10  # strategy.timeout_s: what a collective waits for the frozen rank (and the first collective at start)
-TORCHRUN_GRACE_S = 30  # torchrun's SIGTERM -> SIGKILL wait for a worker (PContext.close)
+TORCHRUN_GRACE_S = 2  # torchrun's SIGTERM -> SIGKILL wait for a worker (30 s in a user's torchrun)
+SHORT_GRACE_TORCHRUN = Path(__file__).with_name("short_grace_torchrun.py")
 SLACK_S = 20  # the failing rank's exit and torchrun's polling, on a busy 2-core machine
 STEPS = 30  # a step takes ~0.1 s: the hang (after step 2) comes long before the end
 
 
 def command(demo_dir: Path, run: Path, processes: int = 2) -> list[str]:
     """Training on uneven shards (written beside ``run``) with 2 loader workers per rank."""
-    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
+    launch = ([str(SHORT_GRACE_TORCHRUN), str(TORCHRUN_GRACE_S), "--standalone", "--nproc_per_node", str(processes)]
+              if processes > 1 else [])
     return [sys.executable, *launch, "-m", "omnitrain", "train",
             *smoke_overrides(demo_dir, run, f"trainer.devices={processes}", "strategy=ddp",
                              f"data.train_shards={run.parent / 'shards'}/train-*.tar", "data.num_workers=2",
