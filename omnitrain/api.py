@@ -42,6 +42,7 @@ from omnitrain.slots import (
     CodesVocoder,
     ContextSpec,
     DiT,
+    DiTOutput,
     EncoderOutput,
     PositionScheme,
     PretrainedCodec,
@@ -63,7 +64,7 @@ from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 
 __all__ = [
     "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
-    "CodesVocoder", "ContextSpec", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
+    "CodesVocoder", "ContextSpec", "DiTOutput", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
     "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "PositionScheme", "PretrainedCodec",
     "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
     "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,20 @@ class TalkerOutput:
         return result if isinstance(result, TalkerOutput) else TalkerOutput(result)
 
 
+@dataclass
+class DiTOutput:
+    """What a DiT's forward may return instead of the velocity alone: named auxiliary
+    losses, declared by ``named_losses``; in training they enter the total (sampling reads
+    the velocity only)."""
+
+    velocity: Tensor
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def of(result: Tensor | DiTOutput) -> DiTOutput:
+        return result if isinstance(result, DiTOutput) else DiTOutput(result)
+
+
 class AudioEncoder(SlotModule, ABC):
     @classmethod
     @abstractmethod
@@ -360,24 +374,64 @@ class TalkerContext:
     prompt_mask: Tensor  # (S, P) bool
     prompt_positions: Tensor  # (rows, S, P) the Thinker's position ids of the prompt (0 = pad)
     speaker: Tensor  # (S,) int64 index into ``speech.speakers``
+    #: (S, P) bool: the prompt tokens that are media placeholders (audio, image, video), for a
+    #: Talker that projects text and media apart (Qwen3-Omni); None where no one filled it
+    prompt_media: Tensor | None = None
 
 
 @dataclass(frozen=True)
 class ContextSpec:
-    """What a Talker reads from the Thinker (``Talker.context_spec``). The default is
-    Qwen2.5-Omni's: the last layer's states plus each token's input embedding, for the
-    reply and for the prompt before it (``TalkerContext``)."""
+    """What a Talker reads from the Thinker (``Talker.context_spec``), in training,
+    evaluation and generation alike (``omnitrain.model.speech_path.talker_context``).
+
+    The default is Qwen2.5-Omni's: the last layer's states plus each token's input embedding
+    (media placeholders' embeddings left out), for the reply and for everything of its sample
+    before it, at the Thinker's position ids. Qwen3-Omni's Talker reads text tokens' embeddings
+    and a middle layer's states at media tokens, user turns only (and the reply's own turn), at
+    positions counted over what it reads: ``ContextSpec(layer=k, add_embeddings=False,
+    text_as_embeddings=True, turns=("user",), positions="closed")``.
+    """
 
     #: whose states: -1 the Thinker's output (after its final norm); k >= 0 the states
     #: after layer k (0: the input embeddings), which the Thinker must give
     #: (``takes_output_layers``)
     layer: int = -1
-    #: add each token's input embedding to its states (media placeholders' zeroed in the prompt)
+    #: add each token's input embedding to its states (media placeholders' left out)
     add_embeddings: bool = True
+    #: text tokens (the reply's included) read their input embedding alone, media tokens the
+    #: states; the Talker tells them apart by ``TalkerContext.prompt_media``
+    text_as_embeddings: bool = False
+    #: the roles (``omnitrain.tokens.ROLES``) of the earlier turns the prompt keeps; None:
+    #: every turn. The reply's own turn (its role header) is always kept.
+    turns: tuple[str, ...] | None = None
+    #: "thinker": the Thinker's position ids; "closed": recounted over the kept tokens, each
+    #: kept turn moved down to start one after the turns kept before it (what the position
+    #: scheme gives the prompt without the left-out turns, as every turn starts with text)
+    positions: str = "thinker"
+
+    def __post_init__(self) -> None:
+        if self.add_embeddings and self.text_as_embeddings:
+            raise ValueError("ContextSpec: text_as_embeddings=True reads text tokens' embeddings alone, so "
+                             "add_embeddings must be False")
+        if self.turns is not None:
+            unknown = [t for t in self.turns if t not in ROLES]
+            if unknown or isinstance(self.turns, str):
+                raise ValueError(f"ContextSpec.turns must be a tuple of roles from {list(ROLES)}, got {self.turns!r}")
+        if self.positions not in ("thinker", "closed"):
+            raise ValueError(f"ContextSpec.positions must be 'thinker' or 'closed', got {self.positions!r}")
 
     def layers(self) -> tuple[int, ...]:
         """The Thinker layers whose states the core must ask for."""
         return () if self.layer < 0 else (self.layer,)
+
+    def vectors(self, states: Tensor, embeds: Tensor, media: Tensor) -> Tensor:
+        """What the Talker reads at each position: (..., D) states and input embeddings,
+        (...) media mask."""
+        if self.text_as_embeddings:
+            return torch.where(media[..., None], states, embeds.to(states.dtype))
+        if self.add_embeddings:
+            return states + embeds.masked_fill(media[..., None], 0.0)
+        return states
 
 
 class Talker(SlotModule, ABC):
@@ -433,8 +487,8 @@ class Talker(SlotModule, ABC):
         """
         rows = list(replies)
         reply = torch.stack(rows)[None]
-        full = TalkerContext(reply, torch.ones(reply.shape[:2], dtype=torch.bool, device=reply.device),
-                             ctx.prompt, ctx.prompt_mask, ctx.prompt_positions, ctx.speaker)
+        full = replace(ctx, reply=reply,
+                       reply_mask=torch.ones(reply.shape[:2], dtype=torch.bool, device=reply.device))
         for frame in self.generate(full, max_tokens, **sampling)[0]:
             if ((frame == self.eos_id) | (frame == self.pad_id)).any():
                 return
@@ -535,11 +589,12 @@ class DiT(SlotModule, ABC):
         drop_cond: Tensor,
         cond: SpeechCondition | None = None,
         offset: int = 0,
-    ) -> Tensor:
+    ) -> Tensor | DiTOutput:
         """x (B, T, n_mels) at flow time t (B,) with codes (B, T / mel_frames_per_code)
-        -> velocity (B, T, n_mels). ``drop_cond`` (B,) bool: ignore codes, speaker and
-        reference (the unconditional branch of classifier-free guidance). ``offset``: the
-        utterance frame of ``x[:, 0]`` when decoding a window (a multiple of the block)."""
+        -> velocity (B, T, n_mels), or a ``DiTOutput`` with it. ``drop_cond`` (B,) bool:
+        ignore codes, speaker and reference (the unconditional branch of classifier-free
+        guidance). ``offset``: the utterance frame of ``x[:, 0]`` when decoding a window (a
+        multiple of the block)."""
 
 
 class Vocoder(SlotModule, ABC):

@@ -27,4 +27,7 @@ SPECIAL_TOKENS: dict[str, str] = {
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 """The roles a conversation turn may have; a ``system`` turn comes first, if at all."""
 
+ROLE_CODES: dict[str, int] = {role: code for code, role in enumerate(ROLES, 1)}
+"""Each token's turn role in ``Batch.turn_roles`` (0: padding)."""
+
 IGNORE_INDEX = -100

@@ -51,6 +51,9 @@ class Batch:
     reference_mel: Tensor = field(default_factory=lambda: torch.zeros(0, 1, 1))  # (S, T_ref, n_mels)
     reference_lengths: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     skipped: dict[str, int] = field(default_factory=dict)  # samples dropped upstream, by reason
+    # (B, L) int8 each token's turn role (``omnitrain.tokens.ROLE_CODES``, 0 = padding or not
+    # known): which turns the Talker reads (``ContextSpec.turns``)
+    turn_roles: Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.int8))
     # where each document starts, found in the data workers so the step never reads it off
     # the GPU (varlen attention); None: the Thinker finds it (a host sync on a GPU)
     doc_runs: DocRuns | None = None

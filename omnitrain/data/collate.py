@@ -61,7 +61,7 @@ def collate(
     else:
         layout = [[i] for i in range(len(examples))]
     placed = [examples[i] for row in layout for i in row]  # token order, row by row
-    row_ids, row_pos, row_docs, row_labels = [], [], [], []
+    row_ids, row_pos, row_docs, row_labels, row_roles = [], [], [], [], []
     speech_rows, reply_positions = [], []
     for r, row in enumerate(layout):
         offset = 0
@@ -75,6 +75,8 @@ def collate(
         row_ids.append(torch.cat([e.input_ids for e in members]))
         row_pos.append(torch.cat([e.position_ids for e in members], dim=1))
         row_labels.append(torch.cat([e.labels for e in members]))
+        row_roles.append(torch.cat([e.turn_roles if e.turn_roles is not None else  # 0: not known
+                                    torch.zeros(len(e), dtype=torch.int8) for e in members]))
         row_docs.append(torch.cat([torch.full_like(e.input_ids, d) for d, e in enumerate(members, 1)]))
 
     audio = [f for e in placed for f in e.audio_features]
@@ -116,6 +118,7 @@ def collate(
         doc_ids=doc_ids,
         doc_runs=doc_runs(doc_ids),
         labels=labels,
+        turn_roles=pad_stack(row_roles, 0),
         target_index=(targets != IGNORE_INDEX).flatten().nonzero()[:, 0],
         sizes=BatchSizes([len(e) for e in placed],
                          [(int(e.reply_positions[0]), len(e.reply_positions), len(e.codec_tokens)) for e in speakers]),

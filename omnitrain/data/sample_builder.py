@@ -38,7 +38,7 @@ from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
 from omnitrain.registry import build, plugin_config, registry
 from omnitrain.slots import AudioFeatureExtractor, PositionScheme, Tokenizer, VisionProcessor
-from omnitrain.tokens import IGNORE_INDEX
+from omnitrain.tokens import IGNORE_INDEX, ROLE_CODES
 
 
 class SampleError(ValueError):
@@ -60,6 +60,7 @@ class Example:
     speech_mel: Tensor | None = None
     speaker: int = 0  # index into speech.speakers
     reference_mel: Tensor | None = None  # (frames, n_mels) of the speaker's reference
+    turn_roles: Tensor | None = None  # (L,) int8 each token's turn role (``ROLE_CODES``)
 
     def __len__(self) -> int:
         return int(self.input_ids.numel())
@@ -72,6 +73,11 @@ class _Sequence:
         self.ids: list[int] = []
         self.labels: list[int] = []
         self.layout: list[Segment] = []
+        self.roles: list[int] = []
+
+    def turn_ends(self, role: str) -> None:
+        """The tokens written since the last turn ended belong to a ``role`` turn."""
+        self.roles += [ROLE_CODES[role]] * (len(self.ids) - len(self.roles))
 
     def text(self, ids: list[int], train: bool = False) -> None:
         self.ids += ids
@@ -158,15 +164,18 @@ class SampleBuilder:
             if role == "assistant" and "speech" in turn:
                 speech_turn = (turn, list(range(start, len(seq.ids))))
             seq.text(list(template.after))
+            seq.turn_ends(role)
         if for_generation:
             seq.text(self.tok.generation_prompt())
+            seq.turn_ends("assistant")
         if len(seq.ids) > self.max_tokens:
             raise SampleError(
                 f"sample {key}: {len(seq.ids)} tokens exceed data.max_tokens={self.max_tokens}"
             )
-        assert len(seq.ids) == layout_length(seq.layout), "layout and tokens disagree"
+        assert len(seq.ids) == layout_length(seq.layout) == len(seq.roles), "layout, roles and tokens disagree"
         ex.input_ids = torch.tensor(seq.ids, dtype=torch.long)
         ex.labels = torch.tensor(seq.labels, dtype=torch.long)
+        ex.turn_roles = torch.tensor(seq.roles, dtype=torch.int8)
         ex.layout = seq.layout
         ex.position_ids = self.position.position_ids(seq.layout)
         if speech_turn is not None:
@@ -304,7 +313,7 @@ class SampleBuilder:
             raise SampleError(f"{where}: the speech ({wave.numel()} samples) is shorter than one codec frame")
         mel = self.speech_mel(wave)
         require_finite(mel, f"{where} mel")
-        n = min(codes.numel(), mel.shape[0] // k)
+        n = min(codes.shape[0], mel.shape[0] // k)  # frames (each of code_groups codes)
         if "reference" in turn:
             ref = load_audio(media(turn["reference"]), self.speech.sample_rate, f"{where} reference")
             if ref.numel() <= self.speech.n_fft // 2:

@@ -17,6 +17,7 @@ from omnitrain.model.thinker_io import context_states
 from omnitrain.nn.kv_cache import KVCache
 from omnitrain.positions.layout import Segment, TextSeg
 from omnitrain.slots import SpeechCondition, TalkerContext, ThinkerOutput
+from omnitrain.tokens import ROLE_CODES
 
 
 class ThinkerDecoder:
@@ -26,17 +27,17 @@ class ThinkerDecoder:
         self.cache = KVCache()
         self.spec = model.talker.context_spec()  # which states the Talker reads
         inputs = model.embed_inputs(prompt)
-        self.hiddens, self.states, self.embeds = [], [], []
-        self._step(inputs.embeds, prompt.position_ids, **inputs.thinker_kwargs())
+        self.hiddens: list[Tensor] = []
+        self.vectors: list[Tensor] = []  # what the Talker reads at each position (ContextSpec.vectors)
+        self._step(inputs.embeds, prompt.position_ids, model.media_mask(prompt.input_ids), **inputs.thinker_kwargs())
         self.new: list[int] = []
 
-    def _step(self, embeds: Tensor, positions: Tensor, **extra) -> None:
+    def _step(self, embeds: Tensor, positions: Tensor, media: Tensor, **extra) -> None:
         layers = self.spec.layers()
         out = ThinkerOutput.of(self.model.thinker.step(embeds, positions, self.cache, **extra,
                                                        **({"output_layers": layers} if layers else {})))
         self.hiddens.append(out.hidden)
-        self.states.append(context_states(out, self.spec))
-        self.embeds.append(embeds if self.spec.add_embeddings else torch.zeros_like(embeds))
+        self.vectors.append(self.spec.vectors(context_states(out, self.spec), embeds, media))
 
     @property
     def prompt_length(self) -> int:
@@ -49,12 +50,12 @@ class ThinkerDecoder:
 
     def feed(self, token: int) -> Tensor:
         """Append ``token`` (a text token after the prompt); returns its reply vector
-        (its states + embedding, as the Talker's ``ContextSpec`` says), what the Talker reads for it."""
+        (as the Talker's ``ContextSpec`` says: e.g. its states + embedding), what the Talker reads for it."""
         m = self.model
         self.new.append(token)
         ids = torch.tensor([[token]], device=self.prompt.input_ids.device)
-        self._step(m.thinker.embed(ids), self.positions()[:, :, -1:])
-        return (self.states[-1] + self.embeds[-1])[0, -1]
+        self._step(m.thinker.embed(ids), self.positions()[:, :, -1:], torch.zeros_like(ids, dtype=torch.bool))
+        return self.vectors[-1][0, -1]
 
     def positions(self) -> Tensor:
         """(rows, 1, L) the Thinker's ids of the prompt and the tokens fed, from the layout."""
@@ -69,16 +70,22 @@ class ThinkerDecoder:
         new = torch.tensor([self.new], dtype=torch.long, device=device).reshape(1, -1)
         return dataclasses.replace(
             p, input_ids=torch.cat([p.input_ids, new], 1), doc_ids=torch.ones(1, L, dtype=torch.long, device=device),
-            position_ids=self.positions(), speech_rows=torch.zeros(1, dtype=torch.long, device=device),
+            position_ids=self.positions(), turn_roles=self.turn_roles(), speech_rows=torch.zeros(1, dtype=torch.long, device=device),
             reply_positions=torch.arange(self.prompt_length, L, device=device)[None],
             reply_mask=torch.ones(1, len(self.new), dtype=torch.bool, device=device),
             speaker_ids=cond.speaker, reference_mel=cond.reference, reference_lengths=cond.reference_lengths,
             doc_runs=None, target_index=None, sizes=None,  # found for the prompt's grid, not this one
         )
 
+    def turn_roles(self) -> Tensor:
+        """(1, L) the prompt's turn roles, then the reply's (the assistant's)."""
+        roles = self.prompt.turn_roles
+        new = torch.full((1, len(self.new)), ROLE_CODES["assistant"], dtype=roles.dtype, device=roles.device)
+        return torch.cat([roles, new], 1) if roles.numel() else roles
+
     def talker_context(self, cond: SpeechCondition) -> TalkerContext:
         """The Talker's view of the reply fed so far (none yet: the prompt alone, for streaming)."""
         batch = self.batch(cond)
-        states, embeds = torch.cat(self.states, 1), torch.cat(self.embeds, 1)
-        start = torch.tensor([self.prompt_length], device=states.device)
-        return talker_context(batch, states, embeds, self.model.media_mask(batch.input_ids), cond.speaker, start)
+        vectors = torch.cat(self.vectors, 1)
+        start = torch.tensor([self.prompt_length], device=vectors.device)
+        return talker_context(batch, vectors, self.model.media_mask(batch.input_ids), cond.speaker, self.spec, start)

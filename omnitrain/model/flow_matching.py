@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from omnitrain.slots import DiT, SpeechCondition
+from omnitrain.slots import DiT, DiTOutput, SpeechCondition
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def stage_input(y: Tensor, ks: list[Tensor], row: tuple[float, ...], h: float) -
 def flow_matching_loss(
     dit: DiT, mel: Tensor, codes: Tensor, code_mask: Tensor, cond_drop_prob: float = 0.0,
     cond: SpeechCondition | None = None, ref_drop_prob: float = 0.0, frames: Tensor | float | None = None,
+    aux_losses: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """Masked MSE between predicted and true velocity. mel (S, T, M), codes (S, T/k): each
     frame's error averaged over the mel bins, summed over the frames and divided by
@@ -73,6 +74,7 @@ def flow_matching_loss(
 
     ``cond_drop_prob``: drop codes, speaker and reference together (for guidance);
     ``ref_drop_prob``: drop only the reference, so the DiT also works without one.
+    ``aux_losses``: where the DiT's own named losses go (``DiTOutput``), if it returns any.
     """
     S = mel.shape[0]
     noise = torch.randn_like(mel)
@@ -83,7 +85,10 @@ def flow_matching_loss(
         no_ref = torch.rand(S, device=mel.device) < ref_drop_prob
         cond = SpeechCondition(cond.speaker, cond.reference,
                                cond.reference_lengths.masked_fill(no_ref, 0))
-    velocity = dit(x_t, t, codes, code_mask, drop, cond)
+    out = DiTOutput.of(dit(x_t, t, codes, code_mask, drop, cond))
+    velocity = out.velocity
+    if aux_losses is not None:
+        aux_losses.update(out.aux_losses)
     frame_mask = code_mask.repeat_interleave(dit.mel_frames_per_code, dim=1)[..., None]
     err = (velocity - (mel - noise)).pow(2) * frame_mask
     if frames is None:
@@ -101,9 +106,9 @@ def guided_velocity(
 
     def velocity(x: Tensor, t: float) -> Tensor:
         tt = torch.full((S,), t, device=x.device, dtype=x.dtype)
-        v = dit(x, tt, codes, code_mask, keep, cond, offset)
+        v = DiTOutput.of(dit(x, tt, codes, code_mask, keep, cond, offset)).velocity
         if guidance > 0:
-            v_u = dit(x, tt, codes, code_mask, ~keep, cond, offset)
+            v_u = DiTOutput.of(dit(x, tt, codes, code_mask, ~keep, cond, offset)).velocity
             v = v + guidance * (v - v_u)
         return v
 

@@ -171,26 +171,25 @@ class OmniModel(nn.Module):
     def speech_items(self, batch: Batch, thinker: ThinkerOutput, embeds: Tensor) -> SpeechItems:
         """The speech side's inputs for every spoken reply of the batch (``speech_path``),
         or one dummy item so the Talker and DiT stay in the graph when it has none."""
-        hidden = thinker.hidden
-        states = context_states(thinker, self.talker.context_spec())
+        hidden, spec = thinker.hidden, self.talker.context_spec()
+        states = context_states(thinker, spec)
         if self.loss_cfg.talker_detach_thinker:
             states, embeds = states.detach(), embeds.detach()
-        if not self.talker.context_spec().add_embeddings:
-            embeds = torch.zeros_like(embeds)
+        media = self.media_mask(batch.input_ids)
         n_mels = self.speech_cfg.n_mels
         if batch.speech_rows.numel() == 0:
             device = hidden.device
-            reply = states[:1, :1] + embeds[:1, :1]
+            reply = spec.vectors(states[:1, :1], embeds[:1, :1], media[:1, :1])
             ones = torch.ones(1, 1, dtype=torch.bool, device=device)
             ctx = TalkerContext(reply, ones, reply, ones,
                                 torch.zeros(self.position.rows, 1, 1, dtype=torch.long, device=device),
-                                torch.zeros(1, dtype=torch.long, device=device))
+                                torch.zeros(1, dtype=torch.long, device=device), prompt_media=media[:1, :1])
             codes = torch.zeros(1, 1, *([self.codec.groups] if self.codec.groups > 1 else []), dtype=torch.long,
                                 device=device)
             mel = torch.zeros(1, self.dit.mel_frames_per_code, n_mels, device=device, dtype=hidden.dtype)
             return SpeechItems(ctx, SpeechCondition.none(1, n_mels, device), codes, ones, mel, False)
         cond = speech_condition(batch, n_mels, hidden.dtype)
-        ctx = talker_context(batch, states, embeds, self.media_mask(batch.input_ids), cond.speaker)
+        ctx = talker_context(batch, spec.vectors(states, embeds, media), media, cond.speaker, spec)
         return SpeechItems(ctx, cond, batch.codec_tokens, batch.codec_mask, batch.speech_mel, True)
 
     # ---- one forward: losses and metrics come from it ------------------------------
@@ -224,18 +223,21 @@ class OmniModel(nn.Module):
         losses = {"text": target_rows_loss(head, out.hidden[:, :-1], next_token_targets(batch),
                                            index=batch.target_index, divisor=norm.get("text"))}
         scale = 1.0 if items.real else 0.0
+        aux = dict(out.aux_losses)
         if out.talker_logits is not None:
             spoken = self.talker.loss(out.talker_logits, out.codec_targets, norm.get("codec"))
             add_named(losses, {name: scale * value for name, value in spoken.items()}, "talker")
         if w.flow > 0:
+            dit_aux: dict[str, Tensor] = {}
             losses["flow"] = scale * flow_matching_loss(
                 self.dit, items.mel, items.codes, items.code_mask, w.flow_cond_drop, items.cond,
-                w.flow_ref_drop, norm.get("flow"),
+                w.flow_ref_drop, norm.get("flow"), aux_losses=dit_aux,
             )
+            add_named(aux, {name: scale * value for name, value in dit_aux.items()}, "dit")
         # auxiliary losses are means over one forward: over ``norms["aux"]`` they weigh each
         # micro-batch of the step alike (``step_weights``)
         add_named(losses, {name: value / norm["aux"] if "aux" in norm else value
-                           for name, value in out.aux_losses.items()}, "an auxiliary loss")
+                           for name, value in aux.items()}, "an auxiliary loss")
         losses["loss"] = total_loss(losses, w, self.loss_weights)
         return losses
 

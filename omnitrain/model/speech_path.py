@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from omnitrain.data.batch import Batch
-from omnitrain.slots import SpeechCondition, Talker, TalkerContext
-from omnitrain.tokens import IGNORE_INDEX
+from omnitrain.slots import ContextSpec, SpeechCondition, Talker, TalkerContext
+from omnitrain.tokens import IGNORE_INDEX, ROLE_CODES
 
 
 def speech_condition(batch: Batch, n_mels: int, dtype: torch.dtype | None = None) -> SpeechCondition:
@@ -28,33 +28,68 @@ def speech_condition(batch: Batch, n_mels: int, dtype: torch.dtype | None = None
     return cond
 
 
-def talker_context(batch: Batch, states: Tensor, embeds: Tensor, media: Tensor, speaker: Tensor,
+def talker_context(batch: Batch, vectors: Tensor, media: Tensor, speaker: Tensor, spec: ContextSpec,
                    starts: Tensor | None = None) -> TalkerContext:
-    """The Talker's view of each spoken reply (``batch.speech_rows``): the reply vectors at
-    ``batch.reply_positions`` (the Thinker's last hidden state + the token's embedding) and
-    the prompt, everything of the same sample before the reply starts, left-padded, with
-    media placeholders' embeddings zeroed (``media``, as Qwen2.5-Omni), at the Thinker's
-    position ids. ``starts``: where each reply starts, when its tokens are not known yet
-    (streaming); default the first reply position."""
+    """The Talker's view of each spoken reply (``batch.speech_rows``): ``vectors`` (B, L, D)
+    are what it reads at each position (``ContextSpec.vectors``), ``media`` (B, L) the media
+    placeholders. The reply: the vectors at ``batch.reply_positions``. The prompt: the
+    tokens of the same sample before the reply starts (of the turns ``spec.turns`` keeps),
+    LEFT-padded so every prompt ends where its reply starts, at the Thinker's position ids
+    (``spec.positions="closed"``: recounted over the kept tokens). ``starts``: where each
+    reply starts, when its tokens are not known yet (streaming); default its first position.
+    The prompt's width is the longest whole prompt when the data workers counted it (no
+    GPU read; with turns left out that is more padding than generation's, never other tokens)."""
     rows, pos = batch.speech_rows, batch.reply_positions
-    reply = states[rows[:, None], pos] + embeds[rows[:, None], pos]
+    reply = vectors[rows[:, None], pos]
     start = pos[:, 0] if starts is None else starts
-    L = states.shape[1]
+    L, device = vectors.shape[1], vectors.device
     doc = batch.doc_ids[rows, start.clamp(max=batch.doc_ids.shape[1] - 1)]
-    same = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(batch.doc_ids.shape[1], device=states.device)
-                                                     < start[:, None])
-    n = same.sum(1)
+    before = (batch.doc_ids[rows] == doc[:, None]) & (torch.arange(L, device=device) < start[:, None])
+    kept = before if spec.turns is None else before & kept_turns(batch, rows, start, spec.turns)
+    n = kept.sum(1)
     if starts is None and batch.longest_prompt is not None:
         P = batch.longest_prompt  # found in the data workers: nothing read back from the GPU
     else:
         P = int(n.max()) if n.numel() else 0
-    j = torch.arange(P, device=states.device)[None]
-    mask = j >= (P - n)[:, None]
-    idx = (start[:, None] - P + j).clamp(0, L - 1)
-    flat = embeds.masked_fill(media[..., None], 0.0)
-    prompt = (states[rows[:, None], idx] + flat[rows[:, None], idx]) * mask[..., None]
-    positions = batch.position_ids[:, rows[:, None], idx.clamp(max=batch.position_ids.shape[-1] - 1)] * mask
-    return TalkerContext(reply, batch.reply_mask, prompt, mask, positions, speaker)
+    # each row's kept positions in order, at the right end (a stable sort puts them last)
+    idx = torch.sort(kept.to(torch.int8), dim=1, stable=True).indices[:, L - P:]
+    mask = kept.gather(1, idx)
+    prompt = vectors[rows[:, None], idx] * mask[..., None]
+    ids = batch.position_ids[:, rows]
+    if spec.positions == "closed":
+        ids = closed_positions(ids, before & ~kept)
+    positions = ids.gather(2, idx[None].expand(ids.shape[0], -1, -1)) * mask
+    return TalkerContext(reply, batch.reply_mask, prompt, mask, positions, speaker,
+                         prompt_media=media[rows[:, None], idx] & mask)
+
+
+def kept_turns(batch: Batch, rows: Tensor, start: Tensor, turns: tuple[str, ...]) -> Tensor:
+    """(S, L) the tokens of turns whose role is in ``turns``, and of each reply's own turn
+    (the assistant tokens right before it: its role header)."""
+    roles = batch.turn_roles
+    if roles.shape != batch.input_ids.shape:
+        raise ValueError("the Talker reads some turns only (ContextSpec.turns), but this batch carries no turn "
+                         "roles (Batch.turn_roles): build its examples with SampleBuilder and collate them")
+    roles = roles[rows].long()
+    keep = torch.zeros_like(roles, dtype=torch.bool)
+    for role in turns:
+        keep |= roles == ROLE_CODES[role]
+    j = torch.arange(roles.shape[1], device=roles.device)[None]
+    other = (roles != ROLE_CODES["assistant"]) & (j < start[:, None])
+    last_other = torch.where(other, j, -1).amax(1, keepdim=True)  # the reply's turn starts after it
+    return keep | ((j > last_other) & (j < start[:, None]))
+
+
+def closed_positions(ids: Tensor, dropped: Tensor) -> Tensor:
+    """(rows, S, L) position ids with the ``dropped`` (S, L) tokens' id span taken out of
+    every later token's ids: a dropped run spans from its first token's id to the next
+    token's (a turn starts one after the largest id before it, with text, where every row of
+    the ids agrees), so the kept turns close up as if the dropped ones were never there."""
+    first = ids[0]
+    step = torch.zeros_like(first)
+    step[:, :-1] = first[:, 1:] - first[:, :-1]  # sums to a run's span over the run
+    span = torch.cumsum(step * dropped, dim=1)  # at a kept token: over the tokens before it
+    return ids - span[None]
 
 
 def talker_inputs(talker: Talker, codes: Tensor, code_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -6,15 +6,18 @@ loaded the way a user loads theirs (``plugins=[tests.contracts.stranger_plugins]
 - a Thinker that adds those levels after its first layers (``takes_side_inputs``, as
   Qwen3-Omni's deepstack), gives its inner layers' states (``takes_output_layers``) and
   returns an auxiliary loss (``ThinkerOutput``);
-- a Talker that reads the Thinker's layer 1 without embeddings (``ContextSpec``), returns an
-  auxiliary loss from its forward (``TalkerOutput``) and owns its loss: the cross-entropy
-  plus a label-smoothing term (``Talker.loss``);
+- a Talker that reads as Qwen3-Omni's does (``ContextSpec``): text tokens' embeddings, the
+  Thinker's layer 1 at media tokens (each through its own projection, ``prompt_media``), user
+  turns only at positions closed up over them; returns an auxiliary loss from its forward
+  (``TalkerOutput``) and owns its loss: the cross-entropy plus a label-smoothing term
+  (``Talker.loss``);
 - a Thinker whose MLPs are a top-1 mixture of experts, which says how many weights one
   position runs through (``active_params``: FLOPs and MFU count those);
 - a vocoder that decodes codes straight to a waveform (``CodesVocoder``, with ``dit=none``),
   which asks for the codec's vocabulary, the speakers and the code groups (``build_kwargs``);
 - a codec with 3 code groups per frame and a Talker that speaks them (``takes_code_groups``):
-  a frame in is the sum of its groups' embeddings, a frame out one head per group.
+  a frame in is the sum of its groups' embeddings, a frame out one head per group;
+- a DiT that returns an auxiliary loss with its velocity (``DiTOutput``).
 
 Each named loss is declared with its coefficient (``named_losses``). Nothing here is
 imported by omnitrain; the core reaches it only through the contracts.
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 from omnitrain.api import (
     CodesVocoder,
     ContextSpec,
+    DiTOutput,
     EncoderOutput,
     SideInputs,
     SwiGLU,
@@ -40,6 +44,7 @@ from omnitrain.api import (
 )
 from omnitrain.nn.masked_ce import masked_cross_entropy
 from omnitrain.tokens import IGNORE_INDEX
+from omnitrain_plugins.full_dit import FullDiT, FullDiTConfig
 from omnitrain_plugins.mel_conv_audio import MelConvAudioConfig, MelConvAudioEncoder
 from omnitrain_plugins.pitch_codec import PitchCodec, PitchCodecConfig
 from omnitrain_plugins.prefix_talker import PrefixTalker, PrefixTalkerConfig
@@ -127,7 +132,7 @@ class OwnLossTalkerConfig(PrefixTalkerConfig):
 
 @register("talker", "stranger_own_loss", config=OwnLossTalkerConfig)
 class OwnLossTalker(PrefixTalker):
-    """The prefix Talker reading the Thinker's layer 1 (no embeddings added), with its own
+    """The prefix Talker reading as Qwen3-Omni's Talker does (``context_spec``), with its own
     loss: the cross-entropy (``codec``) plus ``codec_smooth``, each predicted position's
     cross-entropy against the uniform distribution (label smoothing's term, per position as
     the contract asks); and ``talker_z`` from its forward, the mean squared log-partition of
@@ -138,7 +143,8 @@ class OwnLossTalker(PrefixTalker):
         return {"codec_smooth": cfg.smooth_coef, "talker_z": cfg.z_coef}
 
     def context_spec(self) -> ContextSpec:
-        return ContextSpec(layer=1, add_embeddings=False)
+        return ContextSpec(layer=1, add_embeddings=False, text_as_embeddings=True, turns=("user",),
+                           positions="closed")
 
     def forward(self, ctx, codec_in: Tensor, codec_mask: Tensor) -> TalkerOutput:
         logits = super().forward(ctx, codec_in, codec_mask)
@@ -275,17 +281,26 @@ class GroupsTalker(OwnLossTalker):
         self.groups = code_groups
         self.codec_embed = nn.ModuleList(nn.Embedding(self.vocab_size, cfg.dim) for _ in range(code_groups))
         self.head = nn.Linear(cfg.dim, code_groups * self.vocab_size, bias=False)
+        self.media_proj = nn.Linear(thinker_hidden_size, cfg.dim)  # Qwen3-Omni: hidden_projection
 
-    def _run(self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+    def forward(self, ctx, codec_in: Tensor, codec_mask: Tensor) -> TalkerOutput:
+        logits = self._run(ctx, codec_in, codec_mask)
+        z = torch.logsumexp(logits.float(), -1)[codec_mask].pow(2).mean()
+        return TalkerOutput(logits, {"talker_z": z})
+
+    def _run(self, ctx, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
+        """[prompt (text and media projected apart) | reply | frames] through the layers."""
+        media = ctx.prompt_media[..., None]
+        prompt = torch.where(media, self.media_proj(ctx.prompt), self.reply_proj(ctx.prompt))
         frames = sum(embed(codec_in[..., g]) for g, embed in enumerate(self.codec_embed))
-        x = torch.cat([self.reply_proj(reply), frames], dim=1)
-        valid = torch.cat([reply_mask, codec_mask], dim=1).long()
+        x = torch.cat([prompt, self.reply_proj(ctx.reply), frames], dim=1)
+        valid = torch.cat([ctx.prompt_mask, ctx.reply_mask, codec_mask], dim=1).long()
         pos = (valid.cumsum(1) - 1).clamp_min(0)
         mask = doc_causal_mask(valid)
         rotary = self._rotary(pos)
         for layer in self.layers:
             x = layer(x, mask, rotary)
-        out = self.head(self.norm(x[:, reply.shape[1]:]))
+        out = self.head(self.norm(x[:, x.shape[1] - codec_in.shape[1]:]))
         return out.view(*out.shape[:2], self.groups, self.vocab_size)
 
     @torch.no_grad()
@@ -295,8 +310,7 @@ class GroupsTalker(OwnLossTalker):
         out = torch.full((B, 1, self.groups), self.bos_id, dtype=torch.long, device=ctx.reply.device)
         done = torch.zeros(B, dtype=torch.bool, device=ctx.reply.device)
         for step in range(max_tokens):
-            logits = self._run(ctx.reply, ctx.reply_mask, out, torch.ones(out.shape[:2], dtype=torch.bool,
-                                                                          device=out.device))[:, -1]
+            logits = self._run(ctx, out, torch.ones(out.shape[:2], dtype=torch.bool, device=out.device))[:, -1]
             logits[..., [self.bos_id, self.pad_id]] = float("-inf")
             logits[:, 1:, self.eos_id] = float("-inf")  # group 0 decides the end
             if step < int(sampling.get("min_tokens", 0)):
@@ -311,3 +325,24 @@ class GroupsTalker(OwnLossTalker):
                 break
         codes = out[:, 1:]
         return codes.masked_fill(codes == self.eos_id, self.pad_id)
+
+
+@dataclass
+class EnergyDiTConfig(FullDiTConfig):
+    energy_coef: float = 0.02
+
+
+@register("dit", "stranger_energy", config=EnergyDiTConfig)
+class EnergyDiT(FullDiT):
+    """The baseline DiT returning ``dit_energy`` with its velocity: the velocity's mean
+    square over the real frames (a regulariser of the kind a DiT plugin may add)."""
+
+    @classmethod
+    def named_losses(cls, cfg: EnergyDiTConfig) -> dict[str, float]:
+        return {"dit_energy": cfg.energy_coef}
+
+    def forward(self, x: Tensor, t: Tensor, codes: Tensor, code_mask: Tensor, drop_cond: Tensor,
+                cond=None, offset: int = 0) -> DiTOutput:
+        velocity = super().forward(x, t, codes, code_mask, drop_cond, cond, offset)
+        frames = code_mask.repeat_interleave(self.mel_frames_per_code, dim=1)
+        return DiTOutput(velocity, {"dit_energy": velocity.float().pow(2).mean(-1)[frames].mean()})

@@ -9,6 +9,7 @@ bf16-mixed and ZeRO-2."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -103,15 +104,46 @@ def test_encoder_levels_reach_the_thinker_after_its_first_layers(model_and_batch
     assert not differ[row, :first].any()  # ... and nothing before the first (causal)
 
 
-def test_the_talker_reads_the_thinker_layer_its_context_spec_names(model_and_batch):
+def test_the_talker_reads_text_embeddings_and_the_thinker_layer_its_context_spec_names_at_media(model_and_batch):
     _, model, batch = model_and_batch
     with torch.no_grad():
         thinker, inputs = model.thinker_forward(batch)
         items = model.speech_items(batch, thinker, inputs.embeds)
     assert sorted(thinker.layers) == [1]  # asked for layer 1 only
-    rows, pos = batch.speech_rows, batch.reply_positions
-    want = thinker.layers[1][rows[:, None], pos] * batch.reply_mask[..., None]
-    assert torch.equal(items.ctx.reply * batch.reply_mask[..., None], want)  # no embeddings added
+    rows, pos, ctx = batch.speech_rows, batch.reply_positions, items.ctx
+    want = inputs.embeds[rows[:, None], pos] * batch.reply_mask[..., None]
+    assert torch.equal(ctx.reply * batch.reply_mask[..., None], want)  # the reply is text: its embeddings
+    media = ctx.prompt_media
+    assert media.any()  # a spoken reply to audio: its clip is in the prompt, read at layer 1
+    text = ctx.prompt_mask & ~media
+    assert found_in(ctx.prompt[media], thinker.layers[1][batch.input_ids == model.audio_id])
+    assert found_in(ctx.prompt[text], inputs.embeds[batch.doc_ids > 0])
+    assert not found_in(ctx.prompt[text][:1], thinker.layers[1][batch.doc_ids > 0])
+
+
+def found_in(vectors, pool) -> bool:
+    """Each vector is, exactly, one of ``pool``'s rows."""
+    return all(bool(((pool - v).abs().amax(-1) == 0).any()) for v in vectors)
+
+
+def test_a_dits_auxiliary_loss_enters_the_total_and_a_batch_without_speech_adds_none(demo_dir, tmp_path):
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, "plugins=[tests.contracts.stranger_plugins]",
+                                         "dit=stranger_energy"))
+    torch.manual_seed(0)
+    model = OmniModel(cfg).eval()
+    for weight in model.dit.parameters():  # off AdaLN-zero's start, where the velocity is 0
+        torch.nn.init.normal_(weight, std=0.05)
+    batches = make_pipeline(cfg, "train", 256)
+    spoken = next(b for b in batches if b.speech_rows.numel())
+    with torch.no_grad():
+        torch.manual_seed(1)
+        losses = model(spoken)
+    assert float(losses["dit_energy"]) > 0
+    want = losses["text"] + losses["codec"] + losses["flow"] + 0.02 * losses["dit_energy"]
+    assert math.isclose(float(losses["loss"]), float(want), rel_tol=1e-6)
+    silent = dataclasses.replace(spoken, speech_rows=spoken.speech_rows[:0], sizes=None)
+    with torch.no_grad():
+        assert float(model(silent)["dit_energy"]) == 0.0  # the dummy item keeps the graph, adds no loss
 
 
 def test_a_loss_weight_no_plugin_declares_is_a_config_error(demo_dir, tmp_path):

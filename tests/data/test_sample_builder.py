@@ -172,3 +172,23 @@ def test_codes_must_have_the_codecs_groups(builder, demo_dir):
     assert torch.equal(built(codes[:, None]).codec_tokens, built(codes).codec_tokens)
     with pytest.raises(SampleError, match=r"shape \(\d+, 3\) but the codec has 1 code group\(s\) per frame, so \(n,\)"):
         built(np.stack([codes] * 3, -1))
+
+
+def test_codes_of_several_groups_give_the_dit_one_mel_stretch_per_frame(builder, demo_dir):
+    """With 3 code groups, a reply whose codes cover half its speech: the mel targets are cut
+    to the frames (not to frames x groups, the element count), as with one group."""
+    import copy
+    import io
+
+    import numpy as np
+
+    members = next(m for m in samples_of(next(demo_dir.glob("train-*.tar"))).values() if "reply.codec.npy" in m)
+    codes = np.load(io.BytesIO(members["reply.codec.npy"]))
+    half = len(codes) // 2
+    buf = io.BytesIO()
+    np.save(buf, np.stack([codes[:half]] * 3, -1))
+    three = copy.copy(builder)
+    three.code_groups = 3
+    ex = three.build(json.loads(members["json"]), {**members, "reply.codec.npy": buf.getvalue()}.__getitem__, "k")
+    assert tuple(ex.codec_tokens.shape) == (half, 3)
+    assert ex.speech_mel.shape[0] == half * builder.mel_frames_per_code
