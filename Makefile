@@ -46,6 +46,7 @@ venv:
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory venv GOALS='$(MAKECMDGOALS)'
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps resemblyzer==0.1.4  # its weights only (eval)
 	rm -f $(VENV)/.installed*
 	touch $@
 

@@ -27,13 +27,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.data.media import MediaError
     from omnitrain.data.sample_builder import SampleError
     from omnitrain.data.shards import ShardError
+    from omnitrain.evaluation.errors import EvalError
     from omnitrain.hf.formats import HFError
     from omnitrain.inference.generate import GenerateError
     from omnitrain.plugin_loading import PluginLoadError
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError, HFError)
+            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError, HFError, EvalError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -53,6 +54,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{slot}:")
         for entry in registry(slot).entries():
             print(f"  {entry.name:<14} {entry.description}  [{entry.origin}]")
+    from omnitrain.evaluation.scorer_lookup import load_builtin_scorers
+    from omnitrain.evaluation.scorers import ASR, SPEAKER
+
+    load_builtin_scorers()
+    for title, scorers in (("eval --asr", ASR), ("eval --speaker", SPEAKER)):
+        print(f"{title}:")
+        for name, factory in scorers.items():
+            doc = (factory.__doc__ or "").strip().splitlines()
+            print(f"  {name:<14} {doc[0] if doc else ''}")
     return 0
 
 
@@ -336,13 +346,16 @@ def _generate_manifest(gen, manifest: Path, args: argparse.Namespace) -> int:
 
 
 def _task_losses(run_dir: Path) -> str:
-    """The losses of the run's task (its config.yaml), as train/<loss>."""
+    """The losses of the run's task (its config.yaml) that the run weighs (``loss.<name>``
+    above 0: a run without a DiT logs no flow loss), as train/<loss>."""
     from omegaconf import OmegaConf
 
     from omnitrain.training.tasks import TASKS
 
-    task = OmegaConf.load(run_dir / "config.yaml").get("task", "omni") if (run_dir / "config.yaml").exists() else "omni"
-    return ",".join(f"train/{loss}" for loss in TASKS[task].losses)
+    cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else OmegaConf.create()
+    weights = cfg.get("loss") or {}
+    return ",".join(f"train/{loss}" for loss in TASKS[cfg.get("task", "omni")].losses
+                    if float(weights.get(loss, 1.0)) > 0)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -487,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trust-plugins", action="store_true",
                    help="load a bundle that carries plugin code (plugins/*.py): it runs that code")
     s.set_defaults(func=cmd_generate)
+    from omnitrain.evaluation.command import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     from omnitrain.cli_help import attach_help
 
     attach_help(p)  # every verb's --help: its recipes, config groups and examples

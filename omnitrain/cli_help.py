@@ -33,6 +33,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                   "omnitrain import-hf ~/hf/Qwen2.5-Omni-7B bundles/omni7b"),
     "generate": ("omnitrain generate runs/demo/bundle --text 'what is 12 plus 7?' --speech reply.wav",
                  "omnitrain generate runs/demo/bundle --manifest data/demo/heldout/manifest.jsonl --min-accuracy 0.5"),
+    "eval": ("omnitrain eval runs/base/bundle runs/demo/bundle --manifest data/demo/heldout/manifest.jsonl --out r.json",
+             "omnitrain eval --audio voices.jsonl --asr pocketsphinx --closed-vocabulary --speaker resemblyzer"),
 }
 
 

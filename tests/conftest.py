@@ -54,6 +54,24 @@ def groups_demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def smoke_trained(demo_dir, tmp_path_factory):
+    """The smoke recipe's 10 steps by a real Trainer.fit in this process (checkpoints at
+    steps 5 and 10), so the trained module stays in hand: (cfg, module, run_dir)."""
+    import torch
+
+    from omnitrain.data.datamodule import OmniDataModule
+    from omnitrain.training.module import OmniModule
+    from omnitrain.training.trainer_factory import build_trainer
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = compose_config(smoke_overrides(demo_dir, run))
+    torch.manual_seed(0)
+    module = OmniModule(cfg)
+    build_trainer(cfg).fit(module, datamodule=OmniDataModule(cfg))
+    return cfg, module, run
+
+
 @pytest.fixture
 def smoke_cfg(demo_dir, tmp_path):
     return compose_config(smoke_overrides(demo_dir, tmp_path / "run"))

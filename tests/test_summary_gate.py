@@ -34,3 +34,16 @@ def test_a_loss_that_did_not_fall_far_enough_fails_and_is_named(tmp_path, capsys
 def test_a_loss_never_logged_fails(tmp_path, capsys):
     assert main(["summary", run_dir(tmp_path), "--require-drop", "0.9", "--metrics", "train/flow"]) == 1
     assert "['train/flow']" in capsys.readouterr().err
+
+
+def test_by_default_the_gate_checks_the_losses_the_run_weighs(tmp_path, capsys):
+    """Without --metrics: the task's losses whose weight in the run's config is above 0. A
+    run with no DiT (loss.flow=0, as dit=none requires) logs no flow loss and passes on the
+    rest; the same run weighing flow fails for want of it."""
+    run = run_dir(tmp_path)
+    (tmp_path / "config.yaml").write_text("task: omni\nloss: {text: 1.0, codec: 1.0, flow: 0.0}\n")
+    assert main(["summary", run, "--require-drop", "0.7"]) == 0
+    assert "ok: train/text,train/codec each fell" in capsys.readouterr().out
+    (tmp_path / "config.yaml").write_text("task: omni\nloss: {text: 1.0, codec: 1.0, flow: 1.0}\n")
+    assert main(["summary", run, "--require-drop", "0.7"]) == 1
+    assert "['train/flow']" in capsys.readouterr().err

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.bundle",),
     ("omnitrain.hf",),  # import-hf / export --format hf: streams bundles <-> transformers folders
     ("omnitrain.inference",),
-    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check", "omnitrain.sweep"),
+    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check", "omnitrain.sweep", "omnitrain.evaluation"),
     ("omnitrain.cli", "omnitrain.cli_help"),
     ("omnitrain.__main__", "omnitrain"),
 ]

@@ -12,24 +12,14 @@ import torch
 
 from omnitrain.bundle import BundleError, export_bundle, load_bundle
 from omnitrain.cli import main
-from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.pipeline import make_pipeline
-from omnitrain.run_config import compose_config
-from omnitrain.training.module import OmniModule
-from omnitrain.training.trainer_factory import build_trainer
 from tests.helpers import model_outputs, smoke_overrides
 
 
-@pytest.fixture(scope="module")
-def trained(demo_dir, tmp_path_factory):
-    """A real Trainer.fit in this process, so the trained model stays in hand."""
-    run = tmp_path_factory.mktemp("run")
-    cfg = compose_config(smoke_overrides(demo_dir, run))
-    torch.manual_seed(0)
-    module = OmniModule(cfg)
-    trainer = build_trainer(cfg)
-    trainer.fit(module, datamodule=OmniDataModule(cfg))
-    return cfg, module, run
+@pytest.fixture
+def trained(smoke_trained):
+    """A real Trainer.fit in this process (``smoke_trained``), so the trained model stays in hand."""
+    return smoke_trained
 
 
 def test_checkpoints_and_logs(trained):

@@ -1,0 +1,78 @@
+"""``omnitrain eval``: each bundle replies to every prompt of a manifest (text, and speech
+written under the report's folder), then the replies are scored; or ``--audio`` scores
+existing recordings. One report holds every bundle side by side."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from omnitrain.data.collate import collate
+from omnitrain.evaluation.items import AudioItem, PromptItem
+from omnitrain.evaluation.report import entry
+from omnitrain.evaluation.speech_scores import SpeechScorer, read_wave
+from omnitrain.model.lm_loss import target_rows_loss
+from omnitrain.model.omni_model import next_token_targets
+from omnitrain.tokens import IGNORE_INDEX
+
+
+def conversation(item: PromptItem) -> dict:
+    from omnitrain.inference.generate import user_turn
+
+    m = item.media
+    return user_turn(item.text, m.get("audio"), m.get("image"), m.get("video"))
+
+
+@torch.no_grad()
+def expected_nll(gen, prompt: dict, expected: str) -> tuple[float, int]:
+    """(summed next-token loss, tokens) of ``expected`` as the reply to ``prompt``, teacher
+    forced: its text and the turn's closing token, as training counts them."""
+    from omnitrain.inference.generate import _read_file, with_system
+
+    turns = with_system(prompt, gen.settings.system)["turns"]
+    example = gen.builder.build({"turns": [*turns, {"role": "assistant", "content": [{"text": expected}]}]},
+                                _read_file, key="expected")
+    batch = collate([example], gen.pad)
+    thinker, _ = gen.model.thinker_forward(batch)
+    targets = next_token_targets(batch)
+    n = int((targets != IGNORE_INDEX).sum())
+    linear = gen.model.thinker.head_linear()
+    head = linear if linear is not None else gen.model.thinker.logits
+    return float(target_rows_loss(head, thinker.hidden[:, :-1], targets)) * n, n
+
+
+def eval_bundle(gen, items: list[PromptItem], scorer: SpeechScorer, audio_dir: Path, name: str) -> dict:
+    """One bundle's report entry; its spoken replies go to ``audio_dir/<item id>.wav``."""
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for item in tqdm(items, desc=f"eval {name}", unit="item", leave=False):
+        prompt = conversation(item)
+        reply = gen(prompt, reference=item.reference)
+        row: dict = {"id": item.id, "text": reply.text, "expected": item.expected, "audio": None,
+                     "correct": None if item.expected is None else reply.text.strip() == item.expected.strip()}
+        if item.expected is not None:
+            row["_nll"] = expected_nll(gen, prompt, item.expected)
+            row["loss"] = row["_nll"][0] / row["_nll"][1] if row["_nll"][1] else None
+            row["ppl"] = math.exp(row["loss"]) if row["loss"] is not None else None
+        if reply.wave.numel():
+            path = audio_dir / f"{item.id}.wav"
+            sf.write(str(path), reply.wave.numpy(), reply.sample_rate, subtype="PCM_16")
+            row["audio"] = str(path)
+        row.update(scorer.score(reply.wave, reply.sample_rate, reply.text, item.expected, item.reference))
+        rows.append(row)
+    return entry(rows)
+
+
+def eval_audio(items: list[AudioItem], scorer: SpeechScorer) -> dict:
+    """The ``audio`` report entry: each recording's transcript against its text, and its
+    voice against its reference."""
+    rows = []
+    for item in tqdm(items, desc="eval audio", unit="item", leave=False):
+        wave, rate = read_wave(item.audio)
+        rows.append({"id": item.id, "audio": item.audio, "text": item.text,
+                     **scorer.score(wave, rate, item.text, None, item.reference)})
+    return entry(rows)
