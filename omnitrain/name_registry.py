@@ -1,5 +1,5 @@
 """One registry class for everything the core looks up by name: each slot's plugins,
-strategies, checkpoint readers, Hugging Face formats (and, as they come, losses and metrics).
+strategies, checkpoint readers, Hugging Face formats, a run's named losses and eval's scorers.
 
 Every registry refuses a second, different thing under a taken name (saying who registered
 both), answers an unknown name with the closest registered one and the whole list, and
