@@ -35,6 +35,10 @@ class PatchViTConfig:
     merge_size: int = 2
     min_pixels: int = 56 * 56
     max_pixels: int = 112 * 112
+    # a video frame's area bounds; None: the image bounds. Qwen2.5-Omni's release: 128 and 768
+    # merged tokens of pixels (100352, 602112), set by configs/model/omni*.yaml
+    video_min_pixels: int | None = None
+    video_max_pixels: int | None = None
     video_fps: float = 2.0
     min_frames: int = 2
     max_frames: int = 16

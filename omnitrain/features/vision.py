@@ -3,7 +3,8 @@ merge-ordered patch layout (the 4 patches of one 2x2 merge unit are consecutive 
 
 Shared by every vision encoder that reads Qwen's ``pixel_values`` layout. The config
 object needs ``patch_size, temporal_patch_size, merge_size, min_pixels, max_pixels,
-video_fps, min_frames, max_frames``.
+video_min_pixels, video_max_pixels, video_fps, min_frames, max_frames``: video frames are
+resized within their own bounds (None: the image bounds), as Qwen2.5-Omni's processor does.
 """
 
 from __future__ import annotations
@@ -53,20 +54,18 @@ class QwenPatchProcessor(VisionProcessor):
     def temporal_patch_size(self) -> int:
         return self.cfg.temporal_patch_size
 
-    def _resize(self, frames: np.ndarray) -> np.ndarray:
+    def _resize(self, frames: np.ndarray, min_pixels: int, max_pixels: int) -> np.ndarray:
         c = self.cfg
-        h, w = smart_resize(
-            frames.shape[1], frames.shape[2], c.patch_size * c.merge_size, c.min_pixels, c.max_pixels
-        )
+        h, w = smart_resize(frames.shape[1], frames.shape[2], c.patch_size * c.merge_size, min_pixels, max_pixels)
         if (h, w) == frames.shape[1:3]:
             return frames
         return np.stack(
             [np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames]
         )
 
-    def _patchify(self, frames: np.ndarray) -> tuple[Tensor, tuple[int, int, int]]:
+    def _patchify(self, frames: np.ndarray, pixels: tuple[int, int]) -> tuple[Tensor, tuple[int, int, int]]:
         c = self.cfg
-        x = torch.from_numpy(self._resize(frames)).float().div_(255.0)  # (T, H, W, 3)
+        x = torch.from_numpy(self._resize(frames, *pixels)).float().div_(255.0)  # (T, H, W, 3)
         x = (x - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
         x = x.permute(0, 3, 1, 2)  # (T, C, H, W)
         tp, p, m = c.temporal_patch_size, c.patch_size, c.merge_size
@@ -80,7 +79,10 @@ class QwenPatchProcessor(VisionProcessor):
 
     def image(self, rgb: np.ndarray) -> tuple[Tensor, tuple[int, int, int]]:
         frames = np.repeat(rgb[None], self.cfg.temporal_patch_size, axis=0)
-        return self._patchify(frames)
+        return self._patchify(frames, (self.cfg.min_pixels, self.cfg.max_pixels))
 
     def video(self, frames: np.ndarray) -> tuple[Tensor, tuple[int, int, int]]:
-        return self._patchify(frames)
+        c = self.cfg
+        low = c.video_min_pixels if c.video_min_pixels is not None else c.min_pixels
+        high = c.video_max_pixels if c.video_max_pixels is not None else c.max_pixels
+        return self._patchify(frames, (low, high))

@@ -88,10 +88,10 @@ def qwen_config(tok_dir: Path, *extra: str):
 def hf_processor(tok_dir: Path, vision_cfg):
     """transformers' Qwen2.5-Omni processor with the image and video processors Qwen2.5-Omni
     loads (Qwen2-VL's), built from the configured sizes; ``cap_pixels_per_frame=False`` is
-    what an unset value means in transformers 5.23 (no total-video pixel budget). Calls pass
-    ``videos_kwargs=video_bounds(...)``: the processor's own video default (128 to 768 merged
-    tokens of pixels a frame) overrides the video processor's min/max pixels, and omnitrain
-    has one pair of bounds for images and videos."""
+    what an unset value means in transformers 5.23 (no total-video pixel budget). The
+    processor's own video default (128 to 768 merged tokens of pixels a frame) overrides the
+    video processor's min/max pixels: calls pass ``videos_kwargs=video_bounds(...)`` for other
+    bounds, none for the release's."""
     from transformers import AutoTokenizer, Qwen2_5OmniProcessor, WhisperFeatureExtractor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
@@ -107,7 +107,11 @@ def hf_processor(tok_dir: Path, vision_cfg):
 
 
 def video_bounds(vision_cfg) -> dict:
-    return {"size": {"shortest_edge": vision_cfg.min_pixels, "longest_edge": vision_cfg.max_pixels}}
+    """The configured video frame bounds (the image ones where unset), as the processor takes them."""
+    v = vision_cfg
+    low = v.video_min_pixels if v.video_min_pixels is not None else v.min_pixels
+    high = v.video_max_pixels if v.video_max_pixels is not None else v.max_pixels
+    return {"size": {"shortest_edge": low, "longest_edge": high}}
 
 
 def long_clip(path: Path) -> Path:
@@ -184,6 +188,8 @@ RELEASE_PIXELS = ("vision_encoder.min_pixels=3136", "vision_encoder.max_pixels=1
     (7, 100, 150, RELEASE_PIXELS),  # rounded to multiples of 28
     (5, 30, 40, RELEASE_PIXELS),  # below min_pixels: scaled up
     (9, 360, 640, ("vision_encoder.max_pixels=50176",)),  # above max_pixels: scaled down
+    (4, 56, 84, ("model=omni7b", "size=tiny")),  # the release's video bounds: up to 128 merged tokens a frame
+    (5, 720, 1280, ("model=omni7b", "size=tiny", "data.max_tokens=4096")),  # and down to 768
 ])
 def test_video_grid_and_token_count_match_transformers(tok_dir, frames, height, width, pixels):
     """A video's grid (t, h, w) and its number of <|VIDEO|> tokens are those of transformers'
@@ -201,7 +207,9 @@ def test_video_grid_and_token_count_match_transformers(tok_dir, frames, height, 
     assert len(decoded.frames) == frames
     proc = hf_processor(tok_dir, cfg.vision_encoder)
     text = proc.apply_chat_template([{"role": "user", "content": [{"type": "video"}]}], tokenize=False)
-    out = proc(text=text, videos=[decoded.frames], fps=decoded.fps, videos_kwargs=video_bounds(cfg.vision_encoder))
+    release = "model=omni7b" in pixels  # the processor's own defaults, as Qwen2.5-Omni users call it
+    out = proc(text=text, videos=[decoded.frames], fps=decoded.fps,
+               **({} if release else {"videos_kwargs": video_bounds(cfg.vision_encoder)}))
     assert ex.vision_grids == [tuple(out["video_grid_thw"][0].tolist())]
     video = builder.special["video"]
     assert int((ex.input_ids == video).sum()) == out["input_ids"][0].count(video)
