@@ -19,7 +19,7 @@ from omnitrain.name_registry import Registry
 
 def load_builtin_scorers() -> None:
     """Import the built-in scorers (each imports its heavy dependency only when built)."""
-    from omnitrain.evaluation import pocketsphinx_asr, resemblyzer_speaker  # noqa: F401
+    from omnitrain.evaluation import hf_scorers, pocketsphinx_asr, resemblyzer_speaker  # noqa: F401
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
