@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -168,8 +168,17 @@ class SlotModule(nn.Module):
         return {}
 
 
+class SlotOutput:
+    """A slot's forward may return its main tensor alone or one of these dataclasses (the
+    tensor first, then named auxiliary losses and the like): ``of`` reads either."""
+
+    @classmethod
+    def of(cls, result: Tensor | Self) -> Self:
+        return result if isinstance(result, cls) else cls(result)
+
+
 @dataclass
-class EncoderOutput:
+class EncoderOutput(SlotOutput):
     """What an encoder may return instead of its tokens alone: the tokens (what replaces
     the placeholders), ``levels``, features of the same positions from inner layers (each
     like ``tokens``; Qwen3-Omni's deepstack), which reach the Thinker as ``SideInputs``, and
@@ -178,10 +187,6 @@ class EncoderOutput:
     tokens: Tensor
     levels: list[Tensor] = field(default_factory=list)
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
-
-    @staticmethod
-    def of(result: Tensor | EncoderOutput) -> EncoderOutput:
-        return result if isinstance(result, EncoderOutput) else EncoderOutput(result)
 
 
 @dataclass
@@ -196,7 +201,7 @@ class SideInputs:
 
 
 @dataclass
-class ThinkerOutput:
+class ThinkerOutput(SlotOutput):
     """What a Thinker's forward may return instead of its last hidden states alone: the
     states after each layer asked for (``output_layers``; index 0 = the input embeddings,
     i = after layer i) and named auxiliary losses (a router's load balancing), each a
@@ -206,36 +211,24 @@ class ThinkerOutput:
     layers: dict[int, Tensor] = field(default_factory=dict)
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
-    @staticmethod
-    def of(result: Tensor | ThinkerOutput) -> ThinkerOutput:
-        return result if isinstance(result, ThinkerOutput) else ThinkerOutput(result)
-
 
 @dataclass
-class TalkerOutput:
+class TalkerOutput(SlotOutput):
     """What a Talker's forward may return instead of its logits alone: named auxiliary
     losses (a MoE Talker's router), declared by ``named_losses``."""
 
     logits: Tensor
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
-    @staticmethod
-    def of(result: Tensor | TalkerOutput) -> TalkerOutput:
-        return result if isinstance(result, TalkerOutput) else TalkerOutput(result)
-
 
 @dataclass
-class DiTOutput:
+class DiTOutput(SlotOutput):
     """What a DiT's forward may return instead of the velocity alone: named auxiliary
     losses, declared by ``named_losses``; in training they enter the total (sampling reads
     the velocity only)."""
 
     velocity: Tensor
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
-
-    @staticmethod
-    def of(result: Tensor | DiTOutput) -> DiTOutput:
-        return result if isinstance(result, DiTOutput) else DiTOutput(result)
 
 
 class AudioEncoder(SlotModule, ABC):
