@@ -76,4 +76,5 @@ def test_bad_requests_say_what_to_change(bundles, tmp_path, capsys):
     sf.write(tmp_path / "x.wav", torch.zeros(1600).numpy(), 16000)
     bad.write_text('{"audio": "x.wav"}\n')
     assert main(["eval", "--audio", str(bad), "--asr", "whisperr"]) == 2
-    assert "unknown ASR model 'whisperr'; registered: ['pocketsphinx']" in capsys.readouterr().err
+    assert "unknown ASR model 'whisperr' (did you mean 'whisper'?); registered: ['pocketsphinx', 'whisper']" in \
+        capsys.readouterr().err
