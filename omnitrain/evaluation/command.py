@@ -52,7 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     asr = build_asr(args.asr) if args.asr else None
     speaker = build_speaker(args.speaker) if args.speaker else None
     if asr is not None and args.closed_vocabulary:
-        texts = [getattr(i, "expected", None) or getattr(i, "text", None) for i in items]
+        texts = [i.text for i in items] if args.audio else [i.expected for i in items]  # what is said
         asr.restrict_to({w for t in texts if t for w in normalise(t).split()})
     scorer = SpeechScorer(asr, speaker)
     out = Path(args.out) if args.out else None

@@ -15,7 +15,6 @@ from omnitrain.data.collate import collate
 from omnitrain.evaluation.items import AudioItem, PromptItem
 from omnitrain.evaluation.report import entry
 from omnitrain.evaluation.speech_scores import SpeechScorer, read_wave
-from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.model.omni_model import next_token_targets
 from omnitrain.tokens import IGNORE_INDEX
 
@@ -38,11 +37,8 @@ def expected_nll(gen, prompt: dict, expected: str) -> tuple[float, int]:
                                 _read_file, key="expected")
     batch = collate([example], gen.pad)
     thinker, _ = gen.model.thinker_forward(batch)
-    targets = next_token_targets(batch)
-    n = int((targets != IGNORE_INDEX).sum())
-    linear = gen.model.thinker.head_linear()
-    head = linear if linear is not None else gen.model.thinker.logits
-    return float(target_rows_loss(head, thinker.hidden[:, :-1], targets)) * n, n
+    n = int((next_token_targets(batch) != IGNORE_INDEX).sum())
+    return float(gen.model.text_loss(batch, thinker.hidden)) * n, n
 
 
 def eval_bundle(gen, items: list[PromptItem], scorer: SpeechScorer, audio_dir: Path, name: str) -> dict:

@@ -210,18 +210,22 @@ class OmniModel(nn.Module):
     def forward(self, batch: Batch, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         return self.losses(batch, self.run(batch, talker=self.loss_cfg.codec > 0), norms)
 
+    def text_loss(self, batch: Batch, hidden: Tensor, divisor: Tensor | None = None) -> Tensor:
+        """The next-token loss of ``batch``'s labelled tokens from the Thinker's ``hidden``: the
+        head only at those tokens, chunk by chunk (the full logits never exist); a plain Linear
+        head (``head_linear``) is fused with the cross-entropy."""
+        linear = self.thinker.head_linear()
+        head = linear if linear is not None else self.thinker.logits
+        return target_rows_loss(head, hidden[:, :-1], next_token_targets(batch), index=batch.target_index,
+                                divisor=divisor)
+
     def losses(self, batch: Batch, out: StepOutputs, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The weighted losses. Each per-token loss ("text", "codec"; "flow" per mel frame)
         is this batch's mean, or with ``norms`` its sum divided by ``norms[name]`` (a whole
         optimizer step's count, ``omnitrain.training.step_weights``)."""
         w, items = self.loss_cfg, out.items
         norm = norms or {}
-        # the head only at the reply tokens, chunk by chunk: the full logits never exist
-        # a plain Linear head (``head_linear``) is fused with the cross-entropy
-        linear = self.thinker.head_linear()
-        head = linear if linear is not None else self.thinker.logits
-        losses = {"text": target_rows_loss(head, out.hidden[:, :-1], next_token_targets(batch),
-                                           index=batch.target_index, divisor=norm.get("text"))}
+        losses = {"text": self.text_loss(batch, out.hidden, norm.get("text"))}
         scale = 1.0 if items.real else 0.0
         aux = dict(out.aux_losses)
         if out.talker_logits is not None:
