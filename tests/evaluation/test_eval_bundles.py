@@ -16,6 +16,7 @@ from omnitrain.bundle import export_bundle
 from omnitrain.cli import main
 from omnitrain.data.collate import collate
 from omnitrain.inference.generate import Generator, _read_file, user_turn
+from omnitrain.tokens import IGNORE_INDEX
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +53,19 @@ def test_two_bundles_side_by_side_score_as_generate_and_the_training_loss_say(de
     assert [i["text"] for i in mine["items"]] == said  # the replies generate gives
     correct = [s.strip() == str(r["expected"]).strip() for s, r in zip(said, rows, strict=True)]
     assert mine["summary"]["accuracy"] == sum(correct) / len(correct) > 0
+    summed = tokens = 0
     for item, row in zip(mine["items"], rows, strict=True):  # each reply's loss: the training forward's text loss
         turns = prompt_of(row, heldout)["turns"] + [{"role": "assistant", "content": [{"text": str(row["expected"])}]}]
         example = last.builder.build({"turns": turns}, _read_file, key="x")
         with torch.no_grad():
             want = float(last.model(collate([example], last.pad))["text"])
         assert item["loss"] == pytest.approx(want, rel=1e-5)  # measured 0 (the same fp32 ops)
+        n = int((example.labels != IGNORE_INDEX).sum())  # the reply's tokens and its closing one
+        summed, tokens = summed + want * n, tokens + n
         assert item["ppl"] == pytest.approx(math.exp(want), rel=1e-5)
         assert sf.info(item["audio"]).samplerate == 16000  # the spoken reply, kept beside the report
         assert item["transcript"] is None and item["wer"] is None and item["sim"] is None  # no --asr/--speaker
+    assert mine["summary"]["loss"] == pytest.approx(summed / tokens, rel=1e-5)  # per token, not per item
     early = report["bundles"]["early"]["summary"]
     assert early["loss"] != mine["summary"]["loss"] and early["ppl"] == pytest.approx(math.exp(early["loss"]))
     assert mine["summary"]["wer"] is None and mine["summary"]["sim"] is None
