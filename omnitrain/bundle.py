@@ -26,7 +26,7 @@ import omnitrain
 from omnitrain.checkpoints import CheckpointError, CheckpointReader, TensorSpec, open_checkpoint
 from omnitrain.checkpoints.base import export_dtype
 from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
-from omnitrain.checksums import sha256_file
+from omnitrain.checksums import sha256_cached, sha256_file
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.lora import merged_stream
 from omnitrain.model.meta import meta_model, unique_tensors
@@ -147,10 +147,14 @@ def write_manifest(out: Path, cfg: RunConfig, source: str, parameters: int,
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = False) -> tuple[OmniModel, RunConfig]:
-    """The bundle's model and config. A bundle that carries plugin code (``plugins/*.py``,
-    copied from a run's ``plugins=[file.py]``) is refused unless ``trust_plugins``:
-    importing it runs that code."""
+def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = False,
+                device: str | torch.device | None = None,
+                dtype: torch.dtype | None = None) -> tuple[OmniModel, RunConfig]:
+    """The bundle's model and config, its weights on ``device`` (default the CPU) in
+    ``dtype`` (default as stored: fp32). Every file's checksum is verified against the
+    manifest (once per file version: ``omnitrain.checksums.sha256_cached``). A bundle that
+    carries plugin code (``plugins/*.py``, copied from a run's ``plugins=[file.py]``) is
+    refused unless ``trust_plugins``: importing it runs that code."""
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
@@ -159,10 +163,14 @@ def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = Fals
     if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
         raise BundleError(f"'{directory}': unsupported bundle format {manifest.get('format')} v{manifest.get('format_version')}")
     if verify:
+        missing = [directory / n for n in manifest["files"] if not (directory / n).is_file()]
+        if missing:
+            raise BundleError(f"bundle file '{missing[0]}' is missing (the manifest lists it): copy the whole bundle")
+        digests = sha256_cached([directory / n for n in manifest["files"]])
         for name, digest in manifest["files"].items():
-            path = directory / name
-            if not path.exists() or sha256_file(path) != digest:
-                raise BundleError(f"bundle file '{path}' is missing or its checksum does not match the manifest")
+            if digests[directory / name] != digest:
+                raise BundleError(f"bundle file '{directory / name}' does not match its checksum in the manifest: "
+                                  "it changed or was damaged since export; export the bundle again")
     stored = OmegaConf.to_container(OmegaConf.load(directory / "config.yaml"), resolve=True)
     carried = [str(s) for s in stored.get("plugins") or [] if str(s).startswith("plugins/")]
     if carried and not trust_plugins:
@@ -179,4 +187,9 @@ def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = Fals
     cfg = load_config(stored)
     model = OmniModel(cfg)
     load_model(model, str(directory / "model.safetensors"), strict=True)
+    if dtype is not None:  # the weights only: buffers (rotary frequencies, filterbanks) keep fp32
+        for p in model.parameters():
+            p.data = p.data.to(dtype)
+    if device is not None:
+        model = model.to(device)
     return model.eval(), cfg

@@ -243,10 +243,12 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from omnitrain.inference.generate import Generator
+    from omnitrain.inference.placement import parse_device, parse_dtype
 
     if (args.text is None) == (args.manifest is None):
         raise UsageError("give either --text (one prompt) or --manifest (a JSONL of prompts)")
-    gen = Generator(Path(args.bundle), trust_plugins=args.trust_plugins)
+    gen = Generator(Path(args.bundle), trust_plugins=args.trust_plugins, device=parse_device(args.device),
+                    dtype=parse_dtype(args.dtype))
     if args.max_new_tokens:
         gen.settings = dataclasses.replace(gen.settings, max_new_tokens=args.max_new_tokens)
     if args.system is not None:
@@ -499,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", help="a wav of the voice to condition the DiT on")
     s.add_argument("--trust-plugins", action="store_true",
                    help="load a bundle that carries plugin code (plugins/*.py): it runs that code")
+    s.add_argument("--device", help="where the model runs: cpu (default), cuda, cuda:1, ...")
+    s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="the weights' dtype (default fp32, as stored)")
     s.set_defaults(func=cmd_generate)
     from omnitrain.evaluation.command import add_parser as add_eval_parser
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.compose import compose_run
 from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
+from omnitrain.config.task_checks import check_task
 from omnitrain.config.typed import RunConfig, StrategyChoice, TrainerArgs
 from omnitrain.config.validate import ConfigError
 from omnitrain.parallel.base import check_strategy, strategy_options
@@ -23,7 +24,6 @@ from omnitrain.parallel.global_batch import static_batch_problems
 from omnitrain.plugin_loading import load_plugins
 from omnitrain.registry import PluginChoice, plugin_config
 from omnitrain.slots import SLOTS
-from omnitrain.training.tasks import check_task
 
 OWNER_CHECKS = (check_strategy, static_batch_problems, check_task)
 

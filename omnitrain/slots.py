@@ -322,6 +322,10 @@ class Thinker(SlotModule, ABC):
     #: ``forward`` takes ``output_layers=`` (a tuple of layer indices) and returns their states
     #: in ``ThinkerOutput.layers``; the core asks only for what the Talker's context reads
     takes_output_layers: bool = False
+    #: ``step`` decodes several prompts at once: it masks its attention with the cache's
+    #: ``KVCache.step_mask`` (prompts padded on the left); without it the core decodes one
+    #: prompt at a time
+    batched_step: bool = False
 
     @abstractmethod
     def embed(self, input_ids: Tensor) -> Tensor: ...
@@ -343,9 +347,10 @@ class Thinker(SlotModule, ABC):
 
     @abstractmethod
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
-        """Incremental decoding of one sequence: (B, n, D) new embeddings at (rows, B, n)
-        position ids, attending causally to themselves and to everything in ``cache``
-        (which this call extends) -> final hidden (B, n, D), or a ``ThinkerOutput``. The
+        """Incremental decoding of one prompt (a ``batched_step`` Thinker: one per row, each
+        row's padding hidden by the cache's ``step_mask``): (B, n, D) new embeddings at
+        (rows, B, n) position ids, attending causally to themselves and to everything in
+        ``cache`` (which this call extends) -> final hidden (B, n, D), or a ``ThinkerOutput``. The
         first call, on an empty cache, is the prefill (with ``side_inputs=`` where the
         Thinker takes them); generation then costs one token's forward per token. A Thinker
         that ``takes_output_layers`` takes ``output_layers=`` here too."""

@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="recognise only the words of the manifest's texts (a word loop, never the sentences)")
     s.add_argument("--say", default=SAY, help=f"prompt of a seed-tts-eval line (default {SAY!r})")
     s.add_argument("--plugins", nargs="*", default=[], help="modules that register scorers or model plugins")
+    s.add_argument("--device", help="where the bundles run: cpu (default), cuda, cuda:1, ...")
+    s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="the weights' dtype (default fp32, as stored)")
+    s.add_argument("--batch", type=int, default=8, metavar="N",
+                   help="prompts the Thinker decodes together (default 8; greedy replies do not change)")
     s.add_argument("--trust-plugins", action="store_true",
                    help="load a bundle that carries plugin code (plugins/*.py): it runs that code")
     s.set_defaults(func=cmd_eval)
@@ -47,6 +51,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EvalError("--manifest needs one or more bundles to evaluate")
     if args.audio and args.bundles:
         raise EvalError("--audio scores recordings; give no bundles with it")
+    if args.batch < 1:
+        raise EvalError(f"--batch {args.batch}: give 1 or more prompts to decode together")
     load_plugins(args.plugins)
     items = read_audio(Path(args.audio)) if args.audio else read_prompts(Path(args.manifest), args.say)
     asr = build_asr(args.asr) if args.asr else None
@@ -61,11 +67,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["bundles"]["audio"] = eval_audio(items, scorer)
     else:
         from omnitrain.inference.generate import Generator
+        from omnitrain.inference.placement import parse_device, parse_dtype
+
+        device, dtype = parse_device(args.device), parse_dtype(args.dtype)
 
         names = bundle_names([Path(b) for b in args.bundles])
         audio_root = (out.parent if out else Path(".")) / ((out.stem if out else "eval") + "_audio")
         for bundle, name in zip(args.bundles, names, strict=True):
-            gen = Generator(Path(bundle), trust_plugins=args.trust_plugins)
+            gen = Generator(Path(bundle), trust_plugins=args.trust_plugins, device=device, dtype=dtype,
+                            batch_size=args.batch)
             report["bundles"][name] = eval_bundle(gen, items, scorer, audio_root / name, name)
     print(table(report))
     if out is not None:

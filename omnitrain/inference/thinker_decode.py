@@ -51,11 +51,21 @@ class ThinkerDecoder:
     def feed(self, token: int) -> Tensor:
         """Append ``token`` (a text token after the prompt); returns its reply vector
         (as the Talker's ``ContextSpec`` says: e.g. its states + embedding), what the Talker reads for it."""
-        m = self.model
+        embeds, positions = self.next_inputs(token)
+        self._step(embeds, positions, torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device))
+        return self.vectors[-1][0, -1]
+
+    def next_inputs(self, token: int) -> tuple[Tensor, Tensor]:
+        """Count ``token`` as fed; its (1, 1, D) embedding and (rows, 1, 1) position ids."""
         self.new.append(token)
         ids = torch.tensor([[token]], device=self.prompt.input_ids.device)
-        self._step(m.thinker.embed(ids), self.positions()[:, :, -1:], torch.zeros_like(ids, dtype=torch.bool))
-        return self.vectors[-1][0, -1]
+        return self.model.thinker.embed(ids), self.positions()[:, :, -1:]
+
+    def keep(self, hidden: Tensor, vectors: Tensor) -> None:
+        """The (1, 1, D) state and Talker vector of the token last counted by ``next_inputs``,
+        computed elsewhere (``omnitrain.inference.batched_decode``, with other prompts')."""
+        self.hiddens.append(hidden)
+        self.vectors.append(vectors)
 
     def positions(self) -> Tensor:
         """(rows, 1, L) the Thinker's ids of the prompt and the tokens fed, from the layout."""

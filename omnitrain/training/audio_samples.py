@@ -20,13 +20,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from omnitrain.data.sample_builder import SampleBuilder
+from omnitrain.inference.replier import Replier
 from omnitrain.training.tracking_media import SampleRow, StepSamples, log_media, write_files
-from omnitrain.training.tracking_samples import (
-    ModelReplier,
-    Prompt,
-    generation_blocked,
-    validation_prompts,
-)
+from omnitrain.training.tracking_samples import Prompt, generation_blocked, validation_prompts
 
 log = logging.getLogger("omnitrain")
 
@@ -81,14 +78,15 @@ class AudioSamples(L.Callback):
                 log.warning("validation samples: no prompts from data.val_shards (%s: %s)", type(exc).__name__, exc)
                 self._prompts = []
         t0 = time.perf_counter()
-        replier = ModelReplier(pl_module.model, pl_module.cfg)
+        cfg = pl_module.cfg
+        replier = Replier(pl_module.model, cfg.generate, SampleBuilder.from_config(cfg), keep_speech_errors=True)
         rows = []
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []), \
                 trainer.precision_plugin.forward_context():
-            torch.manual_seed(int(pl_module.cfg.generate.seed))  # the same sampling draws each time
+            torch.manual_seed(int(cfg.generate.seed))  # the same sampling draws each time
             for prompt in self._prompts:
                 try:
-                    reply = replier.reply(prompt)
+                    reply = replier.replies([prompt.example], [replier.condition()])[0]
                 except Exception as exc:  # noqa: BLE001 - a sample must never stop training
                     log.warning("validation samples: generating a reply to %s failed (%s: %s); skipped",
                                 prompt.key, type(exc).__name__, exc)

@@ -1,10 +1,9 @@
 """The model's own replies to a few validation prompts, during training.
 
 The first ``logger.samples`` conversations of the validation shards, cut before their
-last assistant turn, are the prompts; the in-memory model answers each through the
-inference path ``omnitrain generate`` uses (``Generator``'s steps: the Thinker decodes
-the text with its cache, the Talker the codes, the DiT the mel, the vocoder the wave),
-with the run's ``generate`` settings. The expected reply is the cut turn's text.
+last assistant turn, are the prompts; the in-memory model answers each through the one
+``omnitrain.inference.replier.Replier`` (as ``omnitrain generate`` and ``eval`` do), with
+the run's ``generate`` settings. The expected reply is the cut turn's text.
 """
 
 from __future__ import annotations
@@ -12,20 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import torch
-from lightning.fabric.utilities.apply_func import move_data_to_device
-
 from omnitrain.config.typed import RunConfig
-from omnitrain.data.collate import collate
 from omnitrain.data.examples import _Members
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.data.shards import resolve_shards
-from omnitrain.inference.sampling import sample_next
-from omnitrain.inference.thinker_decode import ThinkerDecoder
-from omnitrain.model.omni_model import OmniModel
-from omnitrain.model.speech_path import spoken_codes
 from omnitrain.parallel import Strategy
-from omnitrain.slots import SpeechCondition
 
 
 @dataclass
@@ -83,76 +73,6 @@ def validation_prompts(cfg: RunConfig, n: int) -> list[Prompt]:
         if len(out) >= n:
             break
     return out
-
-
-@dataclass
-class Reply:
-    text: str
-    codec_tokens: torch.Tensor  # (n,), or (n, Q) frames
-    wave: torch.Tensor  # (samples,) float, CPU
-    mel: torch.Tensor  # (frames, n_mels) the DiT's output, CPU
-    speech_error: str = ""  # why there is no audio, when the speech path failed
-
-
-class ModelReplier:
-    """The steps of ``omnitrain.inference.generate.Generator.__call__`` (Thinker decode
-    with its cache, Talker codes, DiT mel from the same seeded noise, vocoder), on a model
-    in memory and on its device, with speaker 0 and no reference voice. (Generator itself
-    loads an exported bundle, a layer above training.)"""
-
-    def __init__(self, model: OmniModel, cfg: RunConfig) -> None:
-        self.model, self.settings = model, cfg.generate
-        self.builder = SampleBuilder.from_config(cfg)
-        self.eos, self.pad = self.builder.special["eos"], self.builder.special["pad"]
-        self.device = next(model.parameters()).device
-
-    def condition(self) -> SpeechCondition:
-        n_mels = self.model.speech_cfg.n_mels
-        return SpeechCondition(torch.zeros(1, dtype=torch.long), torch.zeros(1, 1, n_mels),
-                               torch.zeros(1, dtype=torch.long)).to(self.device)
-
-    def noise(self) -> torch.Tensor:
-        s, m = self.settings, self.model
-        g = torch.Generator().manual_seed(s.seed)
-        return torch.randn(1, s.max_codec_tokens * m.dit.mel_frames_per_code, m.speech_cfg.n_mels,
-                           generator=g).to(self.device)
-
-    @torch.no_grad()
-    def reply(self, prompt: Prompt) -> Reply:
-        s, m = self.settings, self.model
-        dec = ThinkerDecoder(m, move_data_to_device(collate([prompt.example], self.pad), self.device),
-                             prompt.example.layout)
-        for _ in range(s.max_new_tokens):
-            token = int(sample_next(m.thinker.logits(dec.last), s.temperature, s.top_k, s.top_p)[0])
-            dec.feed(token)
-            if token == self.eos:
-                break
-        text = m.tokenizer.decode([t for t in dec.new if t != self.eos])
-        try:
-            return self._speak(dec, text)
-        except RuntimeError as exc:  # the Talker or the DiT: the text still counts
-            empty = torch.zeros(0, m.speech_cfg.n_mels)
-            return Reply(text, torch.zeros(0, dtype=torch.long), torch.zeros(0), empty, f"{type(exc).__name__}: {exc}")
-
-    def _speak(self, dec: ThinkerDecoder, text: str) -> Reply:
-        s, m = self.settings, self.model
-        cond = self.condition()
-        codes = m.talker.generate(dec.talker_context(cond), s.max_codec_tokens, temperature=s.talker_temperature,
-                                  top_k=s.talker_top_k, top_p=s.talker_top_p, repetition=s.repetition_penalty,
-                                  min_tokens=s.min_codec_tokens)[0]
-        codes = spoken_codes(codes, m.codec.vocab_size)
-        if codes.numel() == 0:
-            return Reply(text, codes.cpu(), torch.zeros(0), torch.zeros(0, m.speech_cfg.n_mels))
-        mask = torch.ones(1, len(codes), dtype=torch.bool, device=codes.device)
-        mel = m.mel_of_codes(codes[None], mask, s.ode_steps, s.ode_method, s.guidance, cond=cond,
-                             sway=s.ode_sway, noise=self.noise())
-        try:
-            wave = m.wave_of(codes[None], mask, mel, cond)[0].detach().float().cpu()
-        except RuntimeError as exc:  # e.g. Griffin-Lim's STFT on a mel shorter than its padding
-            return Reply(text, codes.cpu(), torch.zeros(0), mel[0].detach().float().cpu(),
-                         f"the vocoder failed on {mel.shape[1]} mel frames ({codes.numel()} codes): "
-                         f"{type(exc).__name__}: {exc}")
-        return Reply(text, codes.cpu(), wave, mel[0].detach().float().cpu())
 
 
 def generation_blocked(strategy: Strategy) -> str | None:

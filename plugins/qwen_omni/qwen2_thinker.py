@@ -39,6 +39,7 @@ class Qwen2Thinker(Thinker):
 
     block_types = (TransformerBlock,)
     takes_doc_runs = True
+    batched_step = True
 
     def __init__(self, cfg: Qwen2ThinkerConfig, vocab_size: int, position: PositionScheme) -> None:
         super().__init__()
@@ -98,10 +99,9 @@ class Qwen2Thinker(Thinker):
 
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache) -> Tensor:
         rotary = self.position.rotary(position_ids, self.head_dim)
-        n, past = inputs_embeds.shape[1], cache.length
-        # causal over the new tokens, everything cached visible; one token needs no mask
-        mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool,
-                                              device=inputs_embeds.device).tril(past)[None, None]
+        # causal over the new tokens, every real cached key visible (several prompts
+        # decoding together pad theirs on the left); one token of one prompt needs no mask
+        mask = cache.step_mask(inputs_embeds.shape[1], inputs_embeds.device)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, rotary, cache, i)

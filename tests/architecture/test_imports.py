@@ -23,7 +23,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.config",),
     ("omnitrain.data",),
     ("omnitrain.checkpoints",),
-    ("omnitrain.model", "omnitrain.parallel", "omnitrain.inference.thinker_decode"),  # decoding needs only the model
+    # decoding needs only the model; training's validation replies through the one replier
+    ("omnitrain.model", "omnitrain.parallel", "omnitrain.inference.thinker_decode", "omnitrain.inference.batched_decode",
+     "omnitrain.inference.prompts", "omnitrain.inference.replier"),
     ("omnitrain.run_config", "omnitrain.training"),
     ("omnitrain.bundle",),
     ("omnitrain.hf",),  # import-hf / export --format hf: streams bundles <-> transformers folders
@@ -122,3 +124,24 @@ def test_strategy_names_stay_in_their_strategy_modules(literal):
     outside = [str(p.relative_to(ROOT)) for p in CORE.rglob("*.py")
                if literal in p.read_text() and not str(p.relative_to(ROOT)).startswith(home)]
     assert not outside, f"{literal} appears outside {home}: {outside}"
+
+
+def test_inference_and_eval_import_no_lightning():
+    """Generation and evaluation load a bundle and reply without Lightning (a serving
+    process does not need the training stack): the config's task check lives in
+    ``omnitrain.config.task_checks``, the replier beside the decoder."""
+    import subprocess
+    import sys
+
+    code = ("import sys, omnitrain.inference.generate, omnitrain.evaluation.command, omnitrain.evaluation.run, "
+            "omnitrain.bundle; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('lightning', 'pytorch_lightning', 'lightning_fabric')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_task_has_its_check_name():
+    from omnitrain.config.task_checks import TASK_NAMES
+    from omnitrain.training.tasks import TASKS
+
+    assert list(TASKS) == list(TASK_NAMES)

@@ -83,3 +83,29 @@ def test_bad_requests_say_what_to_change(bundles, tmp_path, capsys):
     assert main(["eval", "--audio", str(bad), "--asr", "whisperr"]) == 2
     assert "unknown ASR model 'whisperr' (did you mean 'whisper'?); registered: ['pocketsphinx', 'whisper']" in \
         capsys.readouterr().err
+
+
+def test_device_dtype_and_batch(demo_dir, bundles, tmp_path, capsys):
+    """``--dtype bf16`` loads the weights in bf16 and still replies;
+    the replies of ``--batch 3`` are those of ``--batch 1``; a device this machine lacks,
+    or a batch of 0, is a clear error before any bundle loads."""
+    from omnitrain.bundle import load_bundle
+
+    model, _ = load_bundle(bundles[1], dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    heldout = demo_dir / "heldout"
+    manifest = heldout / "manifest.jsonl"
+    texts = {}
+    for extra in (["--batch", "1"], ["--batch", "3"], ["--dtype", "bf16"]):
+        out = tmp_path / f"r{len(texts)}.json"
+        assert main(["eval", str(bundles[1]), "--manifest", str(manifest), "--out", str(out), *extra]) == 0
+        texts[" ".join(extra)] = [i["text"] for i in json.loads(out.read_text())["bundles"]["last"]["items"]]
+    assert texts["--batch 3"] == texts["--batch 1"] and len(texts["--dtype bf16"]) == len(texts["--batch 1"])
+    capsys.readouterr()
+    assert main(["eval", str(bundles[1]), "--manifest", str(manifest), "--batch", "0"]) == 2
+    assert "--batch 0: give 1 or more" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", str(bundles[1]), "--manifest", str(manifest), "--device", "cuda"]) == 2
+        assert "no CUDA GPU visible" in capsys.readouterr().err
+        assert main(["generate", str(bundles[1]), "--text", "hi", "--device", "cuda"]) == 2
+        assert "no CUDA GPU visible" in capsys.readouterr().err

@@ -199,14 +199,16 @@ def test_a_resumed_run_continues_the_bar_from_its_step(demo_dir, tmp_path):
 def test_a_reply_too_short_for_the_vocoder_keeps_its_text_and_mel(demo_dir, tmp_path):
     """Griffin-Lim cannot take 2 mel frames (its STFT padding is longer): the sample says
     so instead of stopping the training run."""
+    from omnitrain.data.sample_builder import SampleBuilder
+    from omnitrain.inference.replier import Replier
     from omnitrain.model.omni_model import OmniModel
     from omnitrain.training.tracking_media import SampleRow, StepSamples, write_files
-    from omnitrain.training.tracking_samples import ModelReplier
 
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", "generate.max_codec_tokens=1"))
     torch.manual_seed(0)
     prompt = validation_prompts(cfg, 1)[0]
-    reply = ModelReplier(OmniModel(cfg).eval(), cfg).reply(prompt)
+    replier = Replier(OmniModel(cfg).eval(), cfg.generate, SampleBuilder.from_config(cfg), keep_speech_errors=True)
+    reply = replier.replies([prompt.example], [replier.condition()])[0]
     assert reply.codec_tokens.numel() == 1 and reply.wave.numel() == 0 and reply.mel.shape[0] > 0
     assert "the vocoder failed on" in reply.speech_error
     row = SampleRow(prompt.key, prompt.text, prompt.expected, reply.text, reply.wave, reply.mel, reply.speech_error)

@@ -60,6 +60,7 @@ def test_bundle_reproduces_the_trained_model(trained, tmp_path):
 def test_tampered_bundle_is_refused(trained, tmp_path):
     _, _, run = trained
     bundle = export_bundle(run / "checkpoints" / "last.ckpt", tmp_path / "bundle")
+    load_bundle(bundle)  # its digests cached: damage after a load is found too
     with open(bundle / "model.safetensors", "r+b") as f:
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")
