@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from omnitrain.config.compose import compose_run
+from omnitrain.config.eval_checks import check_eval
 from omnitrain.config.schema import SCALAR_KEYS, SECTION_SCHEMAS, schema_node
 from omnitrain.config.task_checks import check_task
 from omnitrain.config.typed import RunConfig, StrategyChoice, TrainerArgs
@@ -25,7 +26,7 @@ from omnitrain.plugin_loading import load_plugins
 from omnitrain.registry import PluginChoice, plugin_config
 from omnitrain.slots import SLOTS
 
-OWNER_CHECKS = (check_strategy, static_batch_problems, check_task)
+OWNER_CHECKS = (check_strategy, static_batch_problems, check_task, check_eval)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> RunConfig:

@@ -135,6 +135,19 @@ class VocoderTrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Metrics of the model's own replies at each validation (``omnitrain.training.validation_replies``):
+    the replies to ``logger.samples`` validation prompts, split over the ranks, scored as
+    ``omnitrain eval`` scores them and reduced over the ranks. ``metrics: []`` = none."""
+
+    metrics: list[str] = field(default_factory=list)  # of accuracy, wer, cer, wer_expected, sim
+    asr: str | None = None  # speech recogniser NAME[:PATH] for wer/cer (omnitrain list shows them)
+    speaker: str | None = None  # speaker encoder NAME[:PATH] for sim
+    reference: str | None = None  # sim: a wav of the voice the replies should have
+    batch: int = bounded(8, ge=1)  # prompts the Thinker decodes together
+
+
+@dataclass(frozen=True)
 class LoraConfig:
     """Low-rank adapters on the Linear layers of chosen slots (``omnitrain.nn.lora``);
     the base weights of those slots stay fixed. ``slots: []`` (the default) = off."""
@@ -219,6 +232,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "perf": PerfConfig,
     "plan": PlanConfig,
     "lora": LoraConfig,
+    "eval": EvalConfig,
 }
 
 SCALAR_KEYS = {"name": str, "seed": int, "run_dir": str, "plugins": list, "resume": (str, type(None)),

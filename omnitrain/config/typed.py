@@ -18,6 +18,7 @@ from typing import Any
 from omnitrain.config.schema import (
     CheckpointConfig,
     DataConfig,
+    EvalConfig,
     GenerateConfig,
     LoggerConfig,
     LoraConfig,
@@ -114,6 +115,7 @@ class RunConfig:
     perf: PerfConfig
     plan: PlanConfig
     lora: LoraConfig
+    eval: EvalConfig
     trainer: TrainerArgs
     strategy: StrategyChoice
 

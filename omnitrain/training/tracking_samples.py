@@ -15,7 +15,6 @@ from omnitrain.config.typed import RunConfig
 from omnitrain.data.examples import _Members
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.data.shards import resolve_shards
-from omnitrain.parallel import Strategy
 
 
 @dataclass
@@ -73,14 +72,3 @@ def validation_prompts(cfg: RunConfig, n: int) -> list[Prompt]:
         if len(out) >= n:
             break
     return out
-
-
-def generation_blocked(strategy: Strategy) -> str | None:
-    """Why rank 0 alone cannot run the model outside the training step, or None.
-
-    Under ZeRO-3 and FSDP each rank holds a shard of every weight: a forward gathers
-    them from all ranks, so a decode loop on rank 0 alone would wait forever.
-    """
-    if strategy.shards_parameters:
-        return f"strategy={strategy.name} shards the weights over the ranks"
-    return None

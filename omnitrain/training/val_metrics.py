@@ -26,6 +26,12 @@ class RankMeans:
         self.sums[name] = self.sums[name] + contribution if name in self.sums else contribution
         self.weights[name] = self.weights.get(name, 0.0) + weight
 
+    def add_total(self, name: str, total: Tensor, count: float) -> None:
+        """A sum and how many items it counts (a count of 0 still adds its sum: a corpus
+        error rate counts the insertions of a reply with no reference words)."""
+        self.sums[name] = self.sums[name] + total.detach().float() if name in self.sums else total.detach().float()
+        self.weights[name] = self.weights.get(name, 0.0) + count
+
     def reduce(self, device: torch.device) -> dict[str, Tensor]:
         """The means over all ranks (every rank must call it), and a fresh start."""
         dist = torch.distributed

@@ -19,7 +19,8 @@ LAYERS: list[tuple[str, ...]] = [
      "omnitrain.positions.layout",
      "omnitrain.positions.pieces", "omnitrain.inference.sampling"),
     ("omnitrain.slots", "omnitrain.registry", "omnitrain.plugin_loading"),
-    ("omnitrain.features", "omnitrain.positions"),
+    # scoring replies (ASR, speaker, text edits) needs no model: validation and eval share it
+    ("omnitrain.features", "omnitrain.positions", "omnitrain.evaluation"),
     ("omnitrain.config",),
     ("omnitrain.data",),
     ("omnitrain.checkpoints",),
@@ -30,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("omnitrain.bundle",),
     ("omnitrain.hf",),  # import-hf / export --format hf: streams bundles <-> transformers folders
     ("omnitrain.inference",),
-    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check", "omnitrain.sweep", "omnitrain.evaluation"),
+    ("omnitrain.api", "omnitrain.run_summary", "omnitrain.gpu_check", "omnitrain.sweep", "omnitrain.evaluation.run",
+     "omnitrain.evaluation.command"),
     ("omnitrain.cli", "omnitrain.cli_help"),
     ("omnitrain.__main__", "omnitrain"),
 ]

@@ -21,12 +21,10 @@ import torch
 from PIL import Image
 
 from omnitrain.cli import main
-from omnitrain.parallel import strategy_for
 from omnitrain.run_config import compose_config
 from omnitrain.run_summary import better, summarise
 from omnitrain.training.tracking_media import mel_image
 from omnitrain.training.tracking_samples import (
-    generation_blocked,
     split_conversation,
     validation_prompts,
 )
@@ -167,14 +165,6 @@ def test_prompts_are_the_validation_conversations_cut_before_the_reply(demo_dir,
                       {"role": "assistant", "content": [{"text": "b"}]}]}
     prompt, expected = split_conversation(conv)
     assert expected == "b" and len(prompt["turns"]) == 3
-
-
-@pytest.mark.parametrize(("strategy", "blocked"), [
-    ("ddp", False), ("deepspeed_zero2", False), ("deepspeed_zero3", True), ("fsdp", True),
-])
-def test_generation_is_skipped_only_where_weights_are_sharded(strategy, blocked, demo_dir, tmp_path):
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", f"strategy={strategy}"))
-    assert (generation_blocked(strategy_for(cfg)) is not None) == blocked
 
 
 def test_a_resumed_run_continues_the_bar_from_its_step(demo_dir, tmp_path):

@@ -95,6 +95,16 @@ class DeepSpeedStrategy(Strategy):
     def shards_parameters(self) -> bool:  # type: ignore[override]
         return self.options.stage == 3
 
+    def full_parameters(self, trainer: Any) -> Any:
+        """ZeRO-3: every weight gathered and the hooks off, so each rank runs the model
+        alone for the block (``omnitrain.parallel.deepspeed.gathered``)."""
+        engine = trainer.strategy.model if trainer is not None and self.options.stage == 3 else None
+        if engine is None:
+            return super().full_parameters(trainer)
+        from omnitrain.parallel.deepspeed.gathered import gathered_without_hooks
+
+        return gathered_without_hooks(engine)
+
     # ---- non-finite steps: the ZeRO optimizers check their own gradient partitions and
     # skip a step whose gradient norm is not finite (DeepSpeed's "overflow", for every
     # precision in 0.19), which a non-finite loss makes them

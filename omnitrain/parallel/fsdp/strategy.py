@@ -103,9 +103,10 @@ class FSDPStrategy(Strategy):
 
     def full_parameters(self, trainer: Any) -> Any:
         """Calling a submodule outside the root's forward sees flat shards: gather the full
-        parameters for the block (every rank must enter it). Inner units still cast their
-        weights to the mixed-precision dtype when called, the root's stay fp32: autocast
-        makes the two meet."""
+        parameters for the block (every rank must enter it), and call the units' wrapped
+        modules directly, so each rank then runs alone (ranks replying to different prompts
+        call different modules). The weights stay fp32 in the block: autocast computes in
+        the mixed-precision dtype."""
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         wrapped = trainer.strategy.model if trainer is not None else None
@@ -113,6 +114,12 @@ class FSDPStrategy(Strategy):
             return nullcontext()
         stack = ExitStack()
         stack.enter_context(FSDP.summon_full_params(wrapped, writeback=False))
+        # each unit's own forward would gather again, a collective every rank must join:
+        # call the wrapped modules directly, so each rank runs alone (on the summoned weights)
+        for unit in FSDP.fsdp_modules(wrapped):
+            inner = unit._fsdp_wrapped_module
+            unit.forward = lambda *args, _inner=inner, **kwargs: _inner(*args, **kwargs)
+            stack.callback(unit.__dict__.pop, "forward", None)
         mixed = getattr(trainer.strategy, "mixed_precision_config", None)
         if mixed is not None and mixed.param_dtype is not None:
             device = trainer.strategy.root_device.type
