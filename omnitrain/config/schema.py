@@ -136,8 +136,8 @@ class VocoderTrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Metrics of the model's own replies at each validation (``omnitrain.training.validation_replies``):
-    the replies to ``logger.samples`` validation prompts, split over the ranks, scored as
+    """Metrics of the model's own replies at each validation
+    (``omnitrain.training.validation.validation_replies``): the replies to ``logger.samples`` validation prompts, split over the ranks, scored as
     ``omnitrain eval`` scores them and reduced over the ranks. ``metrics: []`` = none."""
 
     metrics: list[str] = field(default_factory=list)  # of accuracy, wer, cer, wer_expected, sim

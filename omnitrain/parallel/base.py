@@ -143,7 +143,7 @@ class Strategy:
     @property
     def shards_parameters(self) -> bool:
         """Whether each rank holds only a shard of the weights, so any forward needs every
-        rank (rank 0 cannot generate alone: ``omnitrain.training.tracking_samples``)."""
+        rank (outside the training step, ``full_parameters`` gathers them first)."""
         return False
 
     def full_parameters(self, trainer: Any) -> Any:

@@ -21,7 +21,7 @@ from omnitrain.slots import MODEL_SLOTS, SpeechCondition
 from omnitrain.training.log_steps import will_log
 from omnitrain.training.stage_module import StageModule
 from omnitrain.training.step_weights import StepWeights
-from omnitrain.training.val_metrics import RankMeans
+from omnitrain.training.validation.val_metrics import RankMeans
 
 log = logging.getLogger("omnitrain")
 

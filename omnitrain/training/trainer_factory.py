@@ -12,7 +12,6 @@ from lightning.pytorch.loggers import Logger
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for
-from omnitrain.training.audio_samples import AudioSamples
 from omnitrain.training.callbacks import Throughput
 from omnitrain.training.checkpoint_callback import StepCheckpoints
 from omnitrain.training.csv_metrics import ResumableCSVLogger
@@ -21,6 +20,7 @@ from omnitrain.training.preemption import SaveOnSignal
 from omnitrain.training.sample_log import SampleLog
 from omnitrain.training.tracking_grads import GradNorms
 from omnitrain.training.tracking_progress import RunProgressBar
+from omnitrain.training.validation.audio_samples import AudioSamples
 
 
 def build_loggers(cfg: RunConfig, resume_step: int | None = None) -> list[Logger]:

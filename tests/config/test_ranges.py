@@ -18,6 +18,7 @@ FREE_FORM = {"weights", "train_shards", "val_shards", "project", "entity", "tags
 FREE_FORM |= {"slots", "targets", "trainable"}  # lora: slot names, Linear and parameter globs
 FREE_FORM |= {"system"}  # generate.system: a free text (the system prompt)
 FREE_FORM |= {"index"}  # data.index: a path or URL
+FREE_FORM |= {"metrics", "asr", "reference"}  # eval: metric names and scorers (checked by name), a wav path
 
 
 @pytest.mark.parametrize(

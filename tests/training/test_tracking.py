@@ -23,8 +23,8 @@ from PIL import Image
 from omnitrain.cli import main
 from omnitrain.run_config import compose_config
 from omnitrain.run_summary import better, summarise
-from omnitrain.training.tracking_media import mel_image
-from omnitrain.training.tracking_samples import (
+from omnitrain.training.validation.tracking_media import mel_image
+from omnitrain.training.validation.tracking_samples import (
     split_conversation,
     validation_prompts,
 )
@@ -192,7 +192,7 @@ def test_a_reply_too_short_for_the_vocoder_keeps_its_text_and_mel(demo_dir, tmp_
     from omnitrain.data.sample_builder import SampleBuilder
     from omnitrain.inference.replier import Replier
     from omnitrain.model.omni_model import OmniModel
-    from omnitrain.training.tracking_media import SampleRow, StepSamples, write_files
+    from omnitrain.training.validation.tracking_media import SampleRow, StepSamples, write_files
 
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path / "run", "generate.max_codec_tokens=1"))
     torch.manual_seed(0)

@@ -3,10 +3,10 @@ one synthesis.
 
 - the model's replies to the first ``logger.samples`` validation prompts, answered on
   every rank (its share) and scored as ``eval.metrics`` says
-  (``omnitrain.training.validation_replies``): the metrics logged as ``val/<metric>`` to
+  (``omnitrain.training.validation.validation_replies``): the metrics logged as ``val/<metric>`` to
   every tracker, the replies (text, audio, the mel as an image) written to
   ``run_dir/samples/step-NNNNNN/`` and logged as media to wandb / TensorBoard when attached
-  (``omnitrain.training.tracking_media``). Under ZeRO-3 and FSDP too.
+  (``omnitrain.training.validation.tracking_media``). Under ZeRO-3 and FSDP too.
 - the module's ``audio_sample(batch)`` (run on every rank, written by rank 0): the DiT +
   vocoder on a validation reply's true codes (or the vocoder on its mel).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import lightning as L
 
-from omnitrain.training.tracking_media import StepSamples, log_media, write_files
-from omnitrain.training.validation_replies import ValidationReplies
+from omnitrain.training.validation.tracking_media import StepSamples, log_media, write_files
+from omnitrain.training.validation.validation_replies import ValidationReplies
 
 
 class AudioSamples(L.Callback):

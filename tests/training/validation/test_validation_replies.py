@@ -2,7 +2,7 @@
 2 ranks (gloo) under DDP, ZeRO-3 and FSDP log the values one rank logs over the same
 prompts (3 prompts: uneven shares), where they were skipped before under sharded
 weights. Learning rate 1e-30 (below every weight's last bit): every run validates the initial weights, as the one-rank run.
-The ASR is a user's plugin from a file (``tests/training/wave_words_asr.py``)."""
+The ASR is a user's plugin from a file (``tests/training/validation/wave_words_asr.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.helpers import smoke_overrides
 from tests.training.test_scale_cpu import ROOT, launch
 
 pytestmark = pytest.mark.slow
-ASR = str(ROOT / "tests" / "training" / "wave_words_asr.py")
+ASR = str(ROOT / "tests" / "training" / "validation" / "wave_words_asr.py")
 METRICS = ("val/accuracy", "val/wer_expected", "val/cer")
 
 

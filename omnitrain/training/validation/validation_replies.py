@@ -22,9 +22,9 @@ from omnitrain.data.sample_builder import SampleBuilder
 from omnitrain.evaluation.reply_metrics import metric_parts
 from omnitrain.evaluation.speech_scores import SpeechScorer
 from omnitrain.inference.replier import Replier, Reply
-from omnitrain.training.tracking_media import SampleRow
-from omnitrain.training.tracking_samples import Prompt, validation_prompts
-from omnitrain.training.val_metrics import RankMeans
+from omnitrain.training.validation.tracking_media import SampleRow
+from omnitrain.training.validation.tracking_samples import Prompt, validation_prompts
+from omnitrain.training.validation.val_metrics import RankMeans
 
 log = logging.getLogger("omnitrain")
 
