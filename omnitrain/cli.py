@@ -58,11 +58,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from omnitrain.evaluation.scorers import ASR, SPEAKER
 
     load_builtin_scorers()
-    for title, scorers in (("eval --asr", ASR), ("eval --speaker", SPEAKER)):
+    for title, scorers in (("eval --asr, eval.asr", ASR), ("eval --speaker, eval.speaker", SPEAKER)):
         print(f"{title}:")
         for name, factory in scorers.items():
             doc = (factory.__doc__ or "").strip().splitlines()
             print(f"  {name:<14} {doc[0] if doc else ''}")
+    from omnitrain.evaluation.reply_metrics import REPLY_METRICS
+
+    print("eval.metrics (at validation):")
+    for name, needs in REPLY_METRICS.items():
+        print(f"  {name:<14} {'needs eval.' + needs if needs else ''}".rstrip())
     return 0
 
 

@@ -12,6 +12,8 @@ def test_list_prints_every_slot_with_its_plugins(capsys):
     for slot in SLOTS:
         assert f"{slot}:" in out
     assert "tmrope" in out and "rope1d" in out and "griffin_lim" in out
+    assert "pocketsphinx" in out and "resemblyzer" in out  # the scorers of eval and eval.metrics
+    assert "eval.metrics (at validation):" in out and "wer            needs eval.asr" in out
 
 
 def test_config_prints_the_composed_recipe(capsys):
