@@ -46,7 +46,7 @@ def pipeline_rate(cfg, batches: int) -> float:
 
 
 def training_rate(cfg, steps: int) -> float:
-    from omnitrain.training.module import OmniModule
+    from omnitrain.training.stages.module import OmniModule
 
     batch = next(iter(make_pipeline(cfg, "train", 256)))
     module = OmniModule(cfg)

@@ -8,7 +8,7 @@ for Qwen2.5-Omni do); rows differ in how: all of its weights, or rank-r adapters
 q/k/v/o/gate/up/down with its weights frozen. One step = forward, backward and AdamW
 (its states made by a warm-up step first) on the largest of the batches ``omnitrain
 plan`` draws from the shards. The peak is counted on the CPU by
-``omnitrain.training.live_bytes`` (live tensor storages at torch's dispatcher), on CUDA
+``omnitrain.training.performance.live_bytes`` (live tensor storages at torch's dispatcher), on CUDA
 by ``torch.cuda.max_memory_allocated``; beside it the plan's DDP row on one GPU (model
 states + activations) for the same config, which counts only adapters as trainable.
 """
@@ -29,10 +29,10 @@ from omnitrain.model.meta import meta_model  # noqa: E402
 from omnitrain.model.omni_model import OmniModel  # noqa: E402
 from omnitrain.plugin_loading import load_plugins  # noqa: E402
 from omnitrain.run_config import compose_config  # noqa: E402
-from omnitrain.training.activations import batch_shape, draw_batches  # noqa: E402
-from omnitrain.training.live_bytes import measured_step_peak  # noqa: E402
-from omnitrain.training.module import frozen_slots  # noqa: E402
-from omnitrain.training.plan import make_plan  # noqa: E402
+from omnitrain.training.performance.activations import batch_shape, draw_batches  # noqa: E402
+from omnitrain.training.performance.live_bytes import measured_step_peak  # noqa: E402
+from omnitrain.training.performance.plan import make_plan  # noqa: E402
+from omnitrain.training.stages.module import frozen_slots  # noqa: E402
 
 MiB = 2**20
 THINKER_ONLY = ("loss.codec=0", "loss.flow=0", "optim.freeze=[audio_encoder,vision_encoder]")

@@ -19,7 +19,7 @@ synchronised once at its end, so the regions are GPU time, idle gaps included). 
 the median ms of each region over the steps after ``--warmup``, and its share of all the
 measured time (so the shares sum to 100); tokens/s (real, unpadded Thinker tokens) and, with
 a known device peak (a data-sheet GPU or ``perf.peak_tflops``), MFU from
-``omnitrain.training.flops``.
+``omnitrain.training.performance.flops``.
 
 **B. Framework vs hand loop**: the same composed config, model init (the run seed), batches,
 optimizer and schedule, trained (1) by ``omnitrain.training.run.train`` -- the function
@@ -154,9 +154,9 @@ class HandLoop:
     def __init__(self, cfg, device: torch.device) -> None:
         import lightning as L
 
-        from omnitrain.training.flops import BatchFlops
+        from omnitrain.training.performance.flops import BatchFlops
         from omnitrain.training.run import prepare
-        from omnitrain.training.tasks import task_spec
+        from omnitrain.training.stages.tasks import task_spec
 
         if cfg.strategy.name != "auto" or int(cfg.trainer.accumulate_grad_batches) != 1:
             raise SystemExit(f"strategy={cfg.strategy.name}, trainer.accumulate_grad_batches="
@@ -185,7 +185,7 @@ class HandLoop:
     def run(self, steps: int, timeline: Timeline | None = None) -> RunResult:
         from lightning.fabric.utilities.apply_func import move_data_to_device
 
-        from omnitrain.training.stage_module import step_seed
+        from omnitrain.training.stages.stage_module import step_seed
 
         before = snapshot(self.model)
         out = RunResult("hand")
@@ -225,7 +225,7 @@ class HandLoop:
 
 # ---- part A: where the time goes --------------------------------------------------
 def where_time_goes(args, device: torch.device, workdir: Path) -> dict:
-    from omnitrain.training.flops import device_peak_flops
+    from omnitrain.training.performance.flops import device_peak_flops
 
     total = args.warmup + args.steps
     cfg = compose(args, workdir / "breakdown", total)

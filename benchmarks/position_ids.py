@@ -118,7 +118,7 @@ def demo_examples(cfg, n: int):
 def training_path_share(repeats: int) -> dict:
     from omnitrain.data.collate import collate
     from omnitrain.run_config import compose_config
-    from omnitrain.training.module import OmniModule
+    from omnitrain.training.stages.module import OmniModule
 
     cfg = compose_config(["recipe=demo"])
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ cross-entropy, backward, AdamW, fused on CUDA). Before timing, the first losses 
 checked equal (fp32: 1e-4, bf16: 2% relative); then the steps alternate between the models
 (the order flips every round) and each reports the median of ``--steps`` after
 ``--warmup``. Reported: tokens/s, MFU on CUDA (6 N T + 12 L d s^2 over the device's peak,
-``omnitrain.training.flops``), peak memory and the ratios omnitrain / transformers.
+``omnitrain.training.performance.flops``), peak memory and the ratios omnitrain / transformers.
 
 Peak memory: on CUDA, the most ``max_memory_allocated`` rose during the model's own
 steps over what was allocated when each step began, plus the model's own resident state
@@ -194,7 +194,7 @@ def optimizer_for(model: torch.nn.Module, device: torch.device) -> torch.optim.O
 
 
 def step_flops(shape: dict) -> float:
-    """6 N T + 12 L d s^2 (omnitrain.training.flops; attention in full, PaLM's MFU)."""
+    """6 N T + 12 L d s^2 (omnitrain.training.performance.flops; attention in full, PaLM's MFU)."""
     d, f, h, kv, layers = shape["hidden"], shape["ffn"], shape["heads"], shape["kv_heads"], shape["layers"]
     head_dim = d // h
     per_layer = d * h * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * f
@@ -206,7 +206,7 @@ def step_flops(shape: dict) -> float:
 def device_peak(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    from omnitrain.training.flops import PEAK_FLOPS
+    from omnitrain.training.performance.flops import PEAK_FLOPS
 
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)

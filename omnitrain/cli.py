@@ -93,8 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the process group lives until the interpreter exits: a second run in this process
     # (a notebook, the tests) reuses it, and DeepSpeed's cached groups stay valid
     atexit.register(teardown_distributed)
-    from omnitrain.training.nonfinite import NonFiniteStop
-    from omnitrain.training.preemption import Preempted
+    from omnitrain.training.callbacks.nonfinite import NonFiniteStop
+    from omnitrain.training.callbacks.preemption import Preempted
 
     try:
         trainer, _ = train(cfg)
@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from omnitrain.parallel.global_batch import resolve_batch_size
     from omnitrain.run_config import compose_config
-    from omnitrain.training.plan import (
+    from omnitrain.training.performance.plan import (
         GiB,
         deepspeed_zero3_estimate,
         format_plan,
@@ -357,7 +357,7 @@ def _task_losses(run_dir: Path) -> str:
     above 0: a run without a DiT logs no flow loss), as train/<loss>."""
     from omegaconf import OmegaConf
 
-    from omnitrain.training.tasks import TASKS
+    from omnitrain.training.stages.tasks import TASKS
 
     cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else OmegaConf.create()
     weights = cfg.get("loss") or {}

@@ -150,7 +150,7 @@ def run_cell(cell: Cell, data: Path, out: Path, port: int, timeout: float, accel
 def planned_gib(cell: Cell, data: Path, accelerator: str = "gpu") -> float | None:
     """``omnitrain plan``'s per-GPU figure for the cell's own strategy, on one GPU."""
     from omnitrain.run_config import compose_config
-    from omnitrain.training.plan import GiB, chosen, make_plan, per_gpu_total
+    from omnitrain.training.performance.plan import GiB, chosen, make_plan, per_gpu_total
 
     try:
         cfg = compose_config([*cell.overrides, *trainer_overrides(accelerator),

@@ -462,7 +462,7 @@ class Talker(SlotModule, ABC):
         """The Talker's own losses from its teacher-forced ``logits`` and ``targets`` (S, C)
         (``IGNORE_INDEX`` where nothing is predicted): each a sum over the predicted
         positions divided by ``divisor`` (the optimizer step's count of them,
-        ``omnitrain.training.step_weights``; None: their number here, the mean).
+        ``omnitrain.training.stages.step_weights``; None: their number here, the mean).
         ``codec`` is weighted by ``loss.codec``; any other name must be declared by
         ``named_losses``. Default: the cross-entropy, as ``codec``."""
         return {"codec": masked_cross_entropy(logits, targets, divisor)}

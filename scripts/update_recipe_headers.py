@@ -1,6 +1,6 @@
 """Rewrite the ``expected:`` memory line of every omni recipe from ``omnitrain plan``.
 
-Run after changing a recipe, a size or the memory model; tests/training/test_plan.py
+Run after changing a recipe, a size or the memory model; tests/training/performance/test_plan.py
 fails while a header disagrees with the plan. The numbers assume no shards are read
 (every slot at the token budget's positions), so they do not depend on local data.
 
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from omnitrain.run_config import compose_config
-from omnitrain.training.plan import GiB, chosen, layout, make_plan, per_gpu_total
+from omnitrain.training.performance.plan import GiB, chosen, layout, make_plan, per_gpu_total
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 NO_SHARDS = "data.train_shards=/nonexistent/plan-from-the-budget.tar"

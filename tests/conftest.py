@@ -61,7 +61,7 @@ def smoke_trained(demo_dir, tmp_path_factory):
     import torch
 
     from omnitrain.data.datamodule import OmniDataModule
-    from omnitrain.training.module import OmniModule
+    from omnitrain.training.stages.module import OmniModule
     from omnitrain.training.trainer_factory import build_trainer
 
     run = tmp_path_factory.mktemp("run")

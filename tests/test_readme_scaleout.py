@@ -33,7 +33,7 @@ def test_named_recipes_and_scripts_exist():
 
 def test_memory_the_readme_quotes_for_a_recipe_is_its_headers():
     """The README once said 26.5 GiB for omni7b_lora while the recipe's header (which
-    tests/training/test_plan.py holds to `omnitrain plan`) said 26.7."""
+    tests/training/performance/test_plan.py holds to `omnitrain plan`) said 26.7."""
     quoted = re.findall(r"`recipe=(\w+)`[^`]*?the plan says ([\d.]+) GiB", README)
     assert quoted, "the README no longer quotes a recipe's plan: drop this test"
     for recipe, gib in quoted:

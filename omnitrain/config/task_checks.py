@@ -1,6 +1,6 @@
 """The tasks ``omnitrain train`` knows, by name, and the checks of the settings each needs.
 
-Here, not beside the tasks' LightningModules (``omnitrain.training.tasks``), so that
+Here, not beside the tasks' LightningModules (``omnitrain.training.stages.tasks``), so that
 loading a config (a bundle's, for generation) never imports Lightning.
 """
 
@@ -10,7 +10,7 @@ from omnitrain.config.typed import RunConfig
 from omnitrain.registry import registry
 from omnitrain.slots import TrainableVocoder
 
-#: each task's name -> what it trains (``omnitrain.training.tasks.TASKS`` holds one spec per name)
+#: each task's name -> what it trains (``omnitrain.training.stages.tasks.TASKS`` holds one spec per name)
 TASK_NAMES: dict[str, str] = {
     "omni": "the whole model: Thinker text loss, Talker codec loss, DiT flow loss",
     "vocoder": "the vocoder alone, adversarially, everything else frozen",

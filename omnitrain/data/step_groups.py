@@ -6,7 +6,7 @@ micro-batch of 10 target tokens as much as one of 4,000. Weighting by the whole 
 needs the step's token count before its first backward, so the loader reads one step
 ahead: it sums this rank's ``Batch.loss_counts`` over the step's micro-batches and
 hands each of them the sums (``Batch.step_totals``); the LightningModule adds them up
-over ranks once per step (``omnitrain.training.step_weights``).
+over ranks once per step (``omnitrain.training.stages.step_weights``).
 
 Lightning's rule: with ``accumulate_grad_batches`` A, the optimizer steps after batch
 ``batch_idx`` when ``(batch_idx + 1) % A == 0`` or on the epoch's last batch, and

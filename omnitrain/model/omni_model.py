@@ -222,7 +222,7 @@ class OmniModel(nn.Module):
     def losses(self, batch: Batch, out: StepOutputs, norms: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The weighted losses. Each per-token loss ("text", "codec"; "flow" per mel frame)
         is this batch's mean, or with ``norms`` its sum divided by ``norms[name]`` (a whole
-        optimizer step's count, ``omnitrain.training.step_weights``)."""
+        optimizer step's count, ``omnitrain.training.stages.step_weights``)."""
         w, items = self.loss_cfg, out.items
         norm = norms or {}
         losses = {"text": self.text_loss(batch, out.hidden, norm.get("text"))}

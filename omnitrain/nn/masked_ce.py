@@ -1,5 +1,5 @@
 """Cross-entropy over the targets that are not ignored, summed and divided by a given
-count: the per-token loss that step weighting (``omnitrain.training.step_weights``) needs."""
+count: the per-token loss that step weighting (``omnitrain.training.stages.step_weights``) needs."""
 
 from __future__ import annotations
 

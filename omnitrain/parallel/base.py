@@ -153,7 +153,7 @@ class Strategy:
     def before_optimizer_step(self, trainer: Any, clip: float | None) -> None:
         """Where a strategy clips gradients itself (Lightning otherwise does)."""
 
-    # ---- non-finite steps (``omnitrain.training.nonfinite``) ---------------------------
+    # ---- non-finite steps (``omnitrain.training.callbacks.nonfinite``) ---------------------------
     def local_grads_finite(self, trainer: Any) -> Any:
         """Whether this rank's gradients (its shard, under FSDP) are all finite: a 0-dim
         bool tensor on the device (the caller reads it once, with the losses) or True."""

@@ -23,7 +23,7 @@ from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for, world_size_of
 from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.training.resume_check import check_resume_shapes
-from omnitrain.training.tasks import task_spec
+from omnitrain.training.stages.tasks import task_spec
 from omnitrain.training.trainer_factory import build_trainer
 
 log = logging.getLogger("omnitrain")
@@ -114,7 +114,7 @@ def warn_if_too_big(cfg: RunConfig, meta: OmniModel) -> None:
 
     if str(cfg.trainer.accelerator) not in ("gpu", "cuda", "auto") or not torch.cuda.is_available():
         return
-    from omnitrain.training.plan import GiB, format_plan, make_plan
+    from omnitrain.training.performance.plan import GiB, format_plan, make_plan
 
     world = world_size_of(cfg)
     per_node = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else world
@@ -126,7 +126,7 @@ def warn_if_too_big(cfg: RunConfig, meta: OmniModel) -> None:
 
 
 def train(cfg: RunConfig) -> tuple[L.Trainer, L.LightningModule]:
-    """Train the configured task (``omnitrain.training.tasks``)."""
+    """Train the configured task (``omnitrain.training.stages.tasks``)."""
     run = prepare(cfg)
     cfg = run.cfg
     warn_if_too_big(cfg, run.meta)

@@ -12,14 +12,14 @@ from lightning.pytorch.loggers import Logger
 from omnitrain.config.typed import RunConfig
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for
-from omnitrain.training.callbacks import Throughput
-from omnitrain.training.checkpoint_callback import StepCheckpoints
-from omnitrain.training.csv_metrics import ResumableCSVLogger
-from omnitrain.training.nonfinite import NonFiniteGuard
-from omnitrain.training.preemption import SaveOnSignal
-from omnitrain.training.sample_log import SampleLog
-from omnitrain.training.tracking_grads import GradNorms
-from omnitrain.training.tracking_progress import RunProgressBar
+from omnitrain.training.callbacks.checkpoint_callback import StepCheckpoints
+from omnitrain.training.callbacks.csv_metrics import ResumableCSVLogger
+from omnitrain.training.callbacks.nonfinite import NonFiniteGuard
+from omnitrain.training.callbacks.preemption import SaveOnSignal
+from omnitrain.training.callbacks.sample_log import SampleLog
+from omnitrain.training.callbacks.tracking_grads import GradNorms
+from omnitrain.training.callbacks.tracking_progress import RunProgressBar
+from omnitrain.training.performance.throughput import Throughput
 from omnitrain.training.validation.audio_samples import AudioSamples
 
 

@@ -144,6 +144,6 @@ def test_inference_and_eval_import_no_lightning():
 
 def test_every_task_has_its_check_name():
     from omnitrain.config.task_checks import TASK_NAMES
-    from omnitrain.training.tasks import TASKS
+    from omnitrain.training.stages.tasks import TASKS
 
     assert list(TASKS) == list(TASK_NAMES)

@@ -32,7 +32,7 @@ import torch
 from omnitrain.checkpoints import open_checkpoint
 from omnitrain.checkpoints.atomic import is_complete, newest_complete, step_checkpoints, step_of
 from omnitrain.cli import main
-from omnitrain.training.checkpoint_callback import StepCheckpoints
+from omnitrain.training.callbacks.checkpoint_callback import StepCheckpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))

@@ -221,7 +221,7 @@ def test_every_rank_gets_the_same_number_of_validation_batches(demo_dir, tmp_pat
 
 def test_skips_reach_the_training_logs(demo_dir, tmp_path):
     """Counts ride in batches; the LightningModule accumulates and logs them."""
-    from omnitrain.training.module import OmniModule
+    from omnitrain.training.stages.module import OmniModule
 
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path))
     module = OmniModule(cfg)

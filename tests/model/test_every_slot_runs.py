@@ -8,7 +8,7 @@ import pytest
 
 from omnitrain.registry import build
 from omnitrain.run_config import compose_config
-from omnitrain.training.module import OmniModule
+from omnitrain.training.stages.module import OmniModule
 from tests.helpers import modality_batches, smoke_overrides
 
 

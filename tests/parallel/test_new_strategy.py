@@ -15,7 +15,7 @@ from omnitrain.cli import main
 from omnitrain.config.validate import ConfigError
 from omnitrain.parallel import Strategy, register_strategy, strategy_for
 from omnitrain.run_config import compose_config
-from omnitrain.training.plan import chosen, make_plan
+from omnitrain.training.performance.plan import chosen, make_plan
 from tests.helpers import smoke_overrides
 
 

@@ -20,7 +20,7 @@ from omnitrain.data.datamodule import StreamLoader
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import strategy_for
-from omnitrain.training.module import OmniModule
+from omnitrain.training.stages.module import OmniModule
 
 
 def demo_examples(cfg, demo_dir: Path, n: int) -> list[Example]:

@@ -22,8 +22,8 @@ from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.nn.lora import add_lora, is_adapter, merge_lora_, merged_piece
 from omnitrain.run_config import compose_config
-from omnitrain.training.flops import step_flops
-from omnitrain.training.model_stats import model_stats
+from omnitrain.training.performance.flops import step_flops
+from omnitrain.training.performance.model_stats import model_stats
 from tests.helpers import model_outputs, smoke_overrides
 
 LORA = ("lora.slots=[thinker,talker]", "lora.rank=4", "lora.alpha=8")

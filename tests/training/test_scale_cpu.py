@@ -133,7 +133,7 @@ def grad_norms(run: Path) -> dict[int, dict[str, float]]:
 
 @pytest.mark.parametrize("strategy", ["zero2", "zero3", "fsdp"])
 def test_gradient_norms_match_ddp(strategy, ddp, request):
-    """``grad/norm`` and ``grad/norm_<slot>`` (omnitrain.training.tracking_grads) are the
+    """``grad/norm`` and ``grad/norm_<slot>`` (omnitrain.training.callbacks.tracking_grads) are the
     norms of the whole gradient, though each rank holds only its shard."""
     want, got = grad_norms(ddp), grad_norms(request.getfixturevalue(strategy))
     assert sorted(got) == list(range(STEPS)) and len(got[0]) == 6  # the total and 5 slots

@@ -14,7 +14,7 @@ from omnitrain.bundle import export_bundle
 from omnitrain.cli import main
 from omnitrain.inference.generate import Generator, user_turn
 from omnitrain.inference.streaming import AudioPiece, TextPiece
-from omnitrain.training.vocoder_module import VocoderModule
+from omnitrain.training.stages.vocoder_module import VocoderModule
 from tests.helpers import speech_overrides
 
 TINY_BIGVGAN = [

@@ -13,7 +13,7 @@ from omnitrain.model.omni_model import OmniModel, next_token_targets
 from omnitrain.model.speech_path import talker_inputs
 from omnitrain.run_config import compose_config
 from omnitrain.tokens import IGNORE_INDEX
-from omnitrain.training.stage_module import step_seed
+from omnitrain.training.stages.stage_module import step_seed
 from tests.helpers import smoke_overrides
 from tests.training.step_weights_helpers import (
     mixed_examples,

@@ -7,7 +7,7 @@ import torch
 
 from omnitrain.data.pipeline import make_pipeline
 from omnitrain.run_config import compose_config
-from omnitrain.training.module import OmniModule
+from omnitrain.training.stages.module import OmniModule
 from tests.helpers import smoke_overrides
 
 

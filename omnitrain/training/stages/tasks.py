@@ -12,9 +12,9 @@ from omnitrain.config.task_checks import TASK_NAMES
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.vocoder_data import VocoderDataModule
-from omnitrain.training.module import OmniModule
-from omnitrain.training.stage_module import StageModule
-from omnitrain.training.vocoder_module import VocoderModule
+from omnitrain.training.stages.module import OmniModule
+from omnitrain.training.stages.stage_module import StageModule
+from omnitrain.training.stages.vocoder_module import VocoderModule
 
 
 @dataclass(frozen=True)

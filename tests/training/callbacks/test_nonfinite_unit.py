@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from omnitrain.parallel.auto import AutoOptions, AutoStrategy
-from omnitrain.training.nonfinite import NonFiniteGuard, NonFiniteStop
+from omnitrain.training.callbacks.nonfinite import NonFiniteGuard, NonFiniteStop
 
 
 @dataclass

@@ -19,7 +19,7 @@ from omnitrain.checkpoints.atomic import newest_complete
 from omnitrain.cli import main
 from tests.helpers import smoke_overrides
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXTRA = ("optim.schedule=constant", "checkpoint.every_n_steps=3", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0",
          "data.epoch_batches=1000")
 
@@ -104,7 +104,7 @@ def test_ctrl_c_saves_too(demo_dir, tmp_path):
 
 
 def test_an_error_inside_training_saves_the_last_completed_step(demo_dir, tmp_path, monkeypatch, caplog):
-    from omnitrain.training.module import OmniModule
+    from omnitrain.training.stages.module import OmniModule
 
     original = OmniModule.training_step
 

@@ -19,8 +19,8 @@ from omnitrain.model.omni_model import OmniModel
 from omnitrain.model.speech_path import speech_condition
 from omnitrain.slots import MODEL_SLOTS, SpeechCondition
 from omnitrain.training.log_steps import will_log
-from omnitrain.training.stage_module import StageModule
-from omnitrain.training.step_weights import StepWeights
+from omnitrain.training.stages.stage_module import StageModule
+from omnitrain.training.stages.step_weights import StepWeights
 from omnitrain.training.validation.val_metrics import RankMeans
 
 log = logging.getLogger("omnitrain")

@@ -10,13 +10,13 @@ import torch
 from omnitrain.data.batch import Batch
 from omnitrain.data.budget import padding_waste
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.training.flops import BatchFlops, device_peak_flops
 from omnitrain.training.log_steps import will_log
+from omnitrain.training.performance.flops import BatchFlops, device_peak_flops
 
 
 class Throughput(L.Callback):
     """Per step: samples/s and real (unpadded) tokens/s over all ranks, model TFLOP/s per
-    device and MFU (FLOPs from ``omnitrain.training.flops`` over the device's peak; MFU
+    device and MFU (FLOPs from ``omnitrain.training.performance.flops`` over the device's peak; MFU
     is logged when the peak is known: a GPU in the data-sheet table or
     ``perf.peak_tflops``). Rates use the wall time between consecutive steps (data
     loading included) and are smoothed over recent steps (exponential, 0.9).

@@ -16,8 +16,12 @@ from torch import Tensor
 from omnitrain.config.typed import RunConfig
 from omnitrain.features.speech_mel import SpeechMel
 from omnitrain.model.omni_model import OmniModel
-from omnitrain.training.gan_losses import discriminator_loss, feature_matching_loss, generator_loss
-from omnitrain.training.stage_module import StageModule
+from omnitrain.training.stages.gan_losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from omnitrain.training.stages.stage_module import StageModule
 
 
 class VocoderModule(StageModule):

@@ -4,7 +4,7 @@ counted by ``omnitrain plan``: the Thinker's activations shrink, the other slots
 from __future__ import annotations
 
 from omnitrain.run_config import compose_config
-from omnitrain.training.plan import make_plan
+from omnitrain.training.performance.plan import make_plan
 
 NO_SHARDS = "data.train_shards=/nonexistent/plan-from-the-budget.tar"
 

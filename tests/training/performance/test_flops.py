@@ -12,8 +12,8 @@ from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.run_config import compose_config
-from omnitrain.training.flops import count_sizes, sequence_lengths, step_flops
-from omnitrain.training.model_stats import model_stats
+from omnitrain.training.performance.flops import count_sizes, sequence_lengths, step_flops
+from omnitrain.training.performance.model_stats import model_stats
 from tests.helpers import smoke_overrides
 
 THINKER = ["recipe=smoke", "position=rope1d", "thinker.hidden_size=64", "thinker.layers=2",
@@ -90,7 +90,7 @@ def test_collate_counts_the_sizes_the_tensors_hold(demo_dir, tmp_path):
 def test_the_audio_encoder_says_the_positions_its_layers_run_on(demo_dir, tmp_path):
     """FLOPs and memory plans ask the encoder (``AudioEncoder.layer_positions``, declared in
     omnitrain/slots.py) instead of assuming Whisper's stride-2 stem."""
-    from omnitrain.training.activations import slot_positions
+    from omnitrain.training.performance.activations import slot_positions
 
     cfg = compose_config(smoke_overrides(demo_dir, tmp_path))
     batch = next(b for b in make_pipeline(cfg, "train", 256) if b.audio_lengths.numel())

@@ -43,7 +43,7 @@ def gradient_divisor(trainer) -> int:
         engine = getattr(trainer.strategy, "deepspeed_engine", None)
         if engine is None:
             raise NotImplementedError(f"{type(trainer.strategy).__name__} accumulates gradients itself, and "
-                                      "how it scales the loss is not known here (omnitrain.training.step_weights)")
+                                      "how it scales the loss is not known here (omnitrain.training.stages.step_weights)")
         divisor *= int(engine.gradient_accumulation_steps())
     return divisor
 

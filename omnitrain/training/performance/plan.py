@@ -6,7 +6,7 @@ al. 2020): per trainable parameter 2 bytes of 16-bit weight, 2 of 16-bit gradien
 16-bit weight only. Each strategy shards them its own way and says how in its
 ``state_rows`` (DDP: 2(T+F) + 14T per GPU; ZeRO-1/2/3, offload and FSDP divide parts of
 it by N and add the buffers their engines allocate). Activations come from what the batches hold
-(``omnitrain.training.activations``: the token budget, batches drawn from the shards,
+(``omnitrain.training.performance.activations``: the token budget, batches drawn from the shards,
 and the measured cost per matmul width), and the plan says which source it used.
 """
 
@@ -19,9 +19,9 @@ from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.parallel import registered_strategies, strategy_for
 from omnitrain.slots import MODEL_SLOTS
-from omnitrain.training.activations import BatchShape, activation_bytes, batch_shape
-from omnitrain.training.flops import gradient_slots
-from omnitrain.training.model_stats import ModelStats, model_stats
+from omnitrain.training.performance.activations import BatchShape, activation_bytes, batch_shape
+from omnitrain.training.performance.flops import gradient_slots
+from omnitrain.training.performance.model_stats import ModelStats, model_stats
 
 GiB = 2**30
 

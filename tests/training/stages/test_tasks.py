@@ -6,8 +6,8 @@ import pytest
 
 from omnitrain.config.validate import ConfigError
 from omnitrain.run_config import compose_config
-from omnitrain.training.stage_module import StageModule
-from omnitrain.training.tasks import TASKS, task_spec
+from omnitrain.training.stages.stage_module import StageModule
+from omnitrain.training.stages.tasks import TASKS, task_spec
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

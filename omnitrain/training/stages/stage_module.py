@@ -2,7 +2,7 @@
 hooks around model construction, weight loading, full-parameter access and clipping,
 the per-step reseeding that makes resume exact, and the skipped-sample counts.
 
-A stage (``omnitrain.training.tasks``) subclasses it and says what happens to the built
+A stage (``omnitrain.training.stages.tasks``) subclasses it and says what happens to the built
 model (``after_build``: freeze, add a discriminator), and its steps and optimizers.
 """
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from omnitrain.training.checkpoint_callback import StepCheckpoints
-from omnitrain.training.nonfinite import NonFiniteStop
+from omnitrain.training.callbacks.checkpoint_callback import StepCheckpoints
+from omnitrain.training.callbacks.nonfinite import NonFiniteStop
 
 log = logging.getLogger("omnitrain")
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 
-from omnitrain.training.checkpoint_callback import StepCheckpoints
+from omnitrain.training.callbacks.checkpoint_callback import StepCheckpoints
 
 
 class Tiny(L.LightningModule):

@@ -9,9 +9,9 @@ import pytest
 
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.run_config import compose_config
-from omnitrain.training.activations import draw_batches
-from omnitrain.training.live_bytes import measured_step_peak
-from omnitrain.training.plan import make_plan
+from omnitrain.training.performance.activations import draw_batches
+from omnitrain.training.performance.live_bytes import measured_step_peak
+from omnitrain.training.performance.plan import make_plan
 from tests.helpers import smoke_overrides
 
 QWEN = ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit")

@@ -18,9 +18,9 @@ from omnitrain.model.meta import meta_model
 from omnitrain.parallel.global_batch import resolve_batch_size
 from omnitrain.registry import SLOTS
 from omnitrain.run_config import compose_config
-from omnitrain.training.plan import GiB, chosen, layout, make_plan, per_gpu_total
+from omnitrain.training.performance.plan import GiB, chosen, layout, make_plan, per_gpu_total
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 NO_SHARDS = "data.train_shards=/nonexistent/plan-from-the-budget.tar"  # as the recipe headers
 
 

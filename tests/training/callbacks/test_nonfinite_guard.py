@@ -13,7 +13,7 @@ import torch
 
 from omnitrain.checkpoints import open_checkpoint
 from omnitrain.cli import main
-from omnitrain.training.module import OmniModule
+from omnitrain.training.stages.module import OmniModule
 from tests.helpers import smoke_overrides
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from omnitrain.config.typed import RunConfig
 from omnitrain.model.lora import lora_trains
 from omnitrain.nn.attention import Attention
 from omnitrain.slots import MODEL_SLOTS
-from omnitrain.training.module import frozen_slots
+from omnitrain.training.stages.module import frozen_slots
 
 
 @dataclass

@@ -26,8 +26,8 @@ from torch import nn
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch, BatchSizes
 from omnitrain.slots import SLOT_SPECS, AudioEncoder, Talker
-from omnitrain.training.model_stats import ModelStats, model_stats
-from omnitrain.training.module import frozen_slots
+from omnitrain.training.performance.model_stats import ModelStats, model_stats
+from omnitrain.training.stages.module import frozen_slots
 
 # dense bf16/fp16 tensor-core peak per device, by name substring (vendor data sheets)
 PEAK_FLOPS = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12,
