@@ -33,7 +33,7 @@ from omnitrain.nn.kv_cache import KVCache
 from omnitrain.nn.precision import param_dtype
 from omnitrain.nn.rotary import inverse_frequencies
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, layout_length
-from omnitrain.positions.multimodal_rope import MultimodalRope
+from omnitrain.positions.multimodal_rope import MultimodalRope, MultimodalRopeConfig
 from omnitrain.registry import register
 from omnitrain.slots import (
     AudioEncoder,
@@ -65,7 +65,7 @@ from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 __all__ = [
     "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
     "CodesVocoder", "ContextSpec", "DiTOutput", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
-    "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "PositionScheme", "PretrainedCodec",
+    "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "MultimodalRopeConfig", "PositionScheme", "PretrainedCodec",
     "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
     "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",
     "VideoSeg", "VisionEncoder", "VisionProcessor", "Vocoder", "WhisperLogMel", "apply_rotary",

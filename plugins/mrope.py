@@ -12,15 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnitrain.api import MultimodalRope, VideoSeg, register
+from omnitrain.api import MultimodalRope, MultimodalRopeConfig, VideoSeg, register
 from omnitrain.positions.pieces import same_on_rows, vision_ids
 
 
 @dataclass
-class MRopeConfig:
-    theta: float = 1000000.0
-    mrope_section: list[int] | None = None  # None: 2:3:3 split of head_dim/2
-    position_id_per_seconds: int = 25  # images' temporal id step (unused for video time)
+class MRopeConfig(MultimodalRopeConfig):
+    """``MultimodalRopeConfig``: theta, mrope_section, mrope_interleaved, position_id_per_seconds
+    (here the images' temporal id step; video time comes from the frames' timestamps)."""
 
 
 @register("position", "mrope", config=MRopeConfig)

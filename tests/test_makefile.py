@@ -72,3 +72,16 @@ def test_clean_keeps_the_venvs_and_says_so():
     assert ".venv" not in out.stdout.splitlines()[0]
     assert "kept: .venv" in out.stdout
     assert "rm -rf .venv .venv-py*" in make("-n", "distclean").stdout
+
+
+def test_every_package_is_in_pyproject():
+    """A wheel holds only the packages pyproject lists (an editable install hides a missing
+    one: omnitrain.hf and omnitrain.evaluation were missing)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(("omnitrain_plugins",) + p.parent.relative_to(root / "plugins").parts) if p.is_relative_to(root / "plugins")
+             else ".".join(p.parent.relative_to(root).parts)
+             for p in [*(root / "omnitrain").rglob("__init__.py"), *(root / "plugins").rglob("__init__.py")]}
+    assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnitrain.nn.kv_cache import KVCache
+from omnitrain.nn.norms import RMSNorm
 from omnitrain.nn.rotary import apply_rotary
 from omnitrain.nn.varlen import varlen_attention
 
@@ -22,7 +23,10 @@ class Attention(nn.Module):
         head_dim: int | None = None,
         qkv_bias: bool = False,
         out_bias: bool = False,
+        qk_norm_eps: float | None = None,
     ) -> None:
+        """``qk_norm_eps``: RMSNorm each head's queries and keys before the rotary (Qwen3's
+        q_norm/k_norm, one weight of head_dim shared by the heads); None: no norm."""
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
@@ -35,6 +39,10 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=out_bias)
+        if qk_norm_eps is not None:
+            self.q_norm = RMSNorm(self.head_dim, qk_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, qk_norm_eps)
+        self.qk_norm = qk_norm_eps is not None
 
     def forward(
         self, x: Tensor, mask, rotary: tuple[Tensor, Tensor] | None = None,
@@ -44,8 +52,11 @@ class Attention(nn.Module):
         keys), None, or a ``DocAttention`` plan. ``cache``: attend also to the keys and
         values cached under ``layer``, and append this call's."""
         B, L, _ = x.shape
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(B, L, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if rotary is not None:
             q, k = apply_rotary(q, k, *rotary)

@@ -38,23 +38,34 @@ def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Te
 
 
 def multimodal_rotary(
-    position_ids: Tensor, head_dim: int, theta: float, section: list[int]
+    position_ids: Tensor, head_dim: int, theta: float, section: list[int], interleaved: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """M-RoPE cos/sin: frequency channel block i rotates with position row i % rows.
+    """M-RoPE cos/sin: each frequency channel rotates with one position row.
 
-    position_ids (rows, B, L); ``section`` splits the head_dim/2 frequencies among the
-    rows (Qwen2.5-Omni 7B: [16, 24, 24]); both halves of the rotary use the same split,
-    as in transformers' ``apply_multimodal_rotary_pos_emb``.
+    position_ids (rows, B, L); ``section`` gives each row its number of the head_dim/2
+    frequencies (Qwen2.5-Omni 7B: [16, 24, 24]). Blocks (Qwen2.5-Omni, transformers'
+    ``apply_multimodal_rotary_pos_emb``): block i of ``section[i]`` channels rotates with
+    row i % rows. ``interleaved`` (Qwen3-Omni, Qwen3-VL: [24, 20, 20]): channel j rotates
+    with row r where j % 3 == r and j < 3 * section[r] for r = 1, 2, else with row 0 (T, H, W,
+    T, H, W, ...). Both halves of the rotary use the same split.
     """
     rows = position_ids.shape[0]
     inv = inverse_frequencies(head_dim, theta, position_ids.device)
-    row_of = torch.cat(
-        [torch.full((s,), i % rows, dtype=torch.long) for i, s in enumerate(section)]
-    ).to(position_ids.device)
+    row_of = (interleaved_rows(section, head_dim // 2) if interleaved else torch.cat(
+        [torch.full((s,), i % rows, dtype=torch.long) for i, s in enumerate(section)])).to(position_ids.device)
     pos = position_ids.permute(1, 2, 0).float()  # (B, L, rows)
     angles = pos[..., row_of] * inv  # (B, L, head_dim/2)
     emb = torch.cat([angles, angles], dim=-1)
     return emb.cos(), emb.sin()
+
+
+def interleaved_rows(section: list[int], half: int) -> Tensor:
+    """The row of each of ``half`` frequency channels in the interleaved layout."""
+    j = torch.arange(half)
+    row = torch.zeros(half, dtype=torch.long)
+    for r in (1, 2):
+        row[(j % 3 == r) & (j < 3 * section[r])] = r
+    return row
 
 
 def default_section(head_dim: int, rows: int = 3) -> list[int]:

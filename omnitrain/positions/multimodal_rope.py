@@ -5,6 +5,8 @@ own audio is laid out; the walk over segments and the rotation are shared.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -13,6 +15,18 @@ from omnitrain.nn.rotary import default_section, multimodal_rotary
 from omnitrain.positions.layout import AudioSeg, ImageSeg, Segment, TextSeg, VideoSeg, check_layout
 from omnitrain.positions.pieces import same_on_rows, vision_ids
 from omnitrain.slots import PositionScheme
+
+
+@dataclass
+class MultimodalRopeConfig:
+    """What every three-row scheme reads; a scheme's own config extends it."""
+
+    theta: float = 1000000.0
+    mrope_section: list[int] | None = None  # None: 2:3:3 split of head_dim/2 ([16, 24, 24] at 128)
+    # frequency channels T,H,W,T,H,W,... (Qwen3-Omni, Qwen3-VL; mrope_section [24, 20, 20] at
+    # head_dim 128) instead of blocks of T, then H, then W (Qwen2.5-Omni)
+    mrope_interleaved: bool = False
+    position_id_per_seconds: int = 25  # images' temporal id step
 
 
 class MultimodalRope(PositionScheme):
@@ -77,7 +91,8 @@ class MultimodalRope(PositionScheme):
             )
 
     def rotary(self, position_ids: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
-        return multimodal_rotary(position_ids, head_dim, self.cfg.theta, self.section(head_dim))
+        return multimodal_rotary(position_ids, head_dim, self.cfg.theta, self.section(head_dim),
+                                 self.cfg.mrope_interleaved)
 
 
 class _Pieces:

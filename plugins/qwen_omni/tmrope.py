@@ -22,16 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omnitrain.api import MultimodalRope, VideoSeg, register
+from omnitrain.api import MultimodalRope, MultimodalRopeConfig, VideoSeg, register
 from omnitrain.positions.from_ids import TokenIds, layouts_from_ids
 from omnitrain.positions.pieces import chunk_index, same_on_rows, video_t_values, vision_ids
 
 
 @dataclass
-class TMRopeConfig:
-    theta: float = 1000000.0
-    mrope_section: list[int] | None = None  # None: 2:3:3 split of head_dim/2 ([16, 24, 24] at 128)
-    position_id_per_seconds: int = 25
+class TMRopeConfig(MultimodalRopeConfig):
+    """``MultimodalRopeConfig`` (theta, mrope_section, mrope_interleaved, position_id_per_seconds) and:"""
+
     seconds_per_chunk: int = 2
     interleave: bool = True  # False: the ablation with the whole video body before the audio
 

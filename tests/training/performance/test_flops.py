@@ -12,6 +12,7 @@ from omnitrain.data.pipeline import make_pipeline
 from omnitrain.model.meta import meta_model
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.run_config import compose_config
+from omnitrain.slots import ThinkerOutput
 from omnitrain.training.performance.flops import count_sizes, sequence_lengths, step_flops
 from omnitrain.training.performance.model_stats import model_stats
 from tests.helpers import smoke_overrides
@@ -30,6 +31,7 @@ def thinker_flops(cfg, length: int = 96):
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         hidden = model.thinker(model.thinker.embed(ids), torch.arange(length)[None, None],
                                torch.ones(1, length, dtype=torch.long))
+        hidden = ThinkerOutput.of(hidden).hidden  # a Thinker may return its outputs as one object
         model.thinker.logits(hidden).sum().backward()
     stats = model_stats(model, cfg)
     return step_flops(stats, {"thinker": [length]}, cfg), counter.get_total_flops(), stats
@@ -115,4 +117,16 @@ def test_a_mixture_of_experts_counts_its_active_weights():
         [*THINKER, "plugins=[tests.contracts.stranger_plugins]", "thinker=stranger_moe", "thinker.experts=4"]))
     assert stats.slots["thinker"].active_matmul < 0.7 * stats.slots["thinker"].matmul_params
     # measured 5.0e-3 (as the dense Thinker's); counting every expert: +128%
+    assert predicted == pytest.approx(counted, rel=0.02)
+
+
+def test_qwen3_moe_counts_top_k_of_its_experts():
+    """Qwen3-Omni's MoE Thinker (top-2 of 4 experts, a dense layer among MoE layers): the
+    predicted FLOPs are torch's count of the matmuls it runs (the experts' loop: each
+    expert's Linear on its tokens), far below counting every expert."""
+    predicted, counted, stats = thinker_flops(compose_config(
+        [*THINKER, "thinker=qwen3_moe", "thinker.moe_ffn_dim=64", "thinker.mlp_only_layers=[1]", "thinker.layers=3",
+         "thinker.experts_impl=loop"]))
+    thinker = stats.slots["thinker"]
+    assert thinker.active_matmul < 0.8 * thinker.matmul_params
     assert predicted == pytest.approx(counted, rel=0.02)

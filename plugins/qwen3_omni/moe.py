@@ -1,0 +1,104 @@
+"""Qwen3-Omni's sparse mixture-of-experts MLP: a top-k softmax router and SwiGLU experts
+stored as two 3-D weights (``gate_up_proj`` (E, 2I, D), ``down_proj`` (E, D, I): the
+layout transformers keeps, so they load and save without reshaping), and the
+load-balancing loss of Switch Transformer as transformers' ``load_balancing_loss_func``
+computes it.
+
+The experts run either grouped (every routed token sorted by expert, two
+``torch._grouped_mm`` calls for all experts) or as a loop over the experts that received
+tokens (transformers' reference loop). Both read every expert's weights as one tensor, so
+an expert that no token of a rank's batch chose still gets its (zero) gradient: DDP sees
+no unused parameter and ZeRO-3 gathers the same tensors on every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class TopKRouter(nn.Module):
+    def __init__(self, dim: int, experts: int, top_k: int, norm_topk_prob: bool) -> None:
+        super().__init__()
+        self.top_k, self.norm_topk_prob = top_k, norm_topk_prob
+        self.weight = nn.Parameter(torch.zeros(experts, dim))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, D) -> router logits (N, E), the chosen experts' weights (N, k) and ids (N, k)."""
+        logits = F.linear(x, self.weight)
+        probs = logits.softmax(-1, dtype=torch.float)
+        top, index = probs.topk(self.top_k, dim=-1)
+        if self.norm_topk_prob:
+            top = top / top.sum(-1, keepdim=True)
+        return logits, top.to(logits.dtype), index
+
+
+class Experts(nn.Module):
+    def __init__(self, dim: int, hidden: int, experts: int, grouped: bool) -> None:
+        super().__init__()
+        self.experts, self.grouped = experts, grouped
+        self.gate_up_proj = nn.Parameter(torch.empty(experts, 2 * hidden, dim))
+        self.down_proj = nn.Parameter(torch.empty(experts, dim, hidden))
+        nn.init.normal_(self.gate_up_proj, std=0.02)
+        nn.init.normal_(self.down_proj, std=0.02)
+
+    def forward(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+        """(N, D) tokens, their (N, k) experts and routing weights -> (N, D)."""
+        return self._grouped(x, index, weights) if self.grouped else self._loop(x, index, weights)
+
+    def _grouped(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+        k = index.shape[1]
+        flat = index.reshape(-1)
+        order = flat.argsort(stable=True)
+        token = order // k  # the token of each routed copy, copies sorted by expert
+        offsets = torch.bincount(flat, minlength=self.experts).cumsum(0).to(torch.int32)
+        gate, up = torch._grouped_mm(x[token], self.gate_up_proj.transpose(1, 2), offs=offsets).chunk(2, dim=-1)
+        out = torch._grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs=offsets)
+        out = out * weights.reshape(-1)[order, None]
+        return torch.zeros_like(x).index_add(0, token, out.to(x.dtype))
+
+    def _loop(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
+        out = torch.zeros_like(x)
+        hit = torch.bincount(index.reshape(-1), minlength=self.experts).nonzero().flatten().tolist()
+        for e in hit:
+            token, slot = torch.where(index == e)
+            gate, up = F.linear(x[token], self.gate_up_proj[e]).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * up, self.down_proj[e]) * weights[token, slot, None]
+            out = out.index_add(0, token, y.to(x.dtype))
+        return out
+
+
+class SparseMoe(nn.Module):
+    """The router (``gate``) and the experts, named as transformers names them."""
+
+    def __init__(self, dim: int, hidden: int, experts: int, top_k: int, norm_topk_prob: bool,
+                 grouped: bool) -> None:
+        super().__init__()
+        self.gate = TopKRouter(dim, experts, top_k, norm_topk_prob)
+        self.experts = Experts(dim, hidden, experts, grouped)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L, D) -> output (B, L, D) and the router logits (B * L, E)."""
+        flat = x.reshape(-1, x.shape[-1])
+        logits, weights, index = self.gate(flat)
+        return self.experts(flat, index, weights).view_as(x), logits
+
+
+def balance_loss(router_logits: list[Tensor], top_k: int, keep: Tensor | None = None) -> Tensor:
+    """Switch Transformer's load-balancing loss over every MoE layer's logits (N, E):
+    E * sum_e (share of routed copies sent to e) * (mean router probability of e), the
+    shares and means pooled over the layers and the tokens ``keep`` (N,) marks (padding
+    left out), as transformers' ``load_balancing_loss_func``."""
+    experts = router_logits[0].shape[-1]
+    weight = (keep.reshape(-1).float() if keep is not None
+              else torch.ones(router_logits[0].shape[0], device=router_logits[0].device))
+    counts = torch.zeros(experts, device=weight.device)
+    probs = torch.zeros(experts, device=weight.device)
+    for logits in router_logits:
+        p = logits.float().softmax(-1)
+        chosen = p.topk(top_k, dim=-1).indices
+        counts = counts.scatter_add(0, chosen.reshape(-1), weight.repeat_interleave(top_k))
+        probs = probs + (p * weight[:, None]).sum(0)
+    rows = weight.sum() * len(router_logits)
+    return experts * torch.sum((counts / rows) * (probs / rows))
