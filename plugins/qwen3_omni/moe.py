@@ -18,6 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def grouped_kernel(x: Tensor) -> bool:
+    """Whether torch has a grouped matmul for ``x``'s device: the CPU's, or CUDA's on
+    sm90 and newer (Hopper); elsewhere the experts loop."""
+    return not x.is_cuda or torch.cuda.get_device_capability(x.device) >= (9, 0)
+
+
 class TopKRouter(nn.Module):
     def __init__(self, dim: int, experts: int, top_k: int, norm_topk_prob: bool) -> None:
         super().__init__()
@@ -45,7 +51,7 @@ class Experts(nn.Module):
 
     def forward(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
         """(N, D) tokens, their (N, k) experts and routing weights -> (N, D)."""
-        return self._grouped(x, index, weights) if self.grouped else self._loop(x, index, weights)
+        return self._grouped(x, index, weights) if self.grouped and grouped_kernel(x) else self._loop(x, index, weights)
 
     def _grouped(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
         k = index.shape[1]
