@@ -24,8 +24,12 @@ from omnitrain_plugins.qwen3_omni.moe_thinker import Qwen3MoeThinker, Qwen3MoeTh
 
 
 def build(args):
-    from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import Qwen3OmniMoeTextConfig
-    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import Qwen3OmniMoeThinkerTextModel
+    from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
+        Qwen3OmniMoeTextConfig,
+    )
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import (
+        Qwen3OmniMoeThinkerTextModel,
+    )
 
     third = args.head_dim * 5 // 32  # the release's [24, 20, 20] at head_dim 128
     section = [args.head_dim // 2 - 2 * third, third, third]
