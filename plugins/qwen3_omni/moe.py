@@ -97,10 +97,11 @@ def balance_loss(router_logits: list[Tensor], top_k: int, keep: Tensor | None = 
     shares and means pooled over the layers and the tokens ``keep`` (N,) marks (padding
     left out), as transformers' ``load_balancing_loss_func``."""
     experts = router_logits[0].shape[-1]
-    weight = (keep.reshape(-1).float() if keep is not None
-              else torch.ones(router_logits[0].shape[0], device=router_logits[0].device))
-    counts = torch.zeros(experts, device=weight.device)
-    probs = torch.zeros(experts, device=weight.device)
+    f32, device = torch.float32, router_logits[0].device  # fp32 whatever the default dtype (bf16-true)
+    weight = keep.reshape(-1).to(f32) if keep is not None else torch.ones(router_logits[0].shape[0], dtype=f32,
+                                                                          device=device)
+    counts = torch.zeros(experts, dtype=f32, device=device)
+    probs = torch.zeros(experts, dtype=f32, device=device)
     for logits in router_logits:
         p = logits.float().softmax(-1)
         chosen = p.topk(top_k, dim=-1).indices

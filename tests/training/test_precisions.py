@@ -1,6 +1,6 @@
 """Every built-in plugin trains in every precision and under every sharded strategy, as
-one CPU process: the baseline set and the Qwen2.5-Omni set (which differ in how they make
-tensors in forward: sinusoids, reference embeddings, masks), under fp32, autocast bf16
+one CPU process: the baseline set, the Qwen2.5-Omni set (which differ in how they make
+tensors in forward: sinusoids, reference embeddings, masks) and Qwen3-Omni's Thinker side, under fp32, autocast bf16
 (``bf16-mixed``), bf16 weights (``bf16-true``), and DeepSpeed ZeRO-3 and FSDP with bf16.
 ZeRO-1 and ZeRO-2 cast the model as ZeRO-3 does (one DeepSpeed ``bf16`` section); they run
 in test_lora.py (both stages, fp32) and test_nonfinite_guard.py (ZeRO-2, bf16-mixed), which
@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 PLUGINS = {
     "baseline": ("position=rope1d",),
     "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"),
+    # Qwen3-Omni's Thinker side so far: the MoE Thinker (grouped experts), AuT, interleaved M-RoPE
+    "qwen3": ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "position=mrope", "position.mrope_interleaved=true"),
 }
 CELLS = [(p, "auto", prec) for p in PLUGINS for prec in ("32-true", "bf16-mixed", "bf16-true")]
 CELLS += [(p, s, "bf16-mixed") for p in PLUGINS for s in ("deepspeed_zero3", "fsdp")]
