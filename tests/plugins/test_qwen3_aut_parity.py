@@ -9,7 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omnitrain_plugins.qwen3_omni.aut_audio import AuTAudioConfig, AuTAudioEncoder, AuTLogMel, aut_token_count
+from omnitrain_plugins.qwen3_omni.aut_audio import (
+    AuTAudioConfig,
+    AuTAudioEncoder,
+    AuTLogMel,
+    aut_token_count,
+)
 
 pytest.importorskip("transformers")
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as hf  # noqa: E402
