@@ -41,7 +41,11 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 class QwenPatchProcessor(VisionProcessor):
-    """Resize, normalise and flatten frames into merge-ordered patches (Qwen2-VL layout)."""
+    """Resize, normalise and flatten frames into merge-ordered patches (Qwen2-VL layout).
+    ``mean``/``std``: CLIP's (Qwen2-VL, Qwen2.5-Omni); a subclass sets others (Qwen3's 0.5)."""
+
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -66,7 +70,7 @@ class QwenPatchProcessor(VisionProcessor):
     def _patchify(self, frames: np.ndarray, pixels: tuple[int, int]) -> tuple[Tensor, tuple[int, int, int]]:
         c = self.cfg
         x = torch.from_numpy(self._resize(frames, *pixels)).float().div_(255.0)  # (T, H, W, 3)
-        x = (x - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
+        x = (x - torch.tensor(self.mean)) / torch.tensor(self.std)
         x = x.permute(0, 3, 1, 2)  # (T, C, H, W)
         tp, p, m = c.temporal_patch_size, c.patch_size, c.merge_size
         if x.shape[0] % tp:
