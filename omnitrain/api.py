@@ -14,7 +14,7 @@ The constructor arguments each slot receives are listed in ``omnitrain.slots``;
 """
 
 from omnitrain.features.speech_mel import SpeechConfig, SpeechMel
-from omnitrain.features.vision import QwenPatchProcessor
+from omnitrain.features.vision import QwenPatchProcessor, QwenPixelsConfig
 from omnitrain.features.whisper_mel import WhisperLogMel, audio_token_count
 from omnitrain.inference.sampling import sample_next
 from omnitrain.nn import (
@@ -66,7 +66,7 @@ __all__ = [
     "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
     "CodesVocoder", "ContextSpec", "DiTOutput", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
     "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "MultimodalRopeConfig", "PositionScheme", "PretrainedCodec",
-    "QwenPatchProcessor", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
+    "QwenPatchProcessor", "QwenPixelsConfig", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
     "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",
     "VideoSeg", "VisionEncoder", "VisionProcessor", "Vocoder", "WhisperLogMel", "apply_rotary",
     "audio_token_count", "doc_causal_mask", "inverse_frequencies", "layout_length", "param_dtype",

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from omnitrain.api import (
     QwenPatchProcessor,
+    QwenPixelsConfig,
     TransformerBlock,
     VisionEncoder,
     VisionProcessor,
@@ -25,21 +26,14 @@ from omnitrain.api import (
 
 
 @dataclass
-class PatchViTConfig:
+class PatchViTConfig(QwenPixelsConfig):
+    """``QwenPixelsConfig`` (the processor's settings) and:"""
+
     dim: int = 128
     layers: int = 2
     heads: int = 4
     ffn_dim: int = 256
-    patch_size: int = 14
-    temporal_patch_size: int = 2
-    merge_size: int = 2
-    min_pixels: int = 56 * 56
-    max_pixels: int = 112 * 112
-    # a video frame's area bounds; None: the image bounds. Qwen2.5-Omni's release: 128 and 768
-    # merged tokens of pixels (100352, 602112), set by configs/model/omni*.yaml
-    video_min_pixels: int | None = None
-    video_max_pixels: int | None = None
-    video_fps: float = 2.0
+    max_pixels: int = 112 * 112  # small images, few frames: the baseline's demo scale
     min_frames: int = 2
     max_frames: int = 16
 

@@ -27,6 +27,17 @@ def speech_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     return ["recipe=speech_smoke", *smoke_overrides(demo_dir, run_dir, *extra)[1:]]
 
 
+def randomized(module, std: float):
+    """``module`` with every parameter drawn from N(0, std) (reference models start some
+    weights at zero or one: a parity test needs them all to matter), in eval mode."""
+    import torch
+
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, std)
+    return module.eval()
+
+
 def model_outputs(model, batch) -> dict:
     """Text logits, talker (codec) logits and DiT velocity of ``model`` on fixed inputs."""
     import torch

@@ -1,15 +1,15 @@
 """Qwen2-VL/Qwen2.5-Omni pixel processing: smart resize, CLIP normalisation, and the
 merge-ordered patch layout (the 4 patches of one 2x2 merge unit are consecutive rows).
 
-Shared by every vision encoder that reads Qwen's ``pixel_values`` layout. The config
-object needs ``patch_size, temporal_patch_size, merge_size, min_pixels, max_pixels,
-video_min_pixels, video_max_pixels, video_fps, min_frames, max_frames``: video frames are
-resized within their own bounds (None: the image bounds), as Qwen2.5-Omni's processor does.
+Shared by every vision encoder that reads Qwen's ``pixel_values`` layout; its config
+extends ``QwenPixelsConfig``. Video frames are resized within their own bounds (None: the
+image bounds), as Qwen2.5-Omni's processor does.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,25 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
         h = math.ceil(height * beta / factor) * factor
         w = math.ceil(width * beta / factor) * factor
     return h, w
+
+
+@dataclass
+class QwenPixelsConfig:
+    """What the shared processor reads; a vision encoder's config extends it (and may
+    change the defaults)."""
+
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    merge_size: int = 2
+    min_pixels: int = 56 * 56
+    max_pixels: int = 28 * 28 * 1280
+    # a video frame's area bounds; None: the image bounds. Qwen2.5-Omni's release: 128 and 768
+    # merged tokens of pixels (100352, 602112), set by configs/model/omni*.yaml
+    video_min_pixels: int | None = None
+    video_max_pixels: int | None = None
+    video_fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 768
 
 
 class QwenPatchProcessor(VisionProcessor):

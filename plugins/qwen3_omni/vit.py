@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from omnitrain.api import (
     EncoderOutput,
     QwenPatchProcessor,
+    QwenPixelsConfig,
     VisionEncoder,
     VisionProcessor,
     register,
@@ -31,7 +32,9 @@ from omnitrain.nn.segments import SegmentPlan, segment_attention
 
 
 @dataclass
-class Qwen3ViTConfig:
+class Qwen3ViTConfig(QwenPixelsConfig):
+    """``QwenPixelsConfig`` (the processor's settings, patch 16) and:"""
+
     hidden_size: int = 256  # the release: 1152
     depth: int = 4  # 27
     heads: int = 4  # 16
@@ -40,15 +43,8 @@ class Qwen3ViTConfig:
     deepstack_visual_indexes: list[int] = field(default_factory=lambda: [1, 2])  # (8, 16, 24)
     rope_theta: float = 10000.0
     patch_size: int = 16
-    temporal_patch_size: int = 2
-    merge_size: int = 2
     min_pixels: int = 64 * 64
     max_pixels: int = 32 * 32 * 1280
-    video_min_pixels: int | None = None
-    video_max_pixels: int | None = None
-    video_fps: float = 2.0
-    min_frames: int = 4
-    max_frames: int = 768
 
 
 class Qwen3PatchProcessor(QwenPatchProcessor):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from omnitrain.api import (
     QwenPatchProcessor,
+    QwenPixelsConfig,
     RMSNorm,
     VisionEncoder,
     VisionProcessor,
@@ -29,7 +30,9 @@ from omnitrain.nn.segments import SegmentPlan, segment_attention
 
 
 @dataclass
-class QwenViTConfig:
+class QwenViTConfig(QwenPixelsConfig):
+    """``QwenPixelsConfig`` (the processor's settings) and:"""
+
     hidden_size: int = 256  # Qwen2.5-Omni-7B: 1280
     depth: int = 4  # 32
     heads: int = 4  # 16
@@ -37,18 +40,6 @@ class QwenViTConfig:
     window_size: int = 112  # pixels: 112 / 14 / 2 = 4x4 merged tokens per window
     fullatt_block_indexes: list[int] = field(default_factory=lambda: [3])  # 7B: [7, 15, 23, 31]
     rope_theta: float = 10000.0
-    patch_size: int = 14
-    temporal_patch_size: int = 2
-    merge_size: int = 2
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 1280
-    # a video frame's area bounds; None: the image bounds. Qwen2.5-Omni's release: 128 and 768
-    # merged tokens of pixels (100352, 602112), set by configs/model/omni*.yaml
-    video_min_pixels: int | None = None
-    video_max_pixels: int | None = None
-    video_fps: float = 2.0
-    min_frames: int = 4
-    max_frames: int = 768
 
 
 class VisionBlock(nn.Module):

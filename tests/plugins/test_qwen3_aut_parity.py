@@ -15,6 +15,7 @@ from omnitrain_plugins.qwen3_omni.aut_audio import (
     AuTLogMel,
     aut_token_count,
 )
+from tests.helpers import randomized
 
 pytest.importorskip("transformers")
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as hf  # noqa: E402
@@ -32,10 +33,7 @@ def pair():
         max_source_positions=64)
     cfg._attn_implementation = "eager"
     torch.manual_seed(0)
-    reference = hf.Qwen3OmniMoeAudioEncoder(cfg).eval()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.normal_(0, 0.2)
+    reference = randomized(hf.Qwen3OmniMoeAudioEncoder(cfg), 0.2)
     ours = AuTAudioEncoder(AuTAudioConfig(n_mels=MELS, d_model=32, layers=2, heads=4, ffn_dim=48,
                                           downsample_hidden_size=8, n_window=WINDOW, n_window_infer=4 * WINDOW,
                                           max_source_positions=64), out_dim=24).eval()

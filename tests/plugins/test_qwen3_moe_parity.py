@@ -13,6 +13,7 @@ import torch
 from omnitrain_plugins.mrope import MRope, MRopeConfig
 from omnitrain_plugins.qwen3_omni.moe import balance_loss
 from omnitrain_plugins.qwen3_omni.moe_thinker import Qwen3MoeThinker, Qwen3MoeThinkerConfig
+from tests.helpers import randomized
 
 transformers = pytest.importorskip("transformers")
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as hf  # noqa: E402
@@ -42,10 +43,7 @@ def theirs():
 @pytest.fixture(scope="module")
 def pair():
     torch.manual_seed(0)
-    model, reference = ours(), theirs()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.normal_(0, 0.3)  # routing far from ties
+    model, reference = ours(), randomized(theirs(), 0.3)  # routing far from ties
     missing, unexpected = model.load_state_dict(reference.state_dict(), strict=False)
     assert missing == ["lm_head.weight"] and unexpected == []  # transformers' names, one to one
     return model.eval(), reference

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from omnitrain_plugins.qwen3_omni.vit import Qwen3ViT, Qwen3ViTConfig
+from tests.helpers import randomized
 
 pytest.importorskip("transformers")
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as hf  # noqa: E402
@@ -25,10 +26,7 @@ def pair():
         spatial_merge_size=2, out_hidden_size=24, num_position_embeddings=36, deepstack_visual_indexes=[0, 2])
     cfg._attn_implementation = "eager"
     torch.manual_seed(0)
-    reference = hf.Qwen3OmniMoeVisionEncoder(cfg).eval()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p.normal_(0, 0.2)
+    reference = randomized(hf.Qwen3OmniMoeVisionEncoder(cfg), 0.2)
     ours = Qwen3ViT(Qwen3ViTConfig(hidden_size=32, depth=3, heads=4, intermediate_size=48, num_position_embeddings=36,
                                    deepstack_visual_indexes=[0, 2], patch_size=PATCH), out_dim=24).eval()
     missing, unexpected = ours.load_state_dict(reference.state_dict(), strict=False)
