@@ -9,7 +9,7 @@ tensor comparison per row; no Python loop runs over tokens.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -80,9 +80,11 @@ def layouts_from_ids(
     second_per_grids: Tensor | None,
     token_ids: TokenIds,
     spatial_merge_size: int = 2,
+    audio_tokens: Callable[[int], int] = audio_tokens_from_frames,
 ) -> list[list[Segment]]:
     """One layout per row of real (unpadded) token ids. Raises ``ValueError`` naming the
-    row and item when the ids disagree with the grids or audio lengths."""
+    row and item when the ids disagree with the grids or audio lengths. ``audio_tokens``:
+    the audio encoder's tokens for a clip of n mel frames (default Qwen2.5-Omni's)."""
     tok, m = token_ids, spatial_merge_size
     images, videos = _Cursor(image_grid_thw, "image"), _Cursor(video_grid_thw, "video")
     audios, spgs = _Cursor(audio_seqlens, "audio"), _Cursor(second_per_grids, "second_per_grids")
@@ -101,7 +103,7 @@ def layouts_from_ids(
             where = f"row {r}, position {p}"
             if p > pos:
                 layout.append(TextSeg(p - pos))
-            seg = _segment(row, p, where, images, videos, audios, spgs, use_audio_in_video, tok, m)
+            seg = _segment(row, p, where, images, videos, audios, spgs, use_audio_in_video, tok, m, audio_tokens)
             layout.append(seg)
             pos = p + seg.span
             if pos > row.numel():
@@ -114,12 +116,12 @@ def layouts_from_ids(
     return layouts
 
 
-def _segment(row, p, where, images, videos, audios, spgs, use_audio_in_video, tok, m) -> Segment:
+def _segment(row, p, where, images, videos, audios, spgs, use_audio_in_video, tok, m, audio_tokens) -> Segment:
     first = int(row[p])
     nxt = int(row[p + 1]) if p + 1 < row.numel() else -1
     if first == tok.audio_bos:
         frames = audios.take(where)
-        n = audio_tokens_from_frames(int(frames))
+        n = audio_tokens(int(frames))
         found = _run_length(row, p + 1, tok.audio)
         if found != n:
             raise ValueError(
@@ -145,7 +147,7 @@ def _segment(row, p, where, images, videos, audios, spgs, use_audio_in_video, to
         if nxt != tok.audio_bos:
             raise ValueError(f"{where}: use_audio_in_video=True but this video has no <audio_bos>")
         frames = audios.take(where)
-        seg = VideoSeg(grid, spg, audio_tokens_from_frames(int(frames)))
+        seg = VideoSeg(grid, spg, audio_tokens(int(frames)))
         body = row[p + 2 : p + 2 + seg.tokens + seg.audio_tokens]
         n_video, n_audio = int((body == tok.video).sum()), int((body == tok.audio).sum())
         if (n_video, n_audio) != (seg.tokens, seg.audio_tokens):

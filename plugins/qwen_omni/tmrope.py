@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from omnitrain.api import MultimodalRope, MultimodalRopeConfig, VideoSeg, register
-from omnitrain.positions.from_ids import TokenIds, layouts_from_ids
+from omnitrain.positions.from_ids import TokenIds, audio_tokens_from_frames, layouts_from_ids
 from omnitrain.positions.pieces import chunk_index, same_on_rows, video_t_values, vision_ids
 
 
@@ -75,6 +75,11 @@ class TMRope(MultimodalRope):
             return body, audio_max
         return body, start + max(int(t_values[-1]), seg.grid[1] - 1, seg.grid[2] - 1)
 
+    def audio_tokens(self, frames: int) -> int:
+        """The audio encoder's tokens for ``frames`` mel frames (``rope_index`` reads
+        ``audio_seqlens`` in frames): Qwen2.5-Omni's Whisper tower."""
+        return audio_tokens_from_frames(frames)
+
     # ---- transformers compatibility ----------------------------------------------
     def rope_index(
         self,
@@ -110,7 +115,7 @@ class TMRope(MultimodalRope):
         rows = [input_ids[b, sp] for b, sp in enumerate(spans)]
         layouts = layouts_from_ids(
             rows, image_grid_thw, video_grid_thw, use_audio_in_video, audio_seqlens,
-            second_per_grids, TokenIds.of(token_ids), spatial_merge_size,
+            second_per_grids, TokenIds.of(token_ids), spatial_merge_size, self.audio_tokens,
         )
         position_ids = torch.ones(3, B, L, dtype=input_ids.dtype, device=input_ids.device)
         deltas = torch.empty(B, 1, dtype=torch.long, device=input_ids.device)

@@ -29,9 +29,8 @@ pytestmark = pytest.mark.slow
 PLUGINS = {
     "baseline": ("position=rope1d",),
     "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"),
-    # Qwen3-Omni's Thinker side: the MoE Thinker (grouped experts), AuT, the deepstack ViT, interleaved M-RoPE
-    "qwen3": ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=mrope",
-              "position.mrope_interleaved=true"),
+    # Qwen3-Omni's Thinker side: the MoE Thinker (grouped experts), AuT, the deepstack ViT, its TMRoPE
+    "qwen3": ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope"),
 }
 CELLS = [(p, "auto", prec) for p in PLUGINS for prec in ("32-true", "bf16-mixed", "bf16-true")]
 CELLS += [(p, s, "bf16-mixed") for p in PLUGINS for s in ("deepspeed_zero3", "fsdp")]
