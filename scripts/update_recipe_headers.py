@@ -32,7 +32,7 @@ def expected_line(recipe: str) -> str:
 
 
 def main() -> None:
-    for path in sorted(RECIPES.glob("omni*.yaml")):
+    for path in sorted([*RECIPES.glob("omni*.yaml"), *RECIPES.glob("qwen3_omni*.yaml")]):
         text = path.read_text()
         new = LINE.sub(expected_line(path.stem), text, count=1)
         if new != text:

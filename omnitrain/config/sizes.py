@@ -22,7 +22,7 @@ from omnitrain.config.yaml_cache import load_yaml
 
 log = logging.getLogger("omnitrain")
 
-SIZED_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder")
+SIZED_SLOTS = ("audio_encoder", "vision_encoder", "thinker", "talker", "dit", "vocoder", "position")
 
 
 def size_dir(config_dir: Path) -> Path:
