@@ -4,7 +4,10 @@ against transformers' ``Qwen3OmniMoeThinkerForConditionalGeneration`` with the s
 weights, fp32, on demo samples built by omnitrain's own data path (real encoded audio,
 images and video with its audio track): logits and the router's load-balancing loss.
 transformers computes its own position ids (``get_rope_index``), places the encoders'
-outputs itself and adds the deepstack levels itself; the tensor names map module by module
+outputs itself and adds the deepstack levels itself. Attention is sharpened (q/k norm weights 4, a
+small rotary base) so that the replies depend on where each key sits: with plain random weights
+a decode whose ids continued from the token count instead of the layout gave the same greedy
+replies. The tensor names map module by module
 (``model.language_model.`` -> ``thinker.``, ``model.audio_tower.`` -> ``audio_encoder.``,
 ``model.visual.`` -> ``vision_encoder.``)."""
 
@@ -27,7 +30,10 @@ from transformers.models.qwen3_omni_moe import configuration_qwen3_omni_moe as h
 from transformers.models.qwen3_omni_moe import modeling_qwen3_omni_moe as hf  # noqa: E402
 
 pytestmark = pytest.mark.slow
-QWEN3 = ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope")
+# a small rotary base: every frequency channel turns within the few dozen ids of a sample, so a
+# position off by a few changes the replies (at the release's 1e6 only the first channels would)
+QWEN3 = ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope",
+         "position.theta=50")
 # transformers' module names (in memory) -> omnitrain's slots
 PREFIXES = {"model.language_model.": "thinker.", "lm_head.": "thinker.lm_head.",
             "model.audio_tower.": "audio_encoder.", "model.visual.": "vision_encoder."}
@@ -61,7 +67,12 @@ def reference(cfg, model: OmniModel):
     for sub in (config.audio_config, config.vision_config, config.text_config):
         sub._attn_implementation = "eager"
     torch.manual_seed(0)
-    return randomized(hf.Qwen3OmniMoeThinkerForConditionalGeneration(config), 0.15)
+    thinker = randomized(hf.Qwen3OmniMoeThinkerForConditionalGeneration(config), 0.15)
+    with torch.no_grad():  # peaked attention (q/k norms scale the logits): where the keys sit matters
+        for layer in thinker.model.language_model.layers:
+            layer.self_attn.q_norm.weight.fill_(4.0)
+            layer.self_attn.k_norm.weight.fill_(4.0)
+    return thinker
 
 
 def mapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -116,14 +127,20 @@ def hf_inputs(ex, batch) -> dict:
     return out
 
 
-def test_logits_and_router_loss_equal_transformers(demo_dir, tmp_path):
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path, *QWEN3))
+@pytest.fixture(scope="module")
+def pair(demo_dir, tmp_path_factory):
+    cfg = compose_config(smoke_overrides(demo_dir, tmp_path_factory.mktemp("qwen3"), *QWEN3))
     torch.manual_seed(0)
     model = OmniModel(cfg).eval()
     ref = reference(cfg, model).eval()
     missing, unexpected = model.load_state_dict(mapped(ref.state_dict()), strict=False)
     assert unexpected == [] and not [n for n in missing if n.split(".")[0] in ("thinker", "audio_encoder",
                                                                                "vision_encoder")]
+    return cfg, model, ref
+
+
+def test_logits_and_router_loss_equal_transformers(pair):
+    cfg, model, ref = pair
     found = samples(cfg)
     assert len(found) == 3, "the demo should hold audio, image and video-with-audio samples"
     for ex in found:
@@ -135,3 +152,29 @@ def test_logits_and_router_loss_equal_transformers(demo_dir, tmp_path):
         assert want.logits.std() > 0.1  # logits that tell a wrong input apart (measured 0.15-0.17)
         torch.testing.assert_close(got, want.logits, rtol=0, atol=1e-5, msg=ex.key)  # measured <= 1.9e-7
         torch.testing.assert_close(out.aux_losses["router"], want.aux_loss, rtol=1e-5, atol=1e-7, msg=ex.key)
+
+
+def test_greedy_replies_equal_transformers_generate(pair):
+    """The replier's greedy decode (prefill, then one cached step a token, position ids
+    continuing from the prompt's) against transformers' ``generate`` on validation prompts
+    (the demo's conversations cut before their reply) with audio, an image and video."""
+    import dataclasses
+
+    from omnitrain.data.sample_builder import SampleBuilder
+    from omnitrain.inference.replier import Replier
+    from omnitrain.training.validation.tracking_samples import validation_prompts
+
+    cfg, model, ref = pair
+    settings = dataclasses.replace(cfg.generate, max_new_tokens=8, temperature=0.0)
+    replier = Replier(model, settings, SampleBuilder.from_config(cfg))
+    replier.eos = -1  # random weights: compare all 8 tokens, whatever they are
+    prompts = validation_prompts(cfg, 6)
+    kinds = {type(s).__name__ for p in prompts for s in p.example.layout}
+    assert {"AudioSeg", "ImageSeg", "VideoSeg"} <= kinds
+    for prompt in prompts:
+        ours = replier.reply_texts([prompt.example])[0].new
+        batch = collate([prompt.example], model.tokenizer.special_id("pad"))
+        with torch.no_grad():
+            out = ref.generate(**hf_inputs(prompt.example, batch), max_new_tokens=8, do_sample=False,
+                               eos_token_id=None, pad_token_id=0)
+        assert ours == out[0, batch.input_ids.shape[1]:].tolist(), prompt.key
