@@ -10,10 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from omnitrain.inference.thinker_decode import ThinkerDecoder
-from omnitrain.model.thinker_io import context_states
+from omnitrain.inference.thinker_decode import ThinkerDecoder, cached_step
 from omnitrain.nn.kv_cache import KVCache
-from omnitrain.slots import ThinkerOutput
 
 
 @torch.no_grad()
@@ -23,7 +21,6 @@ def decode_together(decoders: list[ThinkerDecoder], choose: Callable[[Tensor], T
     ``choose``: (B, V) logits -> (B,) next tokens. The decoders' own caches are left
     behind (their states and Talker vectors are complete)."""
     model, spec = decoders[0].model, decoders[0].spec
-    layers = spec.layers()
     cache = KVCache.stack_left_padded([d.cache for d in decoders])
     active = list(range(len(decoders)))
     last = torch.cat([d.last for d in decoders])  # (B, D)
@@ -31,12 +28,10 @@ def decode_together(decoders: list[ThinkerDecoder], choose: Callable[[Tensor], T
         tokens = choose(model.thinker.logits(last)).tolist()
         inputs = [decoders[i].next_inputs(int(t)) for i, t in zip(active, tokens, strict=True)]
         embeds = torch.cat([e for e, _ in inputs])
-        out = ThinkerOutput.of(model.thinker.step(embeds, torch.cat([p for _, p in inputs], 1), cache,
-                                                  **({"output_layers": layers} if layers else {})))
         text = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)  # no media
-        vectors = spec.vectors(context_states(out, spec), embeds, text)
+        hidden, vectors = cached_step(model, spec, embeds, torch.cat([p for _, p in inputs], 1), cache, text)
         for row, i in enumerate(active):
-            decoders[i].keep(out.hidden[row:row + 1], vectors[row:row + 1])
+            decoders[i].keep(hidden[row:row + 1], vectors[row:row + 1])
         going = [row for row, t in enumerate(tokens) if t != eos]
         if not going:
             return
@@ -44,6 +39,6 @@ def decode_together(decoders: list[ThinkerDecoder], choose: Callable[[Tensor], T
             rows = torch.tensor(going, device=embeds.device)
             cache.keep_rows(rows)
             active = [active[r] for r in going]
-            last = out.hidden[rows, -1]
+            last = hidden[rows, -1]
         else:
-            last = out.hidden[:, -1]
+            last = hidden[:, -1]

@@ -17,14 +17,13 @@ from omnitrain.bundle import load_bundle
 from omnitrain.config.schema import GenerateConfig
 from omnitrain.data.sample_builder import Example, SampleBuilder
 from omnitrain.hf.bundle_files import REFERENCE_MELS
-from omnitrain.inference.prompts import read_file as _read_file
 from omnitrain.inference.prompts import user_turn, with_system
 from omnitrain.inference.replier import GenerateError, Replier, Reply
 from omnitrain.inference.streaming import AudioPiece, SpeechStream, TextPiece
 from omnitrain.inference.thinker_decode import ThinkerDecoder
 from omnitrain.slots import SpeechCondition
 
-__all__ = ["GenerateError", "Generator", "Reply", "_read_file", "user_turn", "with_system"]
+__all__ = ["GenerateError", "Generator", "Reply", "user_turn", "with_system"]
 
 
 def reference_mels(bundle: Path, init_from: str | None) -> dict[str, Tensor]:
@@ -104,7 +103,7 @@ class Generator:
         def reply_rows() -> Iterator[Tensor]:
             """Vector of each reply token, computed when it is fed back to the Thinker."""
             while True:
-                token = int(r.choose(m.thinker.logits(dec.last))[0])
+                token = r.next_token(dec)
                 row = dec.feed(token)
                 show(final=token == self.eos)
                 yield row

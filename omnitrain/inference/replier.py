@@ -129,9 +129,13 @@ class Replier:
             done += decoders
         return done
 
+    def next_token(self, dec: ThinkerDecoder) -> int:
+        """The token after what ``dec`` was fed (one prompt)."""
+        return int(self.choose(self.model.thinker.logits(dec.last))[0])
+
     def _decode_alone(self, dec: ThinkerDecoder, limit: int) -> None:
         for _ in range(limit):
-            token = int(self.choose(self.model.thinker.logits(dec.last))[0])
+            token = self.next_token(dec)
             dec.feed(token)
             if token == self.eos:
                 break

@@ -16,8 +16,18 @@ from omnitrain.model.speech_path import talker_context
 from omnitrain.model.thinker_io import context_states
 from omnitrain.nn.kv_cache import KVCache
 from omnitrain.positions.layout import Segment, TextSeg
-from omnitrain.slots import SpeechCondition, TalkerContext, ThinkerOutput
+from omnitrain.slots import ContextSpec, SpeechCondition, TalkerContext, ThinkerOutput
 from omnitrain.tokens import ROLE_CODES
+
+
+def cached_step(model: OmniModel, spec: ContextSpec, embeds: Tensor, positions: Tensor, cache: KVCache,
+                media: Tensor, **extra) -> tuple[Tensor, Tensor]:
+    """One ``Thinker.step`` over ``cache``: the final states (B, n, D) and what the Talker
+    reads at those positions (``ContextSpec.vectors``; ``media`` (B, n) marks media tokens)."""
+    layers = spec.layers()
+    out = ThinkerOutput.of(model.thinker.step(embeds, positions, cache, **extra,
+                                              **({"output_layers": layers} if layers else {})))
+    return out.hidden, spec.vectors(context_states(out, spec), embeds, media)
 
 
 class ThinkerDecoder:
@@ -33,11 +43,7 @@ class ThinkerDecoder:
         self.new: list[int] = []
 
     def _step(self, embeds: Tensor, positions: Tensor, media: Tensor, **extra) -> None:
-        layers = self.spec.layers()
-        out = ThinkerOutput.of(self.model.thinker.step(embeds, positions, self.cache, **extra,
-                                                       **({"output_layers": layers} if layers else {})))
-        self.hiddens.append(out.hidden)
-        self.vectors.append(self.spec.vectors(context_states(out, self.spec), embeds, media))
+        self.keep(*cached_step(self.model, self.spec, embeds, positions, self.cache, media, **extra))
 
     @property
     def prompt_length(self) -> int:
@@ -62,8 +68,8 @@ class ThinkerDecoder:
         return self.model.thinker.embed(ids), self.positions()[:, :, -1:]
 
     def keep(self, hidden: Tensor, vectors: Tensor) -> None:
-        """The (1, 1, D) state and Talker vector of the token last counted by ``next_inputs``,
-        computed elsewhere (``omnitrain.inference.batched_decode``, with other prompts')."""
+        """The (1, n, D) states and Talker vectors of the positions just run (by ``_step``, or
+        by ``omnitrain.inference.batched_decode`` together with other prompts')."""
         self.hiddens.append(hidden)
         self.vectors.append(vectors)
 

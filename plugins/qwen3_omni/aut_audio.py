@@ -16,7 +16,6 @@ than one chunk.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 
 from omnitrain.api import AudioEncoder, AudioFeatureExtractor, WhisperLogMel, register
 from omnitrain.nn.segments import SegmentPlan, segment_attention
+from omnitrain_plugins.qwen_omni.whisper_audio import sinusoids  # Whisper's table, as AuT's
 
 
 @dataclass
@@ -93,12 +93,6 @@ class AuTLayer(nn.Module):
     def forward(self, x: Tensor, plan: SegmentPlan) -> Tensor:
         x = x + self.self_attn(self.self_attn_layer_norm(x), plan)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
-
-
-def sinusoids(length: int, channels: int) -> Tensor:
-    increment = math.log(10000) / (channels // 2 - 1)
-    scaled = torch.arange(length)[:, None] * torch.exp(-increment * torch.arange(channels // 2).float())[None]
-    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
 
 
 @dataclass

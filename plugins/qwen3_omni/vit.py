@@ -182,7 +182,8 @@ class Qwen3ViT(VisionEncoder):
         x = x + pos.to(x.dtype)
         angles = rows_cols.to(device).float()[..., None] * self.inv_freq  # (2, N, head_dim / 4)
         half = torch.cat([angles[0], angles[1]], -1)
-        cos, sin = torch.cat([half, half], -1).cos()[:, None], torch.cat([half, half], -1).sin()[:, None]
+        full = torch.cat([half, half], -1)[:, None]
+        cos, sin = full.cos(), full.sin()
         plan = SegmentPlan.build(frames, device)
         levels = []
         for i, block in enumerate(self.blocks):

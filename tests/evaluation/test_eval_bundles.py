@@ -15,7 +15,8 @@ import torch
 from omnitrain.bundle import export_bundle
 from omnitrain.cli import main
 from omnitrain.data.collate import collate
-from omnitrain.inference.generate import Generator, _read_file, user_turn
+from omnitrain.inference.generate import Generator, user_turn
+from omnitrain.inference.prompts import read_file
 from omnitrain.tokens import IGNORE_INDEX
 
 pytestmark = pytest.mark.slow
@@ -56,7 +57,7 @@ def test_two_bundles_side_by_side_score_as_generate_and_the_training_loss_say(de
     summed = tokens = 0
     for item, row in zip(mine["items"], rows, strict=True):  # each reply's loss: the training forward's text loss
         turns = prompt_of(row, heldout)["turns"] + [{"role": "assistant", "content": [{"text": str(row["expected"])}]}]
-        example = last.builder.build({"turns": turns}, _read_file, key="x")
+        example = last.builder.build({"turns": turns}, read_file, key="x")
         with torch.no_grad():
             want = float(last.model(collate([example], last.pad))["text"])
         assert item["loss"] == pytest.approx(want, rel=1e-5)  # measured 0 (the same fp32 ops)

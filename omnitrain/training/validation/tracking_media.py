@@ -55,7 +55,6 @@ class StepSamples:
     sample_rate: int
     rows: list[SampleRow]
     true_codes: torch.Tensor | None = None  # the DiT + vocoder on true codes
-    note: str = ""  # why no replies were generated, when none were
 
 
 def write_files(out: Path, s: StepSamples) -> dict[str, list[Path]]:
@@ -63,8 +62,6 @@ def write_files(out: Path, s: StepSamples) -> dict[str, list[Path]]:
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"wav": [], "png": []}
     lines = [f"# Validation samples at step {s.step}", ""]
-    if s.note:
-        lines += [f"_{s.note}_", ""]
     for i, row in enumerate(s.rows):
         lines += [f"## {i}: {row.key}", "", "**prompt**", "", "```", row.prompt, "```", "",
                   f"**expected:** {row.expected}", "", f"**generated:** {row.generated}", ""]

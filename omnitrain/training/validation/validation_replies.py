@@ -34,6 +34,7 @@ class ValidationReplies:
         self.count = count
         self._prompts: list[Prompt] | None = None
         self._scorer: SpeechScorer | None = None
+        self._replier: Replier | None = None
 
     def prompts(self, cfg) -> list[Prompt]:
         if self._prompts is None:
@@ -85,8 +86,10 @@ class ValidationReplies:
         """This rank's replies (none if generation failed: a sample never stops training).
         Every rank enters the strategy's block, with or without prompts."""
         cfg = pl_module.cfg
-        replier = Replier(pl_module.model, cfg.generate, SampleBuilder.from_config(cfg), batch_size=cfg.eval.batch,
-                          keep_speech_errors=True)
+        if self._replier is None or self._replier.model is not pl_module.model:  # built once a run
+            self._replier = Replier(pl_module.model, cfg.generate, SampleBuilder.from_config(cfg),
+                                    batch_size=cfg.eval.batch, keep_speech_errors=True)
+        replier = self._replier
         device = pl_module.device
         try:
             with pl_module.strategy.full_parameters(trainer), \
