@@ -4,9 +4,9 @@ with the ``tokenizers`` library, no network) and its ChatML template::
     <|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n...<|im_end|>\\n
 
 omnitrain's special-token roles map to Qwen's tokens (``audio`` -> ``<|AUDIO|>``,
-``vision_bos`` -> ``<|vision_bos|>``, ...); ``pad``/``eos`` are the ``pad_token``/``eos_token``
-of ``tokenizer_config.json`` (``<|endoftext|>`` where it names none), as transformers reads
-them. An assistant turn trains on its content and ``<|im_end|>`` (generation stops there),
+``vision_bos`` -> ``<|vision_bos|>``, ...), or to those ``tokenizer_config.json`` names
+(``audio_token``, ``vision_bos_token``, ...) as transformers' processors read them;
+``pad``/``eos`` are its ``pad_token``/``eos_token`` (``<|endoftext|>`` where it names none). An assistant turn trains on its content and ``<|im_end|>`` (generation stops there),
 never on the ``<|im_start|>assistant\\n`` header or the newline after ``<|im_end|>``.
 
 ``default_system`` is put first in conversations without a system turn: Qwen2.5-Omni's
@@ -36,6 +36,10 @@ ROLE_TOKENS: dict[str, str] = {
        ("audio_bos", "audio_eos", "vision_bos", "vision_eos", "audio", "image", "video")},
     **dict.fromkeys(ROLES, IM_START),
 }
+#: omnitrain media role -> the tokenizer_config.json key naming its token (transformers' processors read these)
+CONFIG_KEYS = {"audio": "audio_token", "audio_bos": "audio_bos_token", "audio_eos": "audio_eos_token",
+               "image": "image_token", "video": "video_token", "vision_bos": "vision_bos_token",
+               "vision_eos": "vision_eos_token"}
 
 #: files a bundle carries so it loads on its own (and with transformers' AutoTokenizer)
 FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.json", "chat_template.jinja",
@@ -66,6 +70,9 @@ def _token_text(value) -> str | None:
 class Qwen2Tokenizer(Tokenizer):
     """Byte-level BPE from ``tokenizer.json``; ChatML turns."""
 
+    role_tokens = ROLE_TOKENS  # a family's defaults, where tokenizer_config.json names no token
+    family = "Qwen2.5-Omni"
+
     def __init__(self, cfg: Qwen2TokenizerConfig | None = None) -> None:
         from tokenizers import Tokenizer as HFTokenizer
 
@@ -74,12 +81,13 @@ class Qwen2Tokenizer(Tokenizer):
         file = self.folder / "tokenizer.json"
         if not self.cfg.path or not file.is_file():
             raise TokenizerFilesError(
-                f"tokenizer=qwen2 needs tokenizer.path: a folder with tokenizer.json (got '{self.cfg.path}'); "
-                "use the folder of a downloaded Qwen2.5-Omni (or an `omnitrain import-hf` bundle's tokenizer/)")
+                f"this tokenizer needs tokenizer.path: a folder with tokenizer.json (got '{self.cfg.path}'); "
+                f"use the folder of a downloaded {self.family} (or an `omnitrain import-hf` bundle's tokenizer/)")
         self._tok = HFTokenizer.from_file(str(file))
         config_file = self.folder / "tokenizer_config.json"
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        names = {**ROLE_TOKENS,
+        named = {role: _token_text(config.get(key)) for role, key in CONFIG_KEYS.items()}
+        names = {**self.role_tokens, **{role: token for role, token in named.items() if token},
                  "pad": _token_text(config.get("pad_token")) or ENDOFTEXT,
                  "eos": _token_text(config.get("eos_token")) or ENDOFTEXT}
         self._special = {role: self._id(names[role], file) for role in SPECIAL_TOKENS}
@@ -95,7 +103,7 @@ class Qwen2Tokenizer(Tokenizer):
     def _id(self, token: str, file: Path) -> int:
         i = self._tok.token_to_id(token)
         if i is None:
-            raise TokenizerFilesError(f"{file} has no token {token!r}; is it a Qwen2.5-Omni tokenizer?")
+            raise TokenizerFilesError(f"{file} has no token {token!r}; is it a {self.family} tokenizer?")
         return i
 
     def encode(self, text: str) -> list[int]:

@@ -7,19 +7,21 @@ transformers computes its own position ids (``get_rope_index``), places the enco
 outputs itself and adds the deepstack levels itself. Attention is sharpened (q/k norm weights 4, a
 small rotary base) so that the replies depend on where each key sits: with plain random weights
 a decode whose ids continued from the token count instead of the layout gave the same greedy
-replies. The tensor names map module by module
-(``model.language_model.`` -> ``thinker.``, ``model.audio_tower.`` -> ``audio_encoder.``,
-``model.visual.`` -> ``vision_encoder.``)."""
+replies. The weights reach omnitrain as a user's would: transformers' ``save_pretrained`` (a
+Thinker-only folder, experts stored one by one), then ``omnitrain import-hf``, whose bundle
+is the model under test (its config made from the folder's config.json)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from omnitrain.bundle import load_bundle
 from omnitrain.data.collate import collate
 from omnitrain.data.examples import ExampleBuilder
 from omnitrain.data.shards import resolve_shards
 from omnitrain.data.tar_samples import read_shard
+from omnitrain.hf.importer import import_hf
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.positions.layout import ImageSeg, VideoSeg
 from omnitrain.run_config import compose_config
@@ -33,10 +35,7 @@ pytestmark = pytest.mark.slow
 # a small rotary base: every frequency channel turns within the few dozen ids of a sample, so a
 # position off by a few changes the replies (at the release's 1e6 only the first channels would)
 QWEN3 = ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope",
-         "position.theta=50")
-# transformers' module names (in memory) -> omnitrain's slots
-PREFIXES = {"model.language_model.": "thinker.", "lm_head.": "thinker.lm_head.",
-            "model.audio_tower.": "audio_encoder.", "model.visual.": "vision_encoder."}
+         "position.theta=50", "vision_encoder.deepstack_visual_indexes=[0,1]")
 
 
 def reference(cfg, model: OmniModel):
@@ -73,14 +72,6 @@ def reference(cfg, model: OmniModel):
             layer.self_attn.q_norm.weight.fill_(4.0)
             layer.self_attn.k_norm.weight.fill_(4.0)
     return thinker
-
-
-def mapped(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, value in state.items():
-        prefix = next(p for p in PREFIXES if name.startswith(p))
-        out[PREFIXES[prefix] + name[len(prefix):]] = value
-    return out
 
 
 def samples(cfg, want: int = 3):
@@ -129,14 +120,15 @@ def hf_inputs(ex, batch) -> dict:
 
 @pytest.fixture(scope="module")
 def pair(demo_dir, tmp_path_factory):
-    cfg = compose_config(smoke_overrides(demo_dir, tmp_path_factory.mktemp("qwen3"), *QWEN3))
+    root = tmp_path_factory.mktemp("qwen3")
+    cfg = compose_config(smoke_overrides(demo_dir, root, *QWEN3))
     torch.manual_seed(0)
-    model = OmniModel(cfg).eval()
-    ref = reference(cfg, model).eval()
-    missing, unexpected = model.load_state_dict(mapped(ref.state_dict()), strict=False)
-    assert unexpected == [] and not [n for n in missing if n.split(".")[0] in ("thinker", "audio_encoder",
-                                                                               "vision_encoder")]
-    return cfg, model, ref
+    ref = reference(cfg, OmniModel(cfg)).eval()  # OmniModel: the vocabulary and special ids of the run's tokenizer
+    ref.save_pretrained(root / "hf")
+    import_hf(root / "hf", root / "bundle")
+    model, imported = load_bundle(root / "bundle")
+    assert len(list(imported.vision_encoder.deepstack_visual_indexes)) == 2 and imported.thinker.mlp_only_layers
+    return cfg, model.eval(), ref
 
 
 def test_logits_and_router_loss_equal_transformers(pair):
