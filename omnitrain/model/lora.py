@@ -28,7 +28,7 @@ from omnitrain.checkpoints.safetensors_stream import SafetensorsStreamWriter
 from omnitrain.checksums import sha256_file
 from omnitrain.config.schema import LoraConfig, schema_node
 from omnitrain.nn.lora import (
-    ADAPTER_SUFFIXES,
+    adapter_base,
     add_lora,
     is_adapter,
     merged_piece,
@@ -73,11 +73,11 @@ def merged_stream(specs: dict[str, TensorSpec], stream: Callable[[Sink], None], 
     whole), then piece by piece for everything else, so memory stays near one piece."""
     adapters = {n for n in specs if is_adapter(n)}
     plain = {n: s for n, s in specs.items() if n not in adapters}
-    layers = sorted({n[: -len(ADAPTER_SUFFIXES[0])] for n in adapters})
+    layers = sorted({n[:-2] for n in adapters})  # each adapter's name without .A / .B
     for layer in layers:
-        for name in (f"{layer}.lora.A", f"{layer}.lora.B", f"{layer}.weight"):
+        for name in (f"{layer}.A", f"{layer}.B", adapter_base(layer)):
             if name not in specs:
-                raise ValueError(f"the checkpoint has adapters for '{layer}' but no '{name}'")
+                raise ValueError(f"the checkpoint has adapters for '{adapter_base(layer)}' but no '{name}'")
     scale = cfg.alpha / cfg.rank
 
     def run(sink: Sink) -> None:
@@ -88,17 +88,16 @@ def merged_stream(specs: dict[str, TensorSpec], stream: Callable[[Sink], None], 
                 held[name][offset:offset + piece.numel()] = piece.float()
 
         stream(collect)
-        factors = {layer: (held[f"{layer}.lora.A"].view(specs[f"{layer}.lora.A"].shape),
-                           held[f"{layer}.lora.B"].view(specs[f"{layer}.lora.B"].shape))
+        factors = {adapter_base(layer): (held[f"{layer}.A"].view(specs[f"{layer}.A"].shape),
+                                         held[f"{layer}.B"].view(specs[f"{layer}.B"].shape))
                    for layer in layers}
 
         def merge(name: str, offset: int, piece: torch.Tensor) -> None:
             if name in adapters:
                 return
-            layer = name[: -len(".weight")] if name.endswith(".weight") else None
-            if layer in factors:
-                a, b = factors[layer]
-                piece = merged_piece(piece, offset, a.shape[1], a, b, scale).to(plain[name].dtype)
+            if name in factors:
+                a, b = factors[name]
+                piece = merged_piece(piece, offset, a.shape[-1], a, b, scale).to(plain[name].dtype)
             sink(name, offset, piece)
 
         stream(merge)

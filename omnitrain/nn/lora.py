@@ -6,7 +6,9 @@ zero so training starts exactly at the base model) plus a forward hook that adds
 ``scale * B(A(dropout(x)))``, ``scale = alpha / rank``. Why not a wrapper that moves the
 weight to ``base_layer.weight`` (what ``peft`` does): base checkpoints, ``init_from``,
 bundles and HF mappings all address weights by name, and they keep working unchanged;
-adapter tensors are simply extra names ending in ``.lora.A`` / ``.lora.B``. The adapter
+adapter tensors are simply extra names ending in ``.lora.A`` / ``.lora.B``. A module's 3-D
+weights (experts) that it lists in ``lora_weights`` get one adapter per expert
+(``omnitrain.nn.grouped_lora``: ``<module>.lora.<weight>.A``). The adapter
 is a module whose parameters are made in its own ``__init__``, so under DeepSpeed's
 ``zero.Init`` it is partitioned like every other module, and on the meta device it
 allocates nothing.
@@ -15,15 +17,18 @@ allocates nothing.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ADAPTER_SUFFIXES = (".lora.A", ".lora.B")
+from omnitrain.nn.grouped_lora import GroupedLoRAAdapter, add_grouped_lora, grouped_delta_rows
+
+_ADAPTER = re.compile(r"(^|\.)lora(\.\w+)?\.[AB]$")  # a Linear's (lora.A) or a 3-D weight's (lora.<weight>.A)
 
 
 class LoRAAdapter(nn.Module):
@@ -56,7 +61,22 @@ def _add_adapter(module: nn.Linear, args: tuple, output: Tensor) -> Tensor:
 
 def is_adapter(name: str) -> bool:
     """True for an adapter tensor's (state-dict or parameter) name."""
-    return name.endswith(ADAPTER_SUFFIXES)
+    return _ADAPTER.search(name) is not None
+
+
+def adapter_base(prefix: str) -> str:
+    """The weight an adapter (its name without ``.A``/``.B``) updates: ``x.lora`` -> ``x.weight``
+    (a Linear), ``x.lora.w`` -> ``x.w`` (a module's 3-D weight)."""
+    head, _, tail = prefix.rpartition(".lora")
+    return f"{head}.weight" if not tail else f"{head}{tail}"
+
+
+def delta_rows(A: Tensor, B: Tensor, scale: float) -> Callable[[int, int], Tensor]:
+    """``rows(first, last)``: those rows of an adapter's update seen as a (rows, in) matrix,
+    float64; a Linear's adapter (2-D factors) or a 3-D weight's (one per group)."""
+    if A.dim() == 3:
+        return lambda first, last: grouped_delta_rows(A, B, scale, first, last)
+    return lambda first, last: (B[first:last + 1].double() @ A.double()) * scale
 
 
 def target_matches(target: str, name: str) -> bool:
@@ -69,18 +89,23 @@ def add_lora(module: nn.Module, targets: Sequence[str], rank: int, alpha: float,
              where: str = "the model", root: nn.Module | None = None) -> list[str]:
     """Give every ``nn.Linear`` of ``module`` that a target matches an adapter; returns
     their names. Raises ``ValueError`` naming a target that matches nothing, or a
-    Linear whose weight is tied to another tensor (merging would change both)."""
+    Linear whose weight is tied to another tensor (merging would change both). A target may
+    also name a 3-D weight a module lists in ``lora_weights`` (``gate_up_proj`` of experts)."""
     linears = {n: m for n, m in module.named_modules() if isinstance(m, nn.Linear) and n}
+    grouped = {f"{n}.{w}": (m, w) for n, m in module.named_modules() for w in getattr(m, "lora_weights", ())}
     chosen: list[str] = []
     for target in targets:
-        hits = [n for n in linears if target_matches(target, n)]
+        hits = [n for n in [*linears, *grouped] if target_matches(target, n)]
         if not hits:
-            names = sorted({n.rsplit(".", 1)[-1] for n in linears})
-            raise ValueError(f"lora.targets: '{target}' matches no Linear layer in {where}; "
-                             f"its Linear layers are named {names[:30]} (or give a glob over the dotted path)")
+            names = sorted({n.rsplit(".", 1)[-1] for n in [*linears, *grouped]})
+            raise ValueError(f"lora.targets: '{target}' matches no Linear layer or expert weight in {where}; "
+                             f"they are named {names[:30]} (or give a glob over the dotted path)")
         chosen += [n for n in hits if n not in chosen]
+    for name in [n for n in chosen if n in grouped]:
+        owner, weight = grouped[name]
+        add_grouped_lora(owner, weight, rank, alpha, dropout)
     uses = Counter(id(p) for _, p in (root or module).named_parameters(remove_duplicate=False))
-    for name in chosen:
+    for name in [n for n in chosen if n in linears]:
         linear = linears[name]
         if uses[id(linear.weight)] > 1:
             raise ValueError(f"lora: '{name}' in {where} shares its weight with another layer (tied "
@@ -117,17 +142,23 @@ def merge_lora_(module: nn.Module) -> int:
             if hook is _add_adapter:
                 del linear._forward_hooks[key]
         merged += 1
+    for owner in [m for m in module.modules() if isinstance(getattr(m, "lora", None), nn.ModuleDict)]:
+        for weight, adapter in owner.lora.items():
+            if isinstance(adapter, GroupedLoRAAdapter):
+                getattr(owner, weight).add_(adapter.delta().to(getattr(owner, weight).dtype))
+                merged += 1
+        del owner.lora
     return merged
 
 
 def merged_piece(piece: Tensor, offset: int, in_features: int, A: Tensor, B: Tensor, scale: float) -> Tensor:
     """A flat piece of a base weight (elements [offset, offset + n) of the (out, in)
-    matrix, row-major) plus the same elements of ``scale * B @ A``, computing only the
-    rows the piece touches."""
+    matrix, row-major; a 3-D weight as (groups * out, in)) plus the same elements of
+    ``scale * B @ A``, computing only the rows the piece touches."""
     n = piece.numel()
     if n == 0:
         return piece
     first, last = offset // in_features, (offset + n - 1) // in_features
-    rows = (B[first:last + 1].double() @ A.double()) * scale
+    rows = delta_rows(A, B, scale)(first, last)
     start = offset - first * in_features
     return (piece.double() + rows.flatten()[start:start + n]).to(piece.dtype)

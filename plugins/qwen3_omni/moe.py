@@ -8,7 +8,9 @@ The experts run either grouped (every routed token sorted by expert, two
 ``torch._grouped_mm`` calls for all experts) or as a loop over the experts that received
 tokens (transformers' reference loop). Both read every expert's weights as one tensor, so
 an expert that no token of a rank's batch chose still gets its (zero) gradient: DDP sees
-no unused parameter and ZeRO-3 gathers the same tensors on every rank.
+no unused parameter and ZeRO-3 gathers the same tensors on every rank. LoRA reaches both
+3-D weights (``lora_weights``): each expert's low-rank update runs beside its matmul, grouped
+too where the rank allows (a multiple of 8), else in the loop.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class TopKRouter(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(N, D) -> router logits (N, E), the chosen experts' weights (N, k) and ids (N, k)."""
-        logits = F.linear(x, self.weight)
+        return self.route(F.linear(x, self.weight))
+
+    def route(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         probs = logits.softmax(-1, dtype=torch.float)
         top, index = probs.topk(self.top_k, dim=-1)
         if self.norm_topk_prob:
@@ -41,6 +45,8 @@ class TopKRouter(nn.Module):
 
 
 class Experts(nn.Module):
+    lora_weights = ("gate_up_proj", "down_proj")  # LoRA may target these: one adapter per expert
+
     def __init__(self, dim: int, hidden: int, experts: int, grouped: bool) -> None:
         super().__init__()
         self.experts, self.grouped = experts, grouped
@@ -51,7 +57,12 @@ class Experts(nn.Module):
 
     def forward(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
         """(N, D) tokens, their (N, k) experts and routing weights -> (N, D)."""
-        return self._grouped(x, index, weights) if self.grouped and grouped_kernel(x) else self._loop(x, index, weights)
+        grouped = self.grouped and grouped_kernel(x) and all(a.rank % 8 == 0 for a in self._adapters().values())
+        return self._grouped(x, index, weights) if grouped else self._loop(x, index, weights)
+
+    def _adapters(self) -> dict[str, nn.Module]:
+        """LoRA's per-expert adapters (``omnitrain.nn.grouped_lora``), by weight name."""
+        return dict(self.lora.items()) if hasattr(self, "lora") else {}
 
     def _grouped(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
         k = index.shape[1]
@@ -59,18 +70,34 @@ class Experts(nn.Module):
         order = flat.argsort(stable=True)
         token = order // k  # the token of each routed copy, copies sorted by expert
         offsets = torch.bincount(flat, minlength=self.experts).cumsum(0).to(torch.int32)
-        gate, up = torch._grouped_mm(x[token], self.gate_up_proj.transpose(1, 2), offs=offsets).chunk(2, dim=-1)
-        out = torch._grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs=offsets)
+        lora = self._adapters()
+        rows = x[token]
+        gate_up = torch._grouped_mm(rows, self.gate_up_proj.transpose(1, 2), offs=offsets)
+        if "gate_up_proj" in lora:
+            gate_up = gate_up + lora["gate_up_proj"].grouped(rows, offsets)
+        gate, up = gate_up.chunk(2, dim=-1)
+        inner = F.silu(gate) * up
+        out = torch._grouped_mm(inner, self.down_proj.transpose(1, 2), offs=offsets)
+        if "down_proj" in lora:
+            out = out + lora["down_proj"].grouped(inner, offsets)
         out = out * weights.reshape(-1)[order, None]
         return torch.zeros_like(x).index_add(0, token, out.to(x.dtype))
 
     def _loop(self, x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
         out = torch.zeros_like(x)
+        lora = self._adapters()
         hit = torch.bincount(index.reshape(-1), minlength=self.experts).nonzero().flatten().tolist()
         for e in hit:
             token, slot = torch.where(index == e)
-            gate, up = F.linear(x[token], self.gate_up_proj[e]).chunk(2, dim=-1)
-            y = F.linear(F.silu(gate) * up, self.down_proj[e]) * weights[token, slot, None]
+            gate_up = F.linear(x[token], self.gate_up_proj[e])
+            if "gate_up_proj" in lora:
+                gate_up = gate_up + lora["gate_up_proj"].one(x[token], e)
+            gate, up = gate_up.chunk(2, dim=-1)
+            inner = F.silu(gate) * up
+            y = F.linear(inner, self.down_proj[e])
+            if "down_proj" in lora:
+                y = y + lora["down_proj"].one(inner, e)
+            y = y * weights[token, slot, None]
             out = out.index_add(0, token, y.to(x.dtype))
         return out
 
