@@ -159,6 +159,13 @@ class SlotModule(nn.Module):
         None: all of them (a dense model)."""
         return None
 
+    def active_share(self, name: str) -> float | None:
+        """The share of positions that run through parameter ``name`` (relative to the
+        slot; a mixture of experts: top_k / experts for its expert weights and their LoRA
+        adapters, 1 elsewhere), so FLOPs count the weight gradients of trainable weights
+        exactly. None: not said (the trainable weights are taken as active as the whole slot)."""
+        return None
+
     @classmethod
     def named_losses(cls, cfg: Any) -> dict[str, float]:
         """The losses this plugin returns besides the core's (``text``, ``codec``, ``flow``):

@@ -161,18 +161,24 @@ class Qwen3MoeThinker(Thinker):
     def recomputes_activations(self) -> bool:
         return self.cfg.activation_checkpointing
 
+    def active_share(self, name: str) -> float:
+        """top_k / experts for an expert weight of a MoE layer (and its LoRA adapters), 1 elsewhere."""
+        parts = name.split(".")
+        if len(parts) > 4 and parts[0] == "layers" and parts[2:4] == ["mlp", "experts"]:
+            return self.cfg.top_k / self.cfg.experts
+        return 1.0
+
     def active_params(self) -> int:
         """Every matmul weight but the experts' share no position runs: each MoE layer runs
         top_k of its experts per position (the router and attention always)."""
         def count(p: nn.Parameter) -> int:
             return int(getattr(p, "ds_numel", 0) or p.numel())  # a ZeRO-3 placeholder is empty
 
-        seen, matmul = set(), 0
-        for module in self.modules():
-            for p in module.parameters(recurse=False):
-                if id(p) not in seen:
+        seen, active = set(), 0.0
+        for module_name, module in self.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                if id(p) not in seen:  # a tied head: counted as the table it is (no matmul)
                     seen.add(id(p))
-                    matmul += 0 if isinstance(module, nn.Embedding) else count(p)
-        idle = sum((count(b.mlp.experts.gate_up_proj) + count(b.mlp.experts.down_proj))
-                   * (1 - self.cfg.top_k / self.cfg.experts) for b in self.layers if b.sparse)
-        return int(matmul - idle)
+                    matmul = not isinstance(module, nn.Embedding)
+                    active += count(p) * self.active_share(f"{module_name}.{p_name}") if matmul else 0
+        return int(active)

@@ -27,6 +27,7 @@ class SlotStats:
     trainable_matmul: int = 0  # trainable parameters outside lookup tables: weight-gradient FLOPs
     attention: list[tuple[int, int]] = field(default_factory=list)  # (hidden, heads*head_dim) per layer
     active: int | None = None  # matmul parameters one position runs through (``active_params``), None: all
+    active_trainable: float | None = None  # trainable ones, each times its ``active_share`` (None: not said)
 
     @property
     def matmul_params(self) -> int:
@@ -39,7 +40,10 @@ class SlotStats:
 
     @property
     def active_trainable_matmul(self) -> float:
-        """The trainable share of ``active_matmul`` (experts train as the rest of the slot)."""
+        """The trainable weights one position runs through: as the slot says (``active_share``),
+        else the trainable share of ``active_matmul`` (experts train as the rest of the slot)."""
+        if self.active_trainable is not None:
+            return self.active_trainable
         if self.active is None or not self.matmul_params:
             return float(self.trainable_matmul)
         return self.trainable_matmul * self.active / self.matmul_params
@@ -70,6 +74,8 @@ def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
     for slot in MODEL_SLOTS:
         module = getattr(model, slot)
         stats = SlotStats()
+        says_share = module.active_share("") is not None  # the slot says each weight's share of positions
+        stats.active_trainable = 0.0 if says_share else None
         for sub_name, sub in module.named_modules():
             if isinstance(sub, Attention):
                 stats.attention.append((sub.q_proj.in_features, sub.num_heads * sub.head_dim))
@@ -83,6 +89,8 @@ def model_stats(model: nn.Module, cfg: RunConfig) -> ModelStats:
                 stats.trainable += n if trains else 0
                 stats.embedding += n if isinstance(sub, nn.Embedding) else 0
                 stats.trainable_matmul += n if trains and not isinstance(sub, nn.Embedding) else 0
+                if says_share and trains and not isinstance(sub, nn.Embedding):
+                    stats.active_trainable += n * module.active_share(f"{sub_name}.{p_name}".lstrip("."))
         active = module.active_params()
         if active is not None and not 0 < active <= stats.matmul_params:
             raise ValueError(f"{slot} {type(module).__name__}.active_params() = {active}, but the slot has "
