@@ -1,10 +1,16 @@
 """The MoE Thinker under every strategy (CPU, 2 processes, gloo, launched with torchrun):
-ZeRO-2, ZeRO-3 and FSDP train ``thinker=qwen3_moe`` 3 steps with the losses of DDP (the
-router's load-balancing loss included), within test_scale_cpu's tolerances per strategy."""
+ZeRO-2, ZeRO-3 and FSDP train Qwen3-Omni's MoE Thinker 3 steps with the losses of DDP (the
+router's load-balancing loss included), within test_scale_cpu's tolerances per strategy.
+
+Every run has an expert that no token of rank 1 reaches (``idle_expert_thinker.py``: the
+``qwen3_moe`` plugin with rank 1's router never choosing expert 0), so each strategy also shows
+that an idle expert on one rank neither hangs ZeRO-3's gathers (each launch has a timeout) nor
+trips DDP's unused-parameter check."""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +19,7 @@ from tests.training.test_scale_cpu import LOSS_TOL, launch
 
 pytestmark = pytest.mark.slow
 STRATEGIES = {"ddp": "ddp", "zero2": "deepspeed_zero2", "zero3": "deepspeed_zero3", "fsdp": "fsdp"}
+IDLE_PLUGIN = Path(__file__).with_name("idle_expert_thinker.py")
 
 
 def losses(run) -> dict[int, tuple[float, float]]:
@@ -28,7 +35,8 @@ def runs(demo_dir, tmp_path_factory):
     for name, strategy in STRATEGIES.items():
         extra = ["strategy.param_persistence_threshold=0"] if name == "zero3" else []
         launch("-m", "omnitrain", "train", *smoke_overrides(
-            demo_dir, base / name, "thinker=qwen3_moe", "trainer.devices=2", f"strategy={strategy}",
+            demo_dir, base / name, f"plugins=[{IDLE_PLUGIN}]", "thinker=qwen3_moe_idle_expert", "trainer.devices=2",
+            f"strategy={strategy}",
             "trainer.max_steps=3", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0",
             "checkpoint.every_n_steps=1000", "checkpoint.save_last=false", "optim.schedule=constant", *extra))
         out[name] = losses(base / name)
