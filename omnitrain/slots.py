@@ -622,12 +622,16 @@ class Vocoder(SlotModule, ABC):
 class CodesVocoder(Vocoder):
     """A decoder from codec codes straight to a waveform (Qwen3-Omni's Code2Wav), with no
     mel and no DiT: it pairs with ``dit=none``. Streaming decodes a chunk of codes with
-    ``left_context_codes`` codes before it and keeps the chunk's samples, so a decoder
-    whose output at a code depends on no more codes before it (and none after) streams
+    ``left_context_codes`` codes before it and keeps the chunk's samples, holding back the
+    samples of the last ``right_context_codes`` codes until the codes after them are known,
+    so a decoder whose output at a code depends on no more codes before and after it streams
     exactly what whole decoding gives."""
 
     #: codes before a chunk that decoding it needs to equal whole decoding
     left_context_codes: int = 8
+    #: codes after a code that its samples depend on (a look-ahead: Code2Wav's transposed
+    #: convolutions read the next frame)
+    right_context_codes: int = 0
     build_kwargs = ("codec_vocab_size", "num_speakers")  # beside ``mel``: what codes it reads, whose voices
 
     @classmethod
