@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omnitrain.nn.blocks import SwiGLU
+
 
 def grouped_kernel(x: Tensor) -> bool:
     """Whether torch has a grouped matmul for ``x``'s device: the CPU's, or CUDA's on
@@ -136,3 +138,23 @@ def balance_loss(router_logits: list[Tensor], top_k: int, keep: Tensor | None = 
         probs = probs + (p * weight[:, None]).sum(0)
     rows = weight.sum() * len(router_logits)
     return experts * torch.sum((counts / rows) * (probs / rows))
+
+
+class SharedExpertMoe(nn.Module):
+    """Qwen3-Omni's Talker MLP: the sparse experts plus a shared SwiGLU expert every
+    position runs, scaled by a sigmoid gate (``shared_expert_gate``)."""
+
+    def __init__(self, dim: int, hidden: int, shared_hidden: int, experts: int, top_k: int, norm_topk_prob: bool,
+                 grouped: bool) -> None:
+        super().__init__()
+        self.gate = TopKRouter(dim, experts, top_k, norm_topk_prob)
+        self.experts = Experts(dim, hidden, experts, grouped)
+        self.shared_expert = SwiGLU(dim, shared_hidden)
+        self.shared_expert_gate = nn.Linear(dim, 1, bias=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L, D) -> output (B, L, D) and the router logits (B * L, E)."""
+        flat = x.reshape(-1, x.shape[-1])
+        logits, weights, index = self.gate(flat)
+        shared = torch.sigmoid(self.shared_expert_gate(flat)) * self.shared_expert(flat)
+        return (self.experts(flat, index, weights) + shared).view_as(x), logits
