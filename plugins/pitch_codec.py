@@ -75,6 +75,11 @@ class PitchCodec(Codec):
         voiced = tokens > 0
         semitone = (tokens - 1).clamp_min(0) // c.levels
         level = (tokens - 1).clamp_min(0) % c.levels
+        return self.synthesize(semitone, level, voiced)
+
+    def synthesize(self, semitone: Tensor, level: Tensor, voiced: Tensor) -> Tensor:
+        """A sine per frame at its (fractional) semitone and loudness level, silence where not voiced."""
+        c = self.cfg
         hz = torch.where(voiced, self.semitone_hz(semitone), torch.zeros(()))
         amp = torch.where(voiced, self.level_rms[level] * math.sqrt(2), torch.zeros(()))
         # per-sample tracks; loudness smoothed over 5 ms so frame edges do not click

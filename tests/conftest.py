@@ -55,6 +55,15 @@ def groups_demo_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pitch_groups_demo_dir(tmp_path_factory) -> Path:
+    """The demo's data with ``codec=pitch_groups`` codes, 3 groups a frame (what
+    ``recipe=qwen3_omni_smoke`` trains on)."""
+    out = tmp_path_factory.mktemp("pitch_groups_demo")
+    make_demo(out, build("codec", compose_config(["recipe=qwen3_omni_smoke"]).codec), SMALL_DEMO, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smoke_trained(demo_dir, tmp_path_factory):
     """The smoke recipe's 10 steps by a real Trainer.fit in this process (checkpoints at
     steps 5 and 10), so the trained module stays in hand: (cfg, module, run_dir)."""

@@ -88,6 +88,7 @@ class Qwen3MoeThinker(Thinker):
     block_types = (MoeBlock,)
     takes_doc_runs = True
     takes_side_inputs = True
+    takes_output_layers = True  # the Talker reads a middle layer's states (accept_hidden_layer)
     batched_step = True
 
     @classmethod
@@ -123,8 +124,9 @@ class Qwen3MoeThinker(Thinker):
         return self.embed_tokens(input_ids)
 
     def _layers(self, x: Tensor, mask, rotary, side: SideInputs | None, keep: Tensor | None,
-                cache: KVCache | None = None) -> ThinkerOutput:
+                cache: KVCache | None = None, output_layers: tuple[int, ...] = ()) -> ThinkerOutput:
         router_logits = []
+        states = {0: x} if 0 in output_layers else {}
         for i, layer in enumerate(self.layers):
             if cache is not None:
                 x, logits = layer(x, mask, rotary, cache, i)
@@ -134,23 +136,25 @@ class Qwen3MoeThinker(Thinker):
                 x, logits = layer(x, mask, rotary)
             if logits is not None:
                 router_logits.append(logits)
+            if i + 1 in output_layers:  # as transformers records a layer's output: before deepstack
+                states[i + 1] = x
             if side is not None and i < len(side.features) and side.mask.shape == x.shape[:2]:
                 # deepstack: level i of the vision encoder joins its tokens after layer i
                 x = x.masked_scatter(side.mask[..., None], x[side.mask] + side.features[i].to(x.dtype))
         aux = {"router": balance_loss(router_logits, self.cfg.top_k, keep)} if router_logits and cache is None else {}
-        return ThinkerOutput(self.norm(x), {}, aux)
+        return ThinkerOutput(self.norm(x), states, aux)
 
     def forward(self, inputs_embeds: Tensor, position_ids: Tensor, doc_ids: Tensor, doc_runs: DocRuns | None = None,
-                side_inputs: SideInputs | None = None) -> ThinkerOutput:
+                side_inputs: SideInputs | None = None, output_layers: tuple[int, ...] = ()) -> ThinkerOutput:
         rotary = self.position.rotary(position_ids, self.head_dim)
         mask = DocAttention.build(doc_ids, self.cfg.attention, doc_runs)
-        return self._layers(inputs_embeds, mask, rotary, side_inputs, doc_ids != 0)
+        return self._layers(inputs_embeds, mask, rotary, side_inputs, doc_ids != 0, output_layers=output_layers)
 
     def step(self, inputs_embeds: Tensor, position_ids: Tensor, cache: KVCache,
-             side_inputs: SideInputs | None = None) -> ThinkerOutput:
+             side_inputs: SideInputs | None = None, output_layers: tuple[int, ...] = ()) -> ThinkerOutput:
         rotary = self.position.rotary(position_ids, self.head_dim)
         mask = cache.step_mask(inputs_embeds.shape[1], inputs_embeds.device)
-        return self._layers(inputs_embeds, mask, rotary, side_inputs, None, cache)
+        return self._layers(inputs_embeds, mask, rotary, side_inputs, None, cache, output_layers)
 
     def logits(self, hidden: Tensor) -> Tensor:
         return self.lm_head(hidden)
