@@ -13,7 +13,7 @@ recounted over what it reads. Then, as the release's ``generate`` lays it out::
 
 where ``frame_j`` is the sum of every group's embedding of frame j (group 0 from the
 Talker's codec table, group g from the predictor's table g - 1), the text track runs through
-the reply (its closing eos included), then ``tts_eos``, then ``tts_pad``; the codec_bos
+the reply (its closing eos left out), then ``tts_eos``, then ``tts_pad``; the codec_bos
 position predicts frame 0. ``tts_*`` are the Thinker's embedding rows of those tokens, kept
 here (``tts_embed``) as ``dual_track`` keeps its text rows. Speakers are rows of the codec
 table (``speaker_ids``, the release's ``talker_config.speaker_id``).
@@ -187,14 +187,14 @@ class Qwen3Talker(Talker):
 
     def _text_track(self, ctx: TalkerContext, start: int, n: int) -> Tensor:
         """(S, n, D) the text added at frame positions start .. start + n - 1: reply token j
-        at position j, then tts_eos, then tts_pad."""
+        at position j, then tts_eos, then tts_pad. The reply's last token (its closing eos)
+        is not spoken: transformers' ``generate`` never has the Thinker's states of it."""
         S, R = ctx.reply_mask.shape
-        lengths = ctx.reply_mask.sum(1)
-        j = torch.arange(start, start + n, device=lengths.device)[None].expand(S, n)
-        reply = self.text_projection(ctx.reply.gather(1, j.clamp(max=R - 1)[..., None].expand(-1, -1, ctx.reply.shape[-1])))
-        eos, pad = self._tts(1), self._tts(2)
-        out = torch.where((j < lengths[:, None])[..., None], reply, pad)
-        return torch.where((j == lengths[:, None])[..., None], eos.expand_as(out), out)
+        spoken = (ctx.reply_mask.sum(1) - 1).clamp_min(1)
+        j = torch.arange(start, start + n, device=spoken.device)[None].expand(S, n)
+        rows = ctx.reply.gather(1, j.clamp(max=R - 1)[..., None].expand(-1, -1, ctx.reply.shape[-1]))
+        out = torch.where((j < spoken[:, None])[..., None], self.text_projection(rows), self._tts(2))
+        return torch.where((j == spoken[:, None])[..., None], self._tts(1).expand_as(out), out)
 
     def frame_embedding(self, frames: Tensor) -> Tensor:
         """(..., Q) codes -> (..., D): group 0 from the Talker's table, the rest from the

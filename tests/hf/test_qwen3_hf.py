@@ -1,9 +1,10 @@
 """import-hf / export --format hf for Qwen3-Omni (``qwen3_omni_moe``): a tiny random release
 saved by transformers comes back bit for bit from each layout it may be stored in (per-expert
 tensors, as the release and ``save_pretrained`` write them; transformers' fused 3-D experts;
-the Thinker alone), the Talker and Code2Wav kept untouched; a fine-tuned model exports to a
-folder ``Qwen3OmniMoeForConditionalGeneration`` loads with omnitrain's logits. The logits of
-image, audio and video inputs after an import: tests/plugins/test_qwen3_thinker_parity.py."""
+the Thinker alone), the Talker, its code predictor and Code2Wav mapped to omnitrain's slots; a
+fine-tuned model exports to a folder ``Qwen3OmniMoeForConditionalGeneration`` loads with
+omnitrain's logits. The logits of image, audio and video inputs after an import:
+tests/plugins/test_qwen3_thinker_parity.py; speech: tests/hf/test_qwen3_speech_hf.py."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def test_import_then_export_is_bit_identical(layout, dtype, release, tmp_path, c
     assert set(before) == set(after)
     assert [k for k in before if before[k].dtype != after[k].dtype or not torch.equal(before[k], after[k])] == []
     speech = [k for k in before if k.startswith(("talker.", "code2wav."))]
-    assert summary["kept"] == len(speech) and (len(speech) > 100) == (layout != "thinker")
+    assert summary["kept"] == 0 and (len(speech) > 100) == (layout != "thinker")  # every tensor mapped
+    assert (summary["left_random"] == {}) == (layout != "thinker")  # a Thinker-only folder: speech at random
     experts = [k for k in before if ".experts." in k and not k.startswith("talker.")]
     assert len(experts) == (2 if layout == "fused" else 12)  # one MoE layer of 4 experts
     assert json.loads((out / "config.json").read_text())["model_type"] == json.loads(
@@ -76,22 +78,39 @@ def test_config_and_logits_follow_the_checkpoint(release):
         "qwen3_moe", 4, 2, [0], 8, 0.002)
     assert list(cfg.vision_encoder.deepstack_visual_indexes) == [0, 1] and cfg.position.mrope_interleaved
     assert cfg.position.position_id_per_seconds == 13 and list(cfg.position.mrope_section) == [2, 1, 1]
-    assert set(summary["left_random"]) <= {"talker", "dit", "vocoder"}  # the speech side: not mapped yet
+    assert summary["left_random"] == {}
+    assert (cfg.talker.name, cfg.vocoder.name, cfg.dit.name, cfg.codec.name) == (
+        "qwen3_moe", "code2wav", "none", "qwen3_omni_codes")
+    assert (cfg.codec.groups, cfg.codec.vocab_size, list(cfg.speech.speakers)) == (3, 64, ["chelsie", "ethan"])
+    assert list(cfg.talker.speaker_ids) == [81, 80] and cfg.talker.codec_eos_id == 72  # config.json sorts its keys
     ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(0))
     assert torch.equal(thinker_logits(model, ids), hf_thinker_logits(root / "qwen3", ids))  # measured: equal
 
 
-def test_fine_tuned_checkpoint_exports_to_transformers(release, demo_dir, tmp_path):
-    """5 steps from the imported bundle (init_from) on the demo's shards; the exported folder
-    loads in transformers and gives the fine-tuned Thinker's logits."""
+@pytest.fixture(scope="module")
+def codes_demo(tmp_path_factory):
+    """The demo's data with replies spoken in the tiny release's code space: 3 groups of at
+    most 64 codes (``codec=pitch_groups`` at 31 semitones x 2 levels)."""
+    from omnitrain.data.build.demo import make_demo
+    from omnitrain_plugins.pitch_groups_codec import PitchGroupsCodec, PitchGroupsConfig
+    from tests.helpers import SMALL_DEMO
+
+    out = tmp_path_factory.mktemp("codes_demo")
+    make_demo(out, PitchGroupsCodec(PitchGroupsConfig(semitones=31, levels=2, groups=3)), SMALL_DEMO, seed=0)
+    return out
+
+
+def test_fine_tuned_checkpoint_exports_to_transformers(release, codes_demo, tmp_path):
+    """5 steps from the imported bundle (init_from) on demo shards in the release's code
+    space, the Thinker and the Talker both training; the exported folder loads in
+    transformers and gives the fine-tuned Thinker's logits and Talker weights."""
     root, _ = release
     overrides = (root / "bundle" / "hf" / "overrides.txt").read_text().split()
-    run = tmp_path / "run"
+    run, data = tmp_path / "run", codes_demo
     assert main(["train", "recipe=smoke", *overrides, f"init_from={root / 'bundle'}",
-                 f"data.train_shards={demo_dir}/train-*.tar", f"data.val_shards={demo_dir}/val-*.tar",
+                 f"data.train_shards={data}/train-*.tar", f"data.val_shards={data}/val-*.tar",
                  f"run_dir={run}", "logger=csv", "trainer.max_steps=5", "trainer.val_check_interval=5",
-                 "checkpoint.every_n_steps=5", "optim.lr=1e-3", "optim.warmup_steps=0",
-                 "loss.codec=0", "loss.flow=0"]) == 0
+                 "checkpoint.every_n_steps=5", "optim.lr=1e-3", "optim.warmup_steps=0"]) == 0
     ckpt = run / "checkpoints" / "last.ckpt"
     assert main(["export", str(ckpt), str(tmp_path / "hf"), "--format", "hf"]) == 0
     model, _ = load_bundle(export_bundle(ckpt, tmp_path / "bundle"))
@@ -102,8 +121,9 @@ def test_fine_tuned_checkpoint_exports_to_transformers(release, demo_dir, tmp_pa
     got = hf_thinker_logits(tmp_path / "hf", ids)
     assert (got - trained).abs().max().item() < 1e-4  # measured: 0
     before, after = tensors(root / "qwen3"), tensors(tmp_path / "hf")
-    speech = [k for k in before if k.startswith(("talker.", "code2wav."))]
-    assert all(torch.equal(before[k], after[k]) for k in speech)
+    trained_talker = [k for k in before if k.startswith("talker.") and not torch.equal(before[k], after[k])]
+    assert len(trained_talker) > 20  # the Talker and its code predictor trained and came back
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("code2wav."))  # no loss reaches it
 
 
 def test_tokenizer_files_travel_and_read_as_qwen3_omni(tmp_path):

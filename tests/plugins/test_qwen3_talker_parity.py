@@ -88,14 +88,16 @@ def conversation(reply: int = 5):
 
 
 def their_inputs(theirs, speaker: int):
-    """transformers' prefill embeds and text track, made by its own helpers."""
+    """transformers' prefill embeds and text track, made by its own helpers from the states its
+    ``generate`` has: those of every token but the last generated one (the Thinker's eos)."""
     ids, embed, hidden, media, tts, user_len = conversation()
+    embed, hidden = embed[:, :-1], hidden[:, :-1]
     outer = Outer(theirs, theirs.config)
     with torch.no_grad():
         user = hf.Qwen3OmniMoeForConditionalGeneration._get_talker_user_parts(outer, 0, user_len, media, hidden, embed)
         bos, eos, pad = theirs.text_projection(tts)[:, None, None].unbind(0)
         assistant, _, trailing = hf.Qwen3OmniMoeForConditionalGeneration._get_talker_assistant_parts(
-            outer, user_len, ids.shape[1], speaker, embed, pad, bos, eos)
+            outer, user_len, ids.shape[1] - 1, speaker, embed, pad, bos, eos)
     return torch.cat([user, assistant], 1), trailing, pad
 
 
