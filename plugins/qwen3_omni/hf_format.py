@@ -22,7 +22,11 @@ from torch import Tensor
 from omnitrain.checkpoints.base import TensorSpec
 from omnitrain.hf.formats import HFError, HFFormat, ImportPlan, Piece, register_format
 from omnitrain.registry import registry
-from omnitrain_plugins.qwen3_omni.hf_config import speech_overrides, thinker_config, thinker_overrides
+from omnitrain_plugins.qwen3_omni.hf_config import (
+    speech_overrides,
+    thinker_config,
+    thinker_overrides,
+)
 from omnitrain_plugins.qwen3_omni.hf_names import is_speech, own_name
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",

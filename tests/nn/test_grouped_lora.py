@@ -34,7 +34,7 @@ def by_hand(layer: SparseMoe, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("rank", [8, 4])  # 8: the grouped adapter matmuls; 4: the loop's
 def test_expert_adapters_follow_the_low_rank_update_grouped_and_looped(rank):
-    x = torch.randn(2, 12, 16)
+    x = torch.randn(2, 12, 16, generator=torch.Generator().manual_seed(5))
     grouped, looped = moe(True), moe(False)
     base = grouped(x)[0]
     names = add_lora(grouped, ["gate_up_proj", "down_proj"], rank=rank, alpha=2.0 * rank)
@@ -51,8 +51,8 @@ def test_expert_adapters_follow_the_low_rank_update_grouped_and_looped(rank):
         looped.load_state_dict(grouped.state_dict())
     want = by_hand(grouped, x)
     assert (want - base).abs().max() > 1e-2  # the update matters
-    for layer in (grouped, looped):
-        torch.testing.assert_close(layer(x)[0], want, rtol=0, atol=1e-6)
+    for layer in (grouped, looped):  # outputs of about 3: float32 rounding in another summation order
+        torch.testing.assert_close(layer(x)[0], want, rtol=0, atol=1e-5)
     # backward: the adapters' gradients agree between the two paths
     grouped(x)[0].square().sum().backward()
     looped(x)[0].square().sum().backward()
@@ -67,7 +67,7 @@ def test_merging_in_memory_and_piece_by_piece_gives_the_adapted_function():
     with torch.no_grad():
         for adapter in layer.experts.lora.values():
             adapter.B.normal_(0, 0.3)
-    x = torch.randn(3, 10, 16)
+    x = torch.randn(3, 10, 16, generator=torch.Generator().manual_seed(6))
     adapted = layer(x)[0]
     adapter = layer.experts.lora["gate_up_proj"]
     base = layer.experts.gate_up_proj.detach().clone()
