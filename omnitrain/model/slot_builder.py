@@ -32,6 +32,7 @@ class SlotArguments:
     mel: SpeechMel
     code_groups: int = 1  # the codec's codes per frame
     thinker_hidden_size: int | None = None  # known once the Thinker is built
+    speakers: tuple[str, ...] = ()  # the voices' names (speech.speakers), in index order
 
     @property
     def out_dim(self) -> int | None:
@@ -42,7 +43,7 @@ class SlotArguments:
     def of(cls, cfg: RunConfig, vocab_size: int, codec_vocab_size: int, position: PositionScheme,
            thinker_hidden_size: int | None = None, code_groups: int = 1) -> SlotArguments:
         return cls(vocab_size, codec_vocab_size, position, len(cfg.speech.speakers), cfg.speech.n_mels,
-                   SpeechMel(cfg.speech), code_groups, thinker_hidden_size)
+                   SpeechMel(cfg.speech), code_groups, thinker_hidden_size, tuple(cfg.speech.speakers))
 
 
 def build_slot(slot: str, cfg: RunConfig, args: SlotArguments) -> nn.Module:

@@ -132,7 +132,7 @@ def speech_overrides(config: dict[str, Any]) -> list[str]:
         f"talker.accept_hidden_layer={talker.get('accept_hidden_layer', 18)}",
         f"talker.vocab_size={text.get('vocab_size', 3072)}",
         *(f"talker.{mine}={int(talker[theirs])}" for theirs, mine in zip(ids, ours, strict=True) if theirs in talker),
-        f"talker.speaker_ids={_list(i for _, i in speakers)}",
+        "talker.speaker_ids=[" + ",".join(f"'{n}:{i}'" for n, i in speakers) + "]",
         f"talker.predictor_layers={pred.get('num_hidden_layers', 5)}",
         f"talker.predictor_heads={pred.get('num_attention_heads', 16)}",
         f"talker.predictor_kv_heads={pred.get('num_key_value_heads', 8)}",

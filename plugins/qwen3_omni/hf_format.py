@@ -105,6 +105,11 @@ class Qwen3OmniFormat(HFFormat):
         self._read(config, specs)
         self.speech = self.speech and "talker.tts_embed" in own  # a model built without Qwen3-Omni's Talker keeps them
         self._cache = {}
+        if self.speech:  # the voices, a new one included: each its row of the Talker's codec table
+            from omnitrain_plugins.qwen3_omni.talker import speaker_rows
+
+            config["talker_config"]["speaker_id"] = speaker_rows(cfg.talker, list(cfg.speech.speakers),
+                                                                 cfg.codec.vocab_size)
         for key, spec in specs.items():
             found = own_name(key, self.speech)
             if found is not None and found[1] < 0 and found[0] in own and own[found[0]].numel != spec.numel:

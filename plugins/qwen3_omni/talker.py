@@ -78,7 +78,9 @@ class Qwen3TalkerConfig:
     codec_nothink_id: int | None = None
     codec_think_bos_id: int | None = None
     codec_think_eos_id: int | None = None
-    speaker_ids: list[int] = field(default_factory=list)  # a row per speech.speakers voice ([]: after the specials)
+    # "name:row" per voice (the release's talker_config.speaker_id); a voice of speech.speakers
+    # not named here (a new one) takes the next free row after the specials and the named voices
+    speaker_ids: list[str] = field(default_factory=list)
     predictor_layers: int = 1  # 5
     predictor_heads: int = 4  # 16
     predictor_kv_heads: int = 2  # 8
@@ -121,12 +123,38 @@ class TalkerModel(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
 
 
+def special_rows(cfg: Qwen3TalkerConfig, codebook: int) -> list[int]:
+    """pad, bos, eos, nothink, think_bos, think_eos: the config's rows, else right after the codes."""
+    ids = [cfg.codec_pad_id, cfg.codec_bos_id, cfg.codec_eos_id, cfg.codec_nothink_id, cfg.codec_think_bos_id,
+           cfg.codec_think_eos_id]
+    return [codebook + i if v is None else v for i, v in enumerate(ids)]
+
+
+def speaker_rows(cfg: Qwen3TalkerConfig, speakers: list[str], codebook: int) -> dict[str, int]:
+    """Each voice's row of the codec table: ``speaker_ids``' for the voices it names, the next
+    free rows for new ones (in ``speakers`` order); what export writes as ``speaker_id``."""
+    named = {}
+    for item in cfg.speaker_ids:
+        name, sep, row = str(item).rpartition(":")
+        if not sep or not row.strip().isdigit():
+            raise ValueError(f"talker.speaker_ids: {item!r} is not 'name:row' (e.g. 'ethan:2302')")
+        named[name] = int(row)
+    free = max([*special_rows(cfg, codebook), *named.values()]) + 1
+    rows = {}
+    for name in speakers:
+        if name in named:
+            rows[name] = int(named[name])
+        else:
+            rows[name], free = free, free + 1
+    return rows
+
+
 @register("talker", "qwen3_moe", config=Qwen3TalkerConfig)
 class Qwen3Talker(Talker):
     """Qwen3-Omni's MoE Talker with its code predictor (frames of code groups)."""
 
     takes_code_groups = True
-    build_kwargs = ("code_groups",)
+    build_kwargs = ("code_groups", "speakers")
     block_types = (TalkerLayer,)
 
     @classmethod
@@ -134,20 +162,21 @@ class Qwen3Talker(Talker):
         return {"talker_router": cfg.router_aux_coef, "residual_codes": cfg.residual_weight}
 
     def __init__(self, cfg: Qwen3TalkerConfig, thinker_hidden_size: int, codec_vocab_size: int, position=None,
-                 num_speakers: int = 1, code_groups: int = 1) -> None:
+                 num_speakers: int = 1, code_groups: int = 1, speakers: tuple[str, ...] = ()) -> None:
         super().__init__()
         from omnitrain_plugins.qwen3_omni.moe_thinker import grouped_fits
 
         self.cfg, self.codebook, self.groups = cfg, codec_vocab_size, code_groups
         n = codec_vocab_size
-        ids = [cfg.codec_pad_id, cfg.codec_bos_id, cfg.codec_eos_id, cfg.codec_nothink_id, cfg.codec_think_bos_id,
-               cfg.codec_think_eos_id]
         self.pad_id, self.bos_id, self.eos_id, self.nothink_id, self.think_bos_id, self.think_eos_id = (
-            n + i if v is None else v for i, v in enumerate(ids))
-        self.speaker_ids = list(cfg.speaker_ids) or [n + 6 + i for i in range(num_speakers)]
-        if len(self.speaker_ids) != num_speakers:
-            raise ValueError(f"talker.speaker_ids has {len(self.speaker_ids)} rows for {num_speakers} speech.speakers")
+            special_rows(cfg, n))
+        names = list(speakers) or [f"voice{i}" for i in range(num_speakers)]
+        self.speaker_rows = speaker_rows(cfg, names, n)
+        self.speaker_ids = list(self.speaker_rows.values())
         self.vocab_size = cfg.vocab_size or max([n - 1, *self.speaker_ids, self.think_eos_id]) + 1
+        if max(self.speaker_ids) >= self.vocab_size:
+            raise ValueError(f"talker: the voices {self.speaker_rows} need rows below talker.vocab_size="
+                             f"{self.vocab_size}; free rows past the specials are what a new voice takes")
         self.head_dim = cfg.head_dim or cfg.hidden_size // cfg.heads
         self.section = list(cfg.mrope_section or default_section(self.head_dim))
         grouped = cfg.experts_impl == "grouped" or (cfg.experts_impl == "auto" and grouped_fits(cfg))

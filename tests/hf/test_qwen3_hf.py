@@ -18,6 +18,7 @@ from omnitrain.bundle import export_bundle, load_bundle
 from omnitrain.cli import main
 from omnitrain.hf.importer import import_hf
 from tests.hf.test_export import tensors
+from tests.hf.tiny_qwen3_omni import codes_demo as tiny_codes_demo
 from tests.hf.tiny_qwen3_omni import save_tiny
 
 transformers = pytest.importorskip("transformers")
@@ -82,22 +83,14 @@ def test_config_and_logits_follow_the_checkpoint(release):
     assert (cfg.talker.name, cfg.vocoder.name, cfg.dit.name, cfg.codec.name) == (
         "qwen3_moe", "code2wav", "none", "qwen3_omni_codes")
     assert (cfg.codec.groups, cfg.codec.vocab_size, list(cfg.speech.speakers)) == (3, 64, ["chelsie", "ethan"])
-    assert list(cfg.talker.speaker_ids) == [81, 80] and cfg.talker.codec_eos_id == 72  # config.json sorts its keys
+    assert list(cfg.talker.speaker_ids) == ["chelsie:81", "ethan:80"] and cfg.talker.codec_eos_id == 72
     ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(0))
     assert torch.equal(thinker_logits(model, ids), hf_thinker_logits(root / "qwen3", ids))  # measured: equal
 
 
 @pytest.fixture(scope="module")
 def codes_demo(tmp_path_factory):
-    """The demo's data with replies spoken in the tiny release's code space: 3 groups of at
-    most 64 codes (``codec=pitch_groups`` at 31 semitones x 2 levels)."""
-    from omnitrain.data.build.demo import make_demo
-    from omnitrain_plugins.pitch_groups_codec import PitchGroupsCodec, PitchGroupsConfig
-    from tests.helpers import SMALL_DEMO
-
-    out = tmp_path_factory.mktemp("codes_demo")
-    make_demo(out, PitchGroupsCodec(PitchGroupsConfig(semitones=31, levels=2, groups=3)), SMALL_DEMO, seed=0)
-    return out
+    return tiny_codes_demo(tmp_path_factory.mktemp("codes_demo"))
 
 
 def test_fine_tuned_checkpoint_exports_to_transformers(release, codes_demo, tmp_path):

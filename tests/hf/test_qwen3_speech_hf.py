@@ -2,7 +2,9 @@
 ``omnitrain generate`` speaks as transformers' ``Qwen3OmniMoeForConditionalGeneration.generate``
 with audio output does, on a prompt with text alone and on one with audio (which the Talker
 reads as the Thinker's layer-1 states, at position ids recounted over the user turn): the same
-reply tokens, the same codes in every group of every frame, the same waveform from Code2Wav."""
+reply tokens, the same codes in every group of every frame, the same waveform from Code2Wav.
+And after 5 steps of fine-tuning with a new voice, the exported folder speaks in it through
+transformers as omnitrain does."""
 
 from __future__ import annotations
 
@@ -39,27 +41,25 @@ def release(tmp_path_factory):
     return root, tok
 
 
-@pytest.mark.parametrize("with_audio", [False, True])
-def test_greedy_speech_equals_transformers(with_audio, release, demo_dir, monkeypatch):
+def speaks_as_transformers(bundle, folder, tok, speaker: str, audio: str | None, monkeypatch) -> None:
+    """Greedy speech of ``bundle`` (omnitrain) and ``folder`` (transformers) on one prompt."""
     from transformers import Qwen3OmniMoeForConditionalGeneration
 
     from omnitrain.data.collate import collate
     from omnitrain.inference.generate import Generator, user_turn
     from tests.plugins.test_qwen3_thinker_parity import hf_inputs
 
-    root, tok = release
-    gen = Generator(root / "bundle")
+    gen = Generator(bundle)
     gen.settings = dataclasses.replace(gen.settings, max_new_tokens=6, max_codec_tokens=10, min_codec_tokens=8,
                                        talker_temperature=0.0, repetition_penalty=1.0)
-    audio = str(next((demo_dir / "heldout").glob("*_audio_*"))) if with_audio else None
     conversation = user_turn("what is 3 plus 4?", audio=audio)
     example = gen.prompt(conversation)
     ids = example.input_ids[None]
     inputs = hf_inputs(example, collate([example], tok.special_id("pad")))
-    assert ("input_features" in inputs) == with_audio
-    reply = gen(conversation, speaker="chelsie")
+    assert ("input_features" in inputs) == (audio is not None)
+    reply = gen(conversation, speaker=speaker)
 
-    hf = Qwen3OmniMoeForConditionalGeneration.from_pretrained(root / "qwen3", dtype=torch.float32).eval()
+    hf = Qwen3OmniMoeForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
     seen = {}
     decode = hf.code2wav.chunked_decode
 
@@ -70,7 +70,7 @@ def test_greedy_speech_equals_transformers(with_audio, release, demo_dir, monkey
     monkeypatch.setattr(hf.code2wav, "chunked_decode", capture)
     with torch.no_grad():
         sequences, wave = hf.generate(
-            **inputs, speaker="chelsie", thinker_max_new_tokens=6,
+            **inputs, speaker=speaker, thinker_max_new_tokens=6,
             thinker_do_sample=False, thinker_eos_token_id=tok.im_end, talker_max_new_tokens=10,
             talker_min_new_tokens=8, talker_do_sample=False, talker_repetition_penalty=1.0)
     assert sequences[0, ids.shape[1]:].tolist() == reply.token_ids
@@ -81,3 +81,37 @@ def test_greedy_speech_equals_transformers(with_audio, release, demo_dir, monkey
     wave = wave.reshape(-1)
     assert wave.std() > 0.01
     torch.testing.assert_close(reply.wave[: wave.numel()], wave, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_audio", [False, True])
+def test_greedy_speech_equals_transformers(with_audio, release, demo_dir, monkeypatch):
+    root, tok = release
+    audio = str(next((demo_dir / "heldout").glob("*_audio_*"))) if with_audio else None
+    speaks_as_transformers(root / "bundle", root / "qwen3", tok, "chelsie", audio, monkeypatch)
+
+
+def test_a_voice_added_by_fine_tuning_speaks_through_transformers(release, tmp_path, monkeypatch):
+    """5 steps from the imported bundle with a new voice first in speech.speakers (the demo's
+    replies take the first voice), the Thinker and Talker training: export --format hf gives
+    the voice the next free row of the Talker's table in config.json's speaker_id, and
+    transformers speaks in it as omnitrain does."""
+    import json
+
+    from omnitrain.bundle import export_bundle
+    from omnitrain.cli import main
+    from tests.hf.tiny_qwen3_omni import codes_demo
+
+    root, tok = release
+    data = codes_demo(tmp_path / "data")
+    overrides = (root / "bundle" / "hf" / "overrides.txt").read_text().split()
+    run = tmp_path / "run"
+    assert main(["train", "recipe=smoke", *overrides, f"init_from={root / 'bundle'}", "speech.speakers=[myvoice,chelsie,ethan]",
+                 f"data.train_shards={data}/train-*.tar", f"data.val_shards={data}/val-*.tar", f"run_dir={run}",
+                 "logger=csv", "trainer.max_steps=5", "trainer.limit_val_batches=0", "checkpoint.every_n_steps=5",
+                 "optim.lr=1e-3", "optim.warmup_steps=0"]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert main(["export", str(ckpt), str(tmp_path / "hf"), "--format", "hf"]) == 0
+    voices = json.loads((tmp_path / "hf" / "config.json").read_text())["talker_config"]["speaker_id"]
+    assert voices == {"myvoice": 82, "chelsie": 81, "ethan": 80}  # after the specials (up to 75) and 80, 81
+    speaks_as_transformers(export_bundle(ckpt, tmp_path / "bundle"), tmp_path / "hf", tok, "myvoice", None,
+                           monkeypatch)

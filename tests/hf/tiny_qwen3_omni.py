@@ -78,3 +78,14 @@ def save_tiny(folder: Path, layout: str = "per_expert", seed: int = 0, dtype: to
     target = model.thinker if layout == "thinker" else model
     target.save_pretrained(folder, max_shard_size="60KB", save_original_format=layout != "fused")
     return model
+
+
+def codes_demo(out: Path) -> Path:
+    """The demo's data with replies spoken in the tiny release's code space: 3 groups of at
+    most 64 codes (``codec=pitch_groups`` at 31 semitones x 2 levels)."""
+    from omnitrain.data.build.demo import make_demo
+    from omnitrain_plugins.pitch_groups_codec import PitchGroupsCodec, PitchGroupsConfig
+    from tests.helpers import SMALL_DEMO
+
+    make_demo(out, PitchGroupsCodec(PitchGroupsConfig(semitones=31, levels=2, groups=3)), SMALL_DEMO, seed=0)
+    return out

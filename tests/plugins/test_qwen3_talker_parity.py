@@ -36,7 +36,7 @@ def configs():
                              moe_ffn_dim=16, shared_expert_ffn_dim=24, experts=4, top_k=2, mrope_section=[2, 1, 1],
                              rope_theta=1e4, vocab_size=64, codec_pad_id=50, codec_bos_id=51, codec_eos_id=52,
                              codec_nothink_id=53, codec_think_bos_id=54, codec_think_eos_id=55,
-                             speaker_ids=list(SPEAKERS.values()), predictor_layers=2, predictor_heads=4,
+                             speaker_ids=[f"{n}:{i}" for n, i in SPEAKERS.items()], predictor_layers=2, predictor_heads=4,
                              predictor_kv_heads=2, predictor_head_dim=8, predictor_ffn_dim=48,
                              predictor_rope_theta=1e4)
     theirs = hfc.Qwen3OmniMoeTalkerConfig(
@@ -70,7 +70,7 @@ def pair():
     torch.manual_seed(0)
     theirs = randomized(hf.Qwen3OmniMoeTalkerForConditionalGeneration(theirs_cfg), 0.2)
     ours = Qwen3Talker(ours_cfg, thinker_hidden_size=DT, codec_vocab_size=CODEBOOK, num_speakers=2,
-                       code_groups=Q).eval()
+                       code_groups=Q, speakers=tuple(SPEAKERS)).eval()
     missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
     assert missing == ["tts_embed"] and unexpected == []
     return ours, theirs
