@@ -55,12 +55,25 @@ def groups_demo_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pitch_groups_demo_dir(tmp_path_factory) -> Path:
-    """The demo's data with ``codec=pitch_groups`` codes, 3 groups a frame (what
-    ``recipe=qwen3_omni_smoke`` trains on)."""
-    out = tmp_path_factory.mktemp("pitch_groups_demo")
-    make_demo(out, build("codec", compose_config(["recipe=qwen3_omni_smoke"]).codec), SMALL_DEMO, seed=0)
-    return out
+def pitch_groups_demo_dirs(tmp_path_factory):
+    """``groups -> folder``: the demo's data with ``codec=pitch_groups`` codes of that many
+    groups a frame (made once a session each)."""
+    made: dict[int, Path] = {}
+
+    def folder(groups: int) -> Path:
+        if groups not in made:
+            made[groups] = tmp_path_factory.mktemp(f"pitch_groups{groups}_demo")
+            codec = build("codec", {"name": "pitch_groups", "groups": groups})
+            make_demo(made[groups], codec, SMALL_DEMO, seed=0)
+        return made[groups]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pitch_groups_demo_dir(pitch_groups_demo_dirs) -> Path:
+    """The demo's data with 3 code groups a frame (what ``recipe=qwen3_omni_smoke`` trains on)."""
+    return pitch_groups_demo_dirs(compose_config(["recipe=qwen3_omni_smoke"]).codec.groups)
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,8 @@ def test_a_twin_recipe_composes_to_the_trained_one_but_for_its_vocabulary(recipe
 def test_recipe_trains_saves_resumes_and_exports(recipe, request, tmp_path, capsys):
     run = tmp_path / "run"
     groups = getattr(compose_config([f"recipe={recipe}", "size=tiny"]).codec, "groups", 1)
-    demo_dir = request.getfixturevalue("pitch_groups_demo_dir" if groups > 1 else "demo_dir")
+    demo_dir = request.getfixturevalue("pitch_groups_demo_dirs")(groups) if groups > 1 else request.getfixturevalue(
+        "demo_dir")
     common = [f"recipe={recipe}", "size=tiny", "trainer=cpu", f"run_dir={run}", "logger=csv",
               f"data.train_shards={demo_dir}/train-*.tar", f"data.val_shards={demo_dir}/val-*.tar",
               "data.num_workers=0", "checkpoint.every_n_steps=1", "trainer.log_every_n_steps=1",

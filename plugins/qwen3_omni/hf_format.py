@@ -82,7 +82,7 @@ class Qwen3OmniFormat(HFFormat):
         pieces: list[Piece] = [(name, 0, tensor)]
         if key in EMBED and self.speech:  # the rows the Talker reads of the Thinker's table
             width = tensor.shape[1]
-            pieces += [("talker.tts_embed", i * width, tensor[t]) for i, t in enumerate(self.tts_ids)]
+            pieces += [("talker.tts_embed.weight", i * width, tensor[t]) for i, t in enumerate(self.tts_ids)]
         return pieces
 
     # ---- export --------------------------------------------------------------------
@@ -103,7 +103,7 @@ class Qwen3OmniFormat(HFFormat):
         info = json.loads((source / "source.json").read_text())
         specs = {k: TensorSpec(tuple(shape), getattr(torch, dtype)) for k, (dtype, shape) in info["tensors"].items()}
         self._read(config, specs)
-        self.speech = self.speech and "talker.tts_embed" in own  # a model built without Qwen3-Omni's Talker keeps them
+        self.speech = self.speech and "talker.tts_embed.weight" in own  # a model built without Qwen3-Omni's Talker keeps them
         self._cache = {}
         if self.speech:  # the voices, a new one included: each its row of the Talker's codec table
             from omnitrain_plugins.qwen3_omni.talker import speaker_rows
@@ -131,7 +131,7 @@ class Qwen3OmniFormat(HFFormat):
             tensor = get(name)
             if key in EMBED and self.speech:  # the Talker trained its own copies of these rows
                 tensor = tensor.clone()
-                tensor[self.tts_ids] = get("talker.tts_embed").to(tensor.dtype)
+                tensor[self.tts_ids] = get("talker.tts_embed.weight").to(tensor.dtype)
             return tensor
         if name not in self._cache:  # a layer's gate_up and down tensors alternate in key order: keep two
             if len(self._cache) >= 2:

@@ -184,8 +184,9 @@ class Qwen3Talker(Talker):
         self.text_projection = ResizeMLP(thinker_hidden_size, cfg.projection_dim, cfg.hidden_size)
         self.hidden_projection = ResizeMLP(thinker_hidden_size, cfg.projection_dim, cfg.hidden_size)
         self.codec_head = nn.Linear(cfg.hidden_size, self.vocab_size, bias=False)
-        self.tts_embed = nn.Parameter(torch.zeros(3, thinker_hidden_size))  # the Thinker's tts_bos, tts_eos, tts_pad rows
-        nn.init.normal_(self.tts_embed, std=0.02)
+        # the Thinker's tts_bos, tts_eos, tts_pad rows (a module: ZeRO-3 gathers its weight when called)
+        self.tts_embed = nn.Embedding(3, thinker_hidden_size)
+        nn.init.normal_(self.tts_embed.weight, std=0.02)
         self.code_predictor = CodePredictor(CodePredictorShape(
             cfg.hidden_size, cfg.predictor_layers, cfg.predictor_heads, cfg.predictor_kv_heads,
             cfg.predictor_head_dim or cfg.hidden_size // cfg.predictor_heads, cfg.predictor_ffn_dim, code_groups,
@@ -201,7 +202,7 @@ class Qwen3Talker(Talker):
     # ---- the sequence ------------------------------------------------------------
     def _tts(self, which: int) -> Tensor:
         """The projected tts_bos (0), tts_eos (1) or tts_pad (2) row (D,)."""
-        return self.text_projection(self.tts_embed[which])
+        return self.text_projection(self.tts_embed(torch.tensor(which, device=self.codec_head.weight.device)))
 
     def _prompt(self, ctx: TalkerContext) -> Tensor:
         """The prompt (text and media projected apart) and the 5 prefix positions."""

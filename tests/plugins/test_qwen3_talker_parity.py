@@ -72,7 +72,7 @@ def pair():
     ours = Qwen3Talker(ours_cfg, thinker_hidden_size=DT, codec_vocab_size=CODEBOOK, num_speakers=2,
                        code_groups=Q, speakers=tuple(SPEAKERS)).eval()
     missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
-    assert missing == ["tts_embed"] and unexpected == []
+    assert missing == ["tts_embed.weight"] and unexpected == []
     return ours, theirs
 
 
@@ -104,7 +104,7 @@ def their_inputs(theirs, speaker: int):
 def our_context(ours) -> TalkerContext:
     ids, embed, hidden, media, tts, user_len = conversation()
     with torch.no_grad():
-        ours.tts_embed.copy_(tts)
+        ours.tts_embed.weight.copy_(tts)
     P = user_len + 3  # the user turn and the reply's role header
     vectors = torch.where(media[..., None], hidden, embed)  # ContextSpec(text_as_embeddings=True)
     return TalkerContext(reply=embed[:, P:], reply_mask=torch.ones(1, ids.shape[1] - P, dtype=torch.bool),

@@ -27,8 +27,12 @@ log = logging.getLogger("omnitrain")
 
 
 def frozen_slots(cfg: RunConfig) -> list[str]:
-    """Slots frozen by ``optim.freeze``, plus the talker/DiT when their loss weight is 0."""
+    """Slots frozen by ``optim.freeze``, plus the talker/DiT when their loss weight is 0, and the
+    vocoder: no loss of this task reaches it (it trains in its own stage, ``task=vocoder``), so
+    its weights would only hold optimizer state."""
     frozen = list(cfg.optim.freeze)
+    if "vocoder" not in frozen:
+        frozen.append("vocoder")
     if cfg.loss.codec == 0 and "talker" not in frozen:
         frozen.append("talker")
     if cfg.loss.flow == 0 and "dit" not in frozen:
