@@ -644,6 +644,12 @@ class CodesVocoder(Vocoder):
     def decode(self, codes: Tensor, code_mask: Tensor, cond: SpeechCondition | None = None) -> Tensor:
         """Codes (B, C) int64 with their mask (B, C) -> waveform (B, C * samples_per_code)."""
 
+    def loss(self, codes: Tensor, code_mask: Tensor, mel: Tensor) -> dict[str, Tensor]:
+        """Its own losses in the omni task against the spoken replies' mel frames (S, C *
+        mel_frames_per_code, n_mels), each declared by ``named_losses``. The core computes them
+        only when one's weight is above 0; otherwise the vocoder stays frozen. Default: none."""
+        return {}
+
     def forward(self, mel: Tensor) -> Tensor:
         raise TypeError(f"{type(self).__name__} decodes codes, not mel frames: call decode(codes, code_mask)")
 

@@ -20,6 +20,7 @@ from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.model.lora import apply_lora
+from omnitrain.config.loss_checks import declared_by_slot
 from omnitrain.model.named_losses import add_named, declared_loss_weights, total_loss
 from omnitrain.model.slot_builder import BUILD_ORDER, SlotArguments, build_slot
 from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
@@ -83,6 +84,7 @@ class OmniModel(nn.Module):
         self.audio_id = special["audio"]
         self.vision_ids = (special["image"], special["video"])
         self.loss_weights = declared_loss_weights(cfg)  # of every named loss besides text/codec/flow
+        self.vocoder_losses = tuple(declared_by_slot(cfg).get("vocoder", {}))
         if self.talker.context_spec().layers() and not self.thinker.takes_output_layers:
             raise ValueError(f"talker={cfg.talker.name} reads the Thinker's layer {self.talker.context_spec().layer} "
                              f"but thinker={cfg.thinker.name} gives no inner layers (Thinker.takes_output_layers)")
@@ -238,6 +240,10 @@ class OmniModel(nn.Module):
                 w.flow_ref_drop, norm.get("flow"), aux_losses=dit_aux,
             )
             add_named(aux, {name: scale * value for name, value in dit_aux.items()}, "dit")
+        if isinstance(self.vocoder, CodesVocoder) and any(self.loss_weights.get(name, 0.0) > 0 for name in
+                                                           self.vocoder_losses):
+            own = self.vocoder.loss(items.codes, items.code_mask, items.mel)
+            add_named(losses, {name: scale * value for name, value in own.items()}, "vocoder")
         # auxiliary losses are means over one forward: over ``norms["aux"]`` they weigh each
         # micro-batch of the step alike (``step_weights``)
         add_named(losses, {name: value / norm["aux"] if "aux" in norm else value

@@ -46,6 +46,7 @@ class Code2WavConfig:
     upsample_rates: list[int] = field(default_factory=lambda: [8, 5, 4, 3])  # decoder blocks: 480 samples a frame
     decoder_dim: int = 96  # 1536: the decoder's first width, halved by each block
     left_context_codes: int = 25  # streaming: frames decoded before each chunk (the release's)
+    mel_loss_weight: float = 0.0  # loss.weights.code2wav_mel: above 0 trains it in the omni task (0: frozen)
 
 
 class CausalConv(nn.Module):
@@ -183,6 +184,7 @@ class Code2Wav(CodesVocoder):
                  code_groups: int = 1) -> None:
         super().__init__()
         self.cfg, self.codebook, self.groups = cfg, codec_vocab_size, code_groups
+        self.speech_mel = mel  # the run's SpeechMel (not a module: no weights), for the mel loss
         self.left_context_codes = cfg.left_context_codes
         self.code_embedding = nn.Embedding(codec_vocab_size * code_groups, cfg.hidden_size)
         self.pre_transformer = PreTransformer(cfg)
@@ -194,6 +196,21 @@ class Code2Wav(CodesVocoder):
             CausalConv(cfg.hidden_size, cfg.decoder_dim, 7),
             *(DecoderBlock(dims[i], dims[i + 1], r) for i, r in enumerate(cfg.upsample_rates)),
             SnakeBeta(dims[-1]), CausalConv(dims[-1], 1, 7)])
+
+    @classmethod
+    def named_losses(cls, cfg: Code2WavConfig) -> dict[str, float]:
+        return {"code2wav_mel": cfg.mel_loss_weight}
+
+    def loss(self, codes: Tensor, code_mask: Tensor, mel: Tensor) -> dict[str, Tensor]:
+        """``code2wav_mel``: L1 between the run's normalised log-mel (``speech``) of the decoded
+        replies and the replies' own, over their real frames: a reconstruction loss that trains
+        Code2Wav (the release was trained adversarially; this is the plain baseline)."""
+        if self.speech_mel is None:
+            raise ValueError("vocoder=code2wav was built without the run's SpeechMel: its mel loss cannot run")
+        frames = mel.shape[1]
+        made = self.speech_mel(self.decode(codes, code_mask))[:, :frames]
+        real = code_mask.repeat_interleave(frames // code_mask.shape[1], dim=1)[..., None].to(made.dtype)
+        return {"code2wav_mel": ((made - mel.to(made.dtype)).abs() * real).sum() / (real.sum() * mel.shape[-1])}
 
     @classmethod
     def samples_per_code(cls, cfg: Code2WavConfig) -> int:

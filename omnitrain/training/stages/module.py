@@ -26,12 +26,21 @@ from omnitrain.training.validation.val_metrics import RankMeans
 log = logging.getLogger("omnitrain")
 
 
+def vocoder_trains(cfg: RunConfig) -> bool:
+    """Whether a loss of the vocoder's own (declared by its plugin) weighs more than 0."""
+    from omnitrain.config.loss_checks import declared_by_slot
+
+    own = declared_by_slot(cfg).get("vocoder", {})
+    return any(float(cfg.loss.weights.get(name, default)) > 0 for name, default in own.items())
+
+
 def frozen_slots(cfg: RunConfig) -> list[str]:
     """Slots frozen by ``optim.freeze``, plus the talker/DiT when their loss weight is 0, and the
-    vocoder: no loss of this task reaches it (it trains in its own stage, ``task=vocoder``), so
-    its weights would only hold optimizer state."""
+    vocoder unless one of its own losses weighs more than 0 (a codes vocoder's, ``CodesVocoder.
+    loss``): no other loss of this task reaches it (a mel vocoder trains in ``task=vocoder``),
+    so its weights would only hold optimizer state."""
     frozen = list(cfg.optim.freeze)
-    if "vocoder" not in frozen:
+    if "vocoder" not in frozen and not vocoder_trains(cfg):
         frozen.append("vocoder")
     if cfg.loss.codec == 0 and "talker" not in frozen:
         frozen.append("talker")
