@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from omnitrain.config.loss_checks import declared_by_slot
 from omnitrain.config.schema import LossConfig
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.batch import Batch
@@ -20,7 +21,6 @@ from omnitrain.features.speech_mel import SpeechConfig
 from omnitrain.model.flow_matching import flow_matching_loss, sample_mel
 from omnitrain.model.lm_loss import target_rows_loss
 from omnitrain.model.lora import apply_lora
-from omnitrain.config.loss_checks import declared_by_slot
 from omnitrain.model.named_losses import add_named, declared_loss_weights, total_loss
 from omnitrain.model.slot_builder import BUILD_ORDER, SlotArguments, build_slot
 from omnitrain.model.speech_path import speech_condition, talker_context, talker_inputs
