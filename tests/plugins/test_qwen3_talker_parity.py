@@ -4,8 +4,8 @@
 transformers' own code lays out the Talker's input (``Qwen3OmniMoeForConditionalGeneration.
 _get_talker_user_parts`` / ``_get_talker_assistant_parts`` on a Thinker's states, as its
 ``generate`` calls them); omnitrain's Talker reads the same states through a
-``TalkerContext``. Teacher-forced on a frame sequence, every group's logits equal
-transformers' step-by-step ones (group 0: the Talker's head; groups 1, 2: the code
+``TalkerContext``. Teacher-forced on transformers' own greedy codes, every group's logits
+equal transformers' step-by-step ones (group 0: the Talker's head; groups 1, 2: the code
 predictor, which transformers can only run a group at a time); greedy generation gives
 transformers' codes."""
 
@@ -113,12 +113,27 @@ def our_context(ours) -> TalkerContext:
                          speaker=torch.tensor([1]), prompt_media=media[:, :P])
 
 
+def their_greedy(theirs, prefill, trailing, pad):
+    """transformers' greedy Talker generation (at least 8 frames): its result and the frames
+    whose residual codes it drew (1, n, Q)."""
+    suppress = [i for i in range(CODEBOOK, 64) if i != IDS["codec_eos_token_id"]]
+    with torch.no_grad():
+        theirs.rope_deltas = None
+        result = theirs.generate(
+            inputs_embeds=prefill, trailing_text_hidden=trailing, tts_pad_embed=pad,
+            talker_input_ids=torch.full(prefill.shape[:2], TTS_PAD), attention_mask=torch.ones(prefill.shape[:2],
+                                                                                              dtype=torch.long),
+            max_new_tokens=12, min_new_tokens=8, do_sample=False, repetition_penalty=1.0, suppress_tokens=suppress,
+            eos_token_id=IDS["codec_eos_token_id"], output_hidden_states=True, return_dict_in_generate=True)
+    return result, torch.stack([h[-1] for h in result.hidden_states if h[-1] is not None], 1)
+
+
 def test_teacher_forced_logits_equal_transformers_group_by_group(pair):
     ours, theirs = pair
     ctx = our_context(ours)
     prefill, trailing, pad = their_inputs(theirs, SPEAKERS["chelsie"])
-    g = torch.Generator().manual_seed(2)
-    frames = torch.randint(0, CODEBOOK, (1, 9, Q), generator=g)  # longer than the reply: tts_eos, then pads
+    _, frames = their_greedy(theirs, prefill, trailing, pad)  # teacher-forced on transformers' own codes
+    assert frames.shape[1] > trailing.shape[1]  # longer than the reply: tts_eos, then pads
     with torch.no_grad():
         # transformers, one forward over [prefill | frames]: each frame's input is the sum of its
         # groups' embeddings plus the text track (its prepare_inputs_for_generation)
@@ -159,16 +174,8 @@ def test_greedy_generation_equals_transformers(pair):
     ours, theirs = pair
     ctx = our_context(ours)
     prefill, trailing, pad = their_inputs(theirs, SPEAKERS["chelsie"])
-    suppress = [i for i in range(CODEBOOK, 64) if i != IDS["codec_eos_token_id"]]
+    result, want = their_greedy(theirs, prefill, trailing, pad)
     with torch.no_grad():
-        theirs.rope_deltas = None
-        result = theirs.generate(
-            inputs_embeds=prefill, trailing_text_hidden=trailing, tts_pad_embed=pad,
-            talker_input_ids=torch.full(prefill.shape[:2], TTS_PAD), attention_mask=torch.ones(prefill.shape[:2],
-                                                                                              dtype=torch.long),
-            max_new_tokens=12, min_new_tokens=8, do_sample=False, repetition_penalty=1.0, suppress_tokens=suppress,
-            eos_token_id=IDS["codec_eos_token_id"], output_hidden_states=True, return_dict_in_generate=True)
-        want = torch.stack([h[-1] for h in result.hidden_states if h[-1] is not None], 1)  # (1, frames, Q)
         got = ours.generate(ctx, 12, min_tokens=8)
     # group 0 of every frame (transformers' sequences; its eos is a pad here) ...
     first = result.sequences[0].masked_fill(result.sequences[0] == ours.eos_id, ours.pad_id)
