@@ -140,12 +140,23 @@ def test_every_registered_plugin_is_one_override_away(slot, name):
         with pytest.raises(ConfigError, match="codec.path"):
             compose_config([f"{slot}={name}"])
         return
-    if (slot, name) == ("dit", "none"):  # pairs with a vocoder that decodes codes, none built in yet
-        with pytest.raises(ConfigError, match="dit=none makes no mel, so the vocoder must decode codes"):
+    if (slot, name) in PAIRED:  # alone, the config check names what to pair it with
+        needle, partners = PAIRED[slot, name]
+        with pytest.raises(ConfigError, match=needle):
             compose_config([f"{slot}={name}"])
+        assert compose_config([partners, f"{slot}={name}"])[slot].name == name
         return
     cfg = compose_config([f"{slot}={name}"])
     assert cfg[slot].name == name
+
+
+# plugins that compose only with a partner: (the error alone, an override that pairs them)
+PAIRED = {
+    ("dit", "none"): ("dit=none makes no mel, so the vocoder must decode codes", "recipe=qwen3_omni_smoke"),
+    ("vocoder", "code2wav"): ("decodes codes straight to a waveform: set dit=none", "recipe=qwen3_omni_smoke"),
+    ("codec", "pitch_groups"): ("code groups per frame but talker=prefix takes one", "recipe=qwen3_omni_smoke"),
+    ("codec", "qwen3_omni_codes"): ("code groups per frame but talker=prefix takes one", "model=qwen3_omni30b"),
+}
 
 
 @pytest.mark.parametrize(
