@@ -28,11 +28,11 @@ from omnitrain_plugins.qwen3_omni.hf_config import (
     thinker_overrides,
 )
 from omnitrain_plugins.qwen3_omni.hf_names import is_speech, own_name
+from omnitrain_plugins.qwen_omni.hf_format import PROCESSOR_FILES as QWEN25_PROCESSOR_FILES
+from omnitrain_plugins.qwen_omni.hf_format import TOKENIZER_FILES
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
-                   "special_tokens_map.json", "added_tokens.json", "chat_template.json", "chat_template.jinja")
-PROCESSOR_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
-                   "video_preprocessor_config.json", "chat_template.json", "chat_template.jinja")
+# Qwen2.5-Omni's folder files, less its voices file, plus the video processor's config
+PROCESSOR_FILES = (*(f for f in QWEN25_PROCESSOR_FILES if f != "spk_dict.pt"), "video_preprocessor_config.json")
 EMBED = ("thinker.model.embed_tokens.weight", "thinker.model.language_model.embed_tokens.weight")
 
 

@@ -29,8 +29,11 @@ pytestmark = pytest.mark.slow
 PLUGINS = {
     "baseline": ("position=rope1d",),
     "qwen": ("audio_encoder=whisper_audio", "vision_encoder=qwen_vit", "talker=dual_track", "dit=flow_dit"),
-    # Qwen3-Omni's Thinker side: the MoE Thinker (grouped experts), AuT, the deepstack ViT, its TMRoPE
-    "qwen3": ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope"),
+    # Qwen3-Omni: the MoE Thinker (grouped experts), AuT, the deepstack ViT, its TMRoPE, the MoE Talker with
+    # its code predictor over 3 code groups, and Code2Wav trained by its mel loss (qwen3_omni_smoke's set)
+    "qwen3": ("thinker=qwen3_moe", "audio_encoder=qwen3_aut", "vision_encoder=qwen3_vit", "position=qwen3_tmrope",
+              "talker=qwen3_moe", "codec=pitch_groups", "codec.groups=3", "dit=none", "vocoder=code2wav",
+              "vocoder.upsample_rates=[8,5,4]", "loss.flow=0", "loss.weights.code2wav_mel=1.0"),
 }
 CELLS = [(p, "auto", prec) for p in PLUGINS for prec in ("32-true", "bf16-mixed", "bf16-true")]
 CELLS += [(p, s, "bf16-mixed") for p in PLUGINS for s in ("deepspeed_zero3", "fsdp")]
@@ -79,10 +82,11 @@ def dtypes(monkeypatch):
 
 
 @pytest.mark.parametrize("plugins,strategy,precision", CELLS, ids=lambda x: str(x))
-def test_two_steps_validate_and_save(plugins, strategy, precision, demo_dir, tmp_path, capsys, dtypes):
+def test_two_steps_validate_and_save(plugins, strategy, precision, request, tmp_path, capsys, dtypes):
     run = tmp_path / "run"
+    data = request.getfixturevalue("pitch_groups_demo_dir" if plugins == "qwen3" else "demo_dir")
     overrides = smoke_overrides(
-        demo_dir, run, *PLUGINS[plugins], f"strategy={strategy}", f"trainer.precision={precision}",
+        data, run, *PLUGINS[plugins], f"strategy={strategy}", f"trainer.precision={precision}",
         "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
         "checkpoint.every_n_steps=2", "trainer.log_every_n_steps=1",
     )
