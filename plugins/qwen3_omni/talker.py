@@ -200,19 +200,20 @@ class Qwen3Talker(Talker):
         return prompt + PREFIX + codes + 1
 
     # ---- the sequence ------------------------------------------------------------
-    def _tts(self, which: int) -> Tensor:
-        """The projected tts_bos (0), tts_eos (1) or tts_pad (2) row (D,)."""
-        return self.text_projection(self.tts_embed(torch.tensor(which, device=self.codec_head.weight.device)))
+    def _tts(self) -> Tensor:
+        """The projected tts_bos, tts_eos and tts_pad rows (3, D)."""
+        return self.text_projection(self.tts_embed(torch.arange(3, device=self.codec_head.weight.device)))
 
     def _prompt(self, ctx: TalkerContext) -> Tensor:
         """The prompt (text and media projected apart) and the 5 prefix positions."""
         media = ctx.prompt_media if ctx.prompt_media is not None else torch.zeros_like(ctx.prompt_mask)
         prompt = torch.where(media[..., None], self.hidden_projection(ctx.prompt), self.text_projection(ctx.prompt))
         speaker = torch.tensor(self.speaker_ids, device=ctx.speaker.device)[ctx.speaker]
-        codec = torch.stack([torch.full_like(speaker, i) for i in (self.nothink_id, self.think_bos_id,
-                                                                    self.think_eos_id)] + [speaker,
-                                                                                           torch.full_like(speaker, self.pad_id)], 1)
-        text = torch.stack([self._tts(2)] * 4 + [self._tts(0)])
+        fixed = torch.tensor([self.nothink_id, self.think_bos_id, self.think_eos_id], device=speaker.device)
+        codec = torch.cat([fixed.expand(len(speaker), 3), speaker[:, None],
+                           torch.full_like(speaker, self.pad_id)[:, None]], 1)
+        bos, _, pad = self._tts()
+        text = torch.stack([pad] * 4 + [bos])
         return torch.cat([prompt, text[None] + self.model.codec_embedding(codec)], 1)
 
     def _text_track(self, ctx: TalkerContext, start: int, n: int) -> Tensor:
@@ -223,8 +224,9 @@ class Qwen3Talker(Talker):
         spoken = (ctx.reply_mask.sum(1) - 1).clamp_min(1)
         j = torch.arange(start, start + n, device=spoken.device)[None].expand(S, n)
         rows = ctx.reply.gather(1, j.clamp(max=R - 1)[..., None].expand(-1, -1, ctx.reply.shape[-1]))
-        out = torch.where((j < spoken[:, None])[..., None], self.text_projection(rows), self._tts(2))
-        return torch.where((j == spoken[:, None])[..., None], self._tts(1).expand_as(out), out)
+        _, eos, pad = self._tts()
+        out = torch.where((j < spoken[:, None])[..., None], self.text_projection(rows), pad)
+        return torch.where((j == spoken[:, None])[..., None], eos.expand_as(out), out)
 
     def frame_embedding(self, frames: Tensor) -> Tensor:
         """(..., Q) codes -> (..., D): group 0 from the Talker's table, the rest from the
