@@ -27,6 +27,13 @@ def inverse_frequencies(head_dim: int, theta: float, device: torch.device | None
     return 1.0 / (theta**exponent)
 
 
+def rotary_1d(positions: Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Plain 1-D rotary cos/sin (1, L, head_dim) for positions (L,), in ``dtype``."""
+    angles = positions[:, None].float() * inverse_frequencies(head_dim, theta, positions.device)[None]
+    angles = torch.cat([angles, angles], -1)[None]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
 def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal features of a scalar per row: (N,) -> (N, dim), [cos | sin] halves."""
     half = dim // 2

@@ -29,7 +29,7 @@ from omnitrain.api import CodesVocoder, SpeechCondition, register
 from omnitrain.nn.attention import Attention
 from omnitrain.nn.blocks import SwiGLU
 from omnitrain.nn.norms import RMSNorm
-from omnitrain.nn.rotary import inverse_frequencies
+from omnitrain.nn.rotary import rotary_1d
 
 
 @dataclass
@@ -162,9 +162,7 @@ class PreTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, head_dim = x.shape[1], self.cfg.hidden_size // self.cfg.heads
         pos = torch.arange(n, device=x.device)
-        angles = pos[:, None].float() * inverse_frequencies(head_dim, self.cfg.rope_theta, x.device)[None]
-        angles = torch.cat([angles, angles], -1)[None]
-        rotary = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+        rotary = rotary_1d(pos, head_dim, self.cfg.rope_theta, x.dtype)
         back = pos[:, None] - pos[None]
         mask = (back >= 0) & (back < self.cfg.sliding_window)  # causal, within the window
         for layer in self.layers:

@@ -20,7 +20,7 @@ from omnitrain.nn.attention import Attention
 from omnitrain.nn.blocks import SwiGLU
 from omnitrain.nn.kv_cache import KVCache
 from omnitrain.nn.norms import RMSNorm
-from omnitrain.nn.rotary import inverse_frequencies
+from omnitrain.nn.rotary import rotary_1d
 
 
 @dataclass
@@ -61,9 +61,7 @@ class PredictorModel(nn.Module):
     def forward(self, x: Tensor, start: int = 0, cache: KVCache | None = None) -> Tensor:
         """(N, L, D) positions ``start ..`` of each frame's sequence -> final states."""
         pos = torch.arange(start, start + x.shape[1], device=x.device)
-        angles = pos[:, None].float() * inverse_frequencies(self.shape.head_dim, self.shape.rope_theta, x.device)
-        angles = torch.cat([angles, angles], -1)[None]
-        rotary = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+        rotary = rotary_1d(pos, self.shape.head_dim, self.shape.rope_theta, x.dtype)
         mask = None if x.shape[1] == 1 else torch.ones(  # causal over the cached positions and these
             x.shape[1], start + x.shape[1], dtype=torch.bool, device=x.device).tril(start)
         for i, layer in enumerate(self.layers):
