@@ -23,6 +23,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.bundle import BundleError
     from omnitrain.checkpoints import CheckpointError
     from omnitrain.config.validate import ConfigError
+    from omnitrain.data.build.encode import EncodeError
     from omnitrain.data.build.pack import PackError
     from omnitrain.data.media import MediaError
     from omnitrain.data.sample_builder import SampleError
@@ -34,7 +35,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from omnitrain.registry import RegistryError
 
     return (ConfigError, RegistryError, ShardError, PluginLoadError, BundleError, MediaError,
-            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError, HFError, EvalError)
+            SampleError, FileNotFoundError, UsageError, PackError, GenerateError, CheckpointError, HFError, EvalError,
+            EncodeError)
 
 
 # ---- commands ------------------------------------------------------------------
@@ -147,7 +149,7 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     from omnitrain.registry import build
     from omnitrain.run_config import compose_config
 
-    cfg = compose_config(args.overrides)
+    cfg = compose_config(_codec_overrides(args))
     codec = build("codec", cfg.codec)
     given = {k: v for k, v in (("train", args.train), ("val", args.val), ("per_shard", args.per_shard)) if v is not None}
     if args.profile == "long":  # benchmark-sized samples (omnitrain/data/build/demo_long.py)
@@ -185,7 +187,7 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
     from omnitrain.registry import build
     from omnitrain.run_config import compose_config
 
-    cfg = compose_config(args.overrides)
+    cfg = compose_config(_codec_overrides(args))
     if args.root and not Path(args.root).is_dir():
         raise UsageError(f"--root {args.root}: not a folder")
     options = PackOptions(shard_bytes=_parse_size(args.shard_size), prefix=args.prefix, verify=not args.no_verify,
@@ -203,6 +205,46 @@ def cmd_data_pack(args: argparse.Namespace) -> int:
         for s in skipped[:5]:
             print(f"  line {s['line']}: {s['reason']}")
     return 0
+
+
+def cmd_data_encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from omnitrain.config.validate import ConfigError
+    from omnitrain.data.build.encode import Encoder, check_out, input_shards
+    from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
+
+    shards = input_shards(args.shards)  # before the config: a wrong IN or OUT fails fast
+    check_out(shards, Path(args.out), args.overwrite)
+    try:
+        cfg = compose_config(_codec_overrides(args))
+    except ConfigError as exc:  # e.g. a codec of code groups with the default talker
+        raise ConfigError(f"{exc}\n(data encode checks the codec in a whole run config: give the recipe and "
+                          "overrides you will train with, e.g. recipe=qwen3_omni_smoke)") from exc
+    encoder = Encoder(shards, Path(args.out), build("codec", cfg.codec), overwrite=args.overwrite,
+                      measure=None if args.no_lengths else _length_meter(cfg), codec_config=cfg.codec.to_dict())
+    t0 = time.perf_counter()
+    with tqdm(total=encoder.total(), desc=f"encoding with codec={cfg.codec.name}", unit="sample") as bar:
+        result = encoder.run(progress=bar.update)
+    held = f"; held-out prompts copied to {result.heldout}" if result.heldout else ""
+    print(f"wrote {result.written} samples in {len(result.shards)} shards to {args.out} with codec={cfg.codec.name}, "
+          f"{Encoder.summary(result)} ({time.perf_counter() - t0:.1f}s){held}")
+    if result.skipped:
+        print(f"skipped, listed in {result.skipped_path}:")
+        for s in result.skipped[:5]:
+            print(f"  {s['shard']} {s['key'] or '(rest of the shard)'}: {s['reason']}")
+    return 0
+
+
+def _codec_overrides(args: argparse.Namespace) -> list[str]:
+    """``--codec SPEC`` as overrides (``omnitrain.data.build.codec_spec``), before the command's
+    own, so ``codec.*`` given after it still applies."""
+    if not getattr(args, "codec", None):
+        return list(args.overrides)
+    from omnitrain.data.build.codec_spec import codec_overrides
+
+    return [*codec_overrides(args.codec, args.overrides), *args.overrides]
 
 
 def _length_meter(cfg):
@@ -390,8 +432,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 # ---- parser --------------------------------------------------------------------
+CODEC_SPEC_HELP = ("the codec: a registered NAME (pitch, pitch_groups; omnitrain list), NAME:PATH (a codec and its "
+                   "checkpoint), or a folder whose codec.json names its \"plugin\"; codec.* overrides still apply")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Overrides also after the options (``data encode IN OUT --codec X recipe=...``): argparse
+    fills a verb's ``overrides`` only from the first run of positionals."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra and hasattr(parsed, "overrides") and not any(e.startswith("-") for e in extra):
+            parsed.overrides = [*parsed.overrides, *extra]
+        elif extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="omnitrain", description=__doc__)
+    p = _Parser(prog="omnitrain", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("train", help="train with Hydra overrides, e.g. recipe=demo position=rope1d")
@@ -441,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heldout", type=int, default=8, help="held-out prompts (short profile only)")
     s.add_argument("--per-shard", type=int, default=None, help="samples per shard (short: 200, long: 16)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--codec", metavar="SPEC", help=CODEC_SPEC_HELP)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_demo)
 
@@ -462,8 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "measures them once at the first training run)")
     s.add_argument("--root", help="only read media inside this folder (symlinks resolved): for manifests "
                                   "from elsewhere")
+    s.add_argument("--codec", metavar="SPEC", help=CODEC_SPEC_HELP)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_pack)
+
+    s = data.add_parser("encode", help="shards re-encoded with another codec: every member copied, the spoken "
+                        "replies' codes made anew (docs/data_encode_readme.md)")
+    s.add_argument("shards", metavar="IN", help="shards: a folder (its *.tar), a glob or a brace pattern")
+    s.add_argument("out", metavar="OUT", help="a new folder for the shards, index.json and skipped.jsonl")
+    s.add_argument("--codec", metavar="SPEC", required=True, help=CODEC_SPEC_HELP)
+    s.add_argument("--overwrite", action="store_true", help="replace the shards and outputs of a non-empty OUT")
+    s.add_argument("--no-lengths", action="store_true",
+                   help="do not measure token lengths IN's index.json lacks (they are copied where it has them)")
+    s.add_argument("overrides", nargs="*", help="config overrides (e.g. recipe=... codec.groups=2)")
+    s.set_defaults(func=cmd_data_encode)
 
     s = sub.add_parser("summary", help="first/last/best of each logged metric of a run")
     s.add_argument("run_dir")
