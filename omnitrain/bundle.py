@@ -81,6 +81,12 @@ def _bundle_plugins(cfg: RunConfig, out: Path) -> list[str]:
     return specs
 
 
+def _readers_of(stored: dict[str, Any], codec_path: str) -> list[str]:
+    """The codec and the slots whose ``path`` is the codec's (a vocoder that decodes with the
+    codec's own model): their paths move with the codec's copy in the bundle."""
+    return [slot for slot in SLOTS if isinstance(stored.get(slot), dict) and stored[slot].get("path") == codec_path]
+
+
 def _bundle_codec(cfg: RunConfig, out: Path) -> str | None:
     """Copy a pretrained codec's local files into the bundle (``codec/``)."""
     if not issubclass(registry("codec").get(cfg.codec.name).cls, PretrainedCodec):
@@ -116,8 +122,9 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     stored = cfg.to_dict()
     stored["plugins"] = _bundle_plugins(cfg, out)
     codec_path = _bundle_codec(cfg, out)
-    if codec_path is not None:
-        stored["codec"]["path"] = codec_path
+    if codec_path is not None:  # every slot that reads the codec's files (a codes vocoder) reads the copy
+        for slot in _readers_of(stored, str(cfg.codec.path)):
+            stored[slot]["path"] = codec_path
     OmegaConf.save(OmegaConf.create(stored), out / "config.yaml")
     (out / "tokenizer").mkdir(exist_ok=True)
     build("tokenizer", cfg.tokenizer).save(out / "tokenizer")
@@ -180,8 +187,10 @@ def load_bundle(directory: Path, verify: bool = True, trust_plugins: bool = Fals
             "where the bundle came from")
     stored["plugins"] = [str(directory / s) if str(s).startswith("plugins/") else str(s)
                          for s in stored.get("plugins") or []]
-    if str(stored["codec"].get("path", "")).startswith("codec"):  # a codec copied into the bundle
-        stored["codec"]["path"] = str(directory / stored["codec"]["path"])
+    copied = str(stored["codec"].get("path", ""))
+    if copied.startswith("codec"):  # a codec copied into the bundle
+        for slot in _readers_of(stored, copied):
+            stored[slot]["path"] = str(directory / copied)
     if "path" in stored["tokenizer"] and (directory / "tokenizer" / "tokenizer.json").is_file():
         stored["tokenizer"]["path"] = str(directory / "tokenizer")  # the bundle's own copy (qwen2)
     cfg = load_config(stored)

@@ -136,7 +136,8 @@ def _plugin_names():
 def test_every_registered_plugin_is_one_override_away(slot, name):
     from omnitrain.slots import PretrainedCodec
 
-    if issubclass(registry(slot).get(name).cls, PretrainedCodec):  # needs its local files too
+    if issubclass(registry(slot).get(name).cls, PretrainedCodec) or (slot, name) in READS_CODEC_FILES:
+        # needs its local files too
         with pytest.raises(ConfigError, match="codec.path"):
             compose_config([f"{slot}={name}"])
         return
@@ -150,6 +151,8 @@ def test_every_registered_plugin_is_one_override_away(slot, name):
     assert cfg[slot].name == name
 
 
+# plugins that read a pretrained codec's local files (``codec.path``) besides the codec itself
+READS_CODEC_FILES = {("vocoder", "hf_audio")}
 # plugins that compose only with a partner: (the error alone, an override that pairs them)
 PAIRED = {
     ("dit", "none"): ("dit=none makes no mel, so the vocoder must decode codes", "recipe=qwen3_omni_smoke"),
