@@ -274,7 +274,7 @@ class Encoder:
         except Exception as exc:
             raise _Skip(f"{what}: the codec failed ({type(exc).__name__}: {exc})") from exc
         codes = torch.as_tensor(codes).cpu().numpy()
-        groups = int(getattr(self.codec, "groups", 1))
+        groups = int(self.codec.groups)
         want = (1,) if groups == 1 else (2,)
         if codes.ndim not in want or (groups > 1 and codes.shape[1] != groups) or codes.dtype.kind not in "iu":
             raise EncodeError(f"the codec gave codes of shape {codes.shape} and dtype {codes.dtype}; a codec of "
@@ -324,7 +324,7 @@ class Encoder:
         folder = self._source_folder()
         extra = {k: v for k, v in self._in_index(self.shards[0]).items() if k not in ("shards", "samples")} \
             if folder is not None else {}
-        codec = self.codec_config or {"name": getattr(self.codec, "plugin_name", type(self.codec).__name__)}
+        codec = self.codec_config or {"name": type(self.codec).__name__}
         return {**extra, "encoded": {"from": [str(s.resolve()) for s in self.shards], "codec": codec}}
 
 
