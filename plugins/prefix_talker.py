@@ -39,7 +39,9 @@ class PrefixTalkerConfig:
 class PrefixTalker(Talker):
     """Decoder over [reply vectors | bos, codec tokens]; baseline talker.
 
-    Reads only the reply (not the prompt, not the speaker) and numbers its own positions.
+    Reads only the reply (not the prompt) and numbers its own positions. With more than one
+    voice (``speech.speakers``) a learned vector of the reply's speaker goes first, so codes
+    that carry the voice (``codec=fsq_mel``) are spoken in the one asked for.
     """
 
     block_types = (TransformerBlock,)
@@ -51,6 +53,7 @@ class PrefixTalker(Talker):
         self.vocab_size = codec_vocab_size + 3
         self.bos_id, self.eos_id, self.pad_id = codec_vocab_size, codec_vocab_size + 1, codec_vocab_size + 2
         self.reply_proj = nn.Linear(thinker_hidden_size, cfg.dim)
+        self.speaker_embed = nn.Embedding(num_speakers, cfg.dim) if num_speakers > 1 else None
         self.codec_embed = nn.Embedding(self.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(
             TransformerBlock(cfg.dim, cfg.heads, cfg.ffn_dim) for _ in range(cfg.layers)
@@ -64,8 +67,14 @@ class PrefixTalker(Talker):
         emb = torch.cat([angles, angles], -1)
         return emb.cos(), emb.sin()
 
-    def _run(self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
-        x = torch.cat([self.reply_proj(reply), self.codec_embed(codec_in)], dim=1)
+    def _run(self, reply: Tensor, reply_mask: Tensor, codec_in: Tensor, codec_mask: Tensor,
+             speaker: Tensor | None = None) -> Tensor:
+        prefix = self.reply_proj(reply)
+        if self.speaker_embed is not None:
+            who = self.speaker_embed(speaker.to(reply.device))[:, None].to(prefix.dtype)
+            prefix = torch.cat([who, prefix], dim=1)
+            reply_mask = torch.cat([torch.ones_like(reply_mask[:, :1]), reply_mask], dim=1)
+        x = torch.cat([prefix, self.codec_embed(codec_in)], dim=1)
         valid = torch.cat([reply_mask, codec_mask], dim=1).long()
         # positions count real tokens only, so padding inside the prefix shifts nothing
         pos = (valid.cumsum(1) - 1).clamp_min(0)
@@ -73,10 +82,10 @@ class PrefixTalker(Talker):
         rotary = self._rotary(pos)
         for layer in self.layers:
             x = layer(x, mask, rotary)
-        return self.head(self.norm(x[:, reply.shape[1]:]))
+        return self.head(self.norm(x[:, prefix.shape[1]:]))
 
     def forward(self, ctx: TalkerContext, codec_in: Tensor, codec_mask: Tensor) -> Tensor:
-        return self._run(ctx.reply, ctx.reply_mask, codec_in, codec_mask)
+        return self._run(ctx.reply, ctx.reply_mask, codec_in, codec_mask, ctx.speaker)
 
     @torch.no_grad()
     def generate(self, ctx: TalkerContext, max_tokens: int, **sampling: Any) -> Tensor:
@@ -87,7 +96,7 @@ class PrefixTalker(Talker):
         out = torch.full((B, 1), self.bos_id, dtype=torch.long, device=reply.device)
         done = torch.zeros(B, dtype=torch.bool, device=reply.device)
         for step in range(max_tokens):
-            logits = self._run(reply, reply_mask, out, torch.ones_like(out, dtype=torch.bool))[:, -1]
+            logits = self._run(reply, reply_mask, out, torch.ones_like(out, dtype=torch.bool), ctx.speaker)[:, -1]
             suppress = [self.bos_id, self.pad_id] + ([self.eos_id] if step < min_tokens else [])
             nxt = sample_next(logits, history=out, suppress=suppress, **sampling)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
