@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "whisper:PATH); without it they are null")
     s.add_argument("--speaker", metavar="NAME[:PATH]", help="speaker encoder for sim (e.g. resemblyzer, "
                    "wavlm:PATH); without it sim is null")
+    s.add_argument("--voices", metavar="JSONL", help='one recording of each voice, {"speaker": name, "audio": wav} '
+                   "a line: voice_id is the share of replies nearest the voice their item's speaker names "
+                   "(needs --speaker)")
     s.add_argument("--closed-vocabulary", action="store_true",
                    help="recognise only the words of the manifest's texts (a word loop, never the sentences)")
     s.add_argument("--say", default=SAY, help=f"prompt of a seed-tts-eval line (default {SAY!r})")
@@ -61,10 +64,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         texts = [i.text for i in items] if args.audio else [i.expected for i in items]  # what is said
         asr.restrict_to({w for t in texts if t for w in normalise(t).split()})
     scorer = SpeechScorer(asr, speaker)
+    voices = None
+    if args.voices:
+        from omnitrain.evaluation.items import read_voices
+        from omnitrain.evaluation.voice_id import VoiceIdentifier
+
+        if speaker is None:
+            raise EvalError("--voices compares voices with a speaker encoder: give --speaker too (e.g. resemblyzer)")
+        voices = VoiceIdentifier(speaker, read_voices(Path(args.voices)))
     out = Path(args.out) if args.out else None
     report: dict = {"bundles": {}, "asr": args.asr, "speaker": args.speaker}
     if args.audio:
-        report["bundles"]["audio"] = eval_audio(items, scorer)
+        report["bundles"]["audio"] = eval_audio(items, scorer, voices)
     else:
         from omnitrain.inference.generate import Generator
         from omnitrain.inference.placement import parse_device, parse_dtype
@@ -76,7 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for bundle, name in zip(args.bundles, names, strict=True):
             gen = Generator(Path(bundle), trust_plugins=args.trust_plugins, device=device, dtype=dtype,
                             batch_size=args.batch)
-            report["bundles"][name] = eval_bundle(gen, items, scorer, audio_root / name, name)
+            report["bundles"][name] = eval_bundle(gen, items, scorer, audio_root / name, name, voices)
     print(table(report))
     if out is not None:
         write(report, out)

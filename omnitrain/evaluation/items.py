@@ -24,6 +24,7 @@ class PromptItem:
     media: dict[str, str] = field(default_factory=dict)  # audio/image/video -> path
     expected: str | None = None
     reference: str | None = None  # a wav of the voice to answer in
+    speaker: str | None = None  # a voice the model knows by name (speech.speakers); None: its default
 
 
 @dataclass
@@ -32,6 +33,7 @@ class AudioItem:
     audio: str
     text: str | None = None  # what the audio says
     reference: str | None = None
+    speaker: str | None = None  # whose voice it should be (``--voices``' voice_id)
 
 
 def _lines(manifest: Path) -> list[tuple[int, str]]:
@@ -58,7 +60,7 @@ def _json(manifest: Path, n: int, line: str) -> dict:
 
 
 def read_prompts(manifest: Path, say: str = SAY) -> list[PromptItem]:
-    """JSONL items ``{"text", "audio"/"image"/"video", "expected", "reference", "id"}``, or
+    """JSONL items ``{"text", "audio"/"image"/"video", "expected", "reference", "speaker", "id"}``, or
     a seed-tts-eval list (``.lst``/``.txt``: ``utt|prompt_text|prompt_wav|target_text``),
     each line asking for ``target_text`` in ``prompt_wav``'s voice."""
     items = []
@@ -79,12 +81,14 @@ def read_prompts(manifest: Path, say: str = SAY) -> list[PromptItem]:
         media = {k: _path(manifest, n, k, row[k]) for k in ("audio", "image", "video") if row.get(k)}
         reference = _path(manifest, n, "reference", row["reference"]) if row.get("reference") else None
         expected = str(row["expected"]) if "expected" in row else None
-        items.append(PromptItem(str(row.get("id", f"{len(items):04d}")), row["text"], media, expected, reference))
+        speaker = str(row["speaker"]) if row.get("speaker") else None
+        items.append(PromptItem(str(row.get("id", f"{len(items):04d}")), row["text"], media, expected, reference,
+                                speaker))
     return items
 
 
 def read_audio(manifest: Path) -> list[AudioItem]:
-    """JSONL items ``{"audio": wav, "text": what it says, "reference": wav, "id"}``."""
+    """JSONL items ``{"audio": wav, "text": what it says, "reference": wav, "speaker": name, "id"}``."""
     items = []
     for n, line in _lines(manifest):
         row = _json(manifest, n, line)
@@ -92,5 +96,20 @@ def read_audio(manifest: Path) -> list[AudioItem]:
             raise ManifestError(f"{manifest}:{n}: 'audio' (the wav to score) is missing")
         items.append(AudioItem(str(row.get("id", f"{len(items):04d}")), _path(manifest, n, "audio", row["audio"]),
                                str(row["text"]) if "text" in row else None,
-                               _path(manifest, n, "reference", row["reference"]) if row.get("reference") else None))
+                               _path(manifest, n, "reference", row["reference"]) if row.get("reference") else None,
+                               str(row["speaker"]) if row.get("speaker") else None))
     return items
+
+
+def read_voices(manifest: Path) -> dict[str, list[str]]:
+    """JSONL ``{"speaker": name, "audio": wav}``: recordings of each voice, one or more a
+    voice (``--voices``)."""
+    voices: dict[str, list[str]] = {}
+    for n, line in _lines(manifest):
+        row = _json(manifest, n, line)
+        if not row.get("speaker") or not row.get("audio"):
+            raise ManifestError(f"{manifest}:{n}: a voice line needs 'speaker' (its name) and 'audio' (a wav of it)")
+        voices.setdefault(str(row["speaker"]), []).append(_path(manifest, n, "audio", row["audio"]))
+    if len(voices) < 2:
+        raise ManifestError(f"{manifest}: --voices needs two or more voices to tell apart, found {len(voices)}")
+    return voices

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-METRICS = ("accuracy", "loss", "ppl", "wer", "cer", "wer_expected", "sim")
+METRICS = ("accuracy", "loss", "ppl", "wer", "cer", "wer_expected", "sim", "voice_id")
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -27,6 +27,8 @@ def summarise(rows: list[dict]) -> dict:
         summary[key] = sum(e for e, _ in counts) / total if total else None
     sims = [r["sim"] for r in rows if r.get("sim") is not None]
     summary["sim"] = sum(sims) / len(sims) if sims else None
+    voiced = [r["voice_correct"] for r in rows if r.get("voice_correct") is not None]
+    summary["voice_id"] = sum(voiced) / len(voiced) if voiced else None  # nearest voice = the one asked for
     return summary
 
 

@@ -15,6 +15,7 @@ from omnitrain.data.collate import collate
 from omnitrain.evaluation.items import AudioItem, PromptItem
 from omnitrain.evaluation.report import entry
 from omnitrain.evaluation.speech_scores import SpeechScorer, read_wave
+from omnitrain.evaluation.voice_id import VoiceIdentifier
 from omnitrain.inference.prompts import read_file, user_turn, with_system
 from omnitrain.model.omni_model import next_token_targets
 from omnitrain.tokens import IGNORE_INDEX
@@ -38,9 +39,11 @@ def expected_nll(gen, prompt: dict, expected: str) -> tuple[float, int]:
     return float(gen.model.text_loss(batch, thinker.hidden)) * n, n
 
 
-def eval_bundle(gen, items: list[PromptItem], scorer: SpeechScorer, audio_dir: Path, name: str) -> dict:
+def eval_bundle(gen, items: list[PromptItem], scorer: SpeechScorer, audio_dir: Path, name: str,
+                voices: VoiceIdentifier | None = None) -> dict:
     """One bundle's report entry; its spoken replies go to ``audio_dir/<item id>.wav``.
-    The Thinker decodes ``gen``'s batch size of prompts together."""
+    The Thinker decodes ``gen``'s batch size of prompts together, each reply in the item's
+    ``speaker`` (by name) and ``reference``; ``voices`` tells whose voice each reply is."""
     audio_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     step = gen.replier.batch_size
@@ -48,9 +51,13 @@ def eval_bundle(gen, items: list[PromptItem], scorer: SpeechScorer, audio_dir: P
         for start in range(0, len(items), step):
             chunk = items[start:start + step]
             prompts = [conversation(item) for item in chunk]
-            replies = gen.replies(prompts, references=[item.reference for item in chunk])
+            replies = gen.replies(prompts, speakers=[item.speaker for item in chunk],
+                                  references=[item.reference for item in chunk])
             for item, prompt, reply in zip(chunk, prompts, replies, strict=True):
-                rows.append(score_reply(gen, item, prompt, reply, scorer, audio_dir))
+                row = score_reply(gen, item, prompt, reply, scorer, audio_dir)
+                if voices is not None:
+                    row.update(voices.score(reply.wave, reply.sample_rate, item.speaker))
+                rows.append(row)
             bar.update(len(chunk))
     return entry(rows)
 
@@ -72,12 +79,13 @@ def score_reply(gen, item: PromptItem, prompt: dict, reply, scorer: SpeechScorer
     return row
 
 
-def eval_audio(items: list[AudioItem], scorer: SpeechScorer) -> dict:
+def eval_audio(items: list[AudioItem], scorer: SpeechScorer, voices: VoiceIdentifier | None = None) -> dict:
     """The ``audio`` report entry: each recording's transcript against its text, and its
-    voice against its reference."""
+    voice against its reference (and, with ``voices``, whose voice it is nearest)."""
     rows = []
     for item in tqdm(items, desc="eval audio", unit="item", leave=False):
         wave, rate = read_wave(item.audio)
         rows.append({"id": item.id, "audio": item.audio, "text": item.text,
-                     **scorer.score(wave, rate, item.text, None, item.reference)})
+                     **scorer.score(wave, rate, item.text, None, item.reference),
+                     **(voices.score(wave, rate, item.speaker) if voices is not None else {})})
     return entry(rows)
