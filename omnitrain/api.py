@@ -46,6 +46,7 @@ from omnitrain.slots import (
     EncoderOutput,
     PositionScheme,
     PretrainedCodec,
+    TrainableCodec,
     SideInputs,
     SpeechCondition,
     Talker,
@@ -65,7 +66,7 @@ from omnitrain.tokens import ROLES, SPECIAL_TOKENS
 __all__ = [
     "ROLES", "SPECIAL_TOKENS", "Attention", "AudioEncoder", "AudioFeatureExtractor", "AudioSeg", "Codec",
     "CodesVocoder", "ContextSpec", "DiTOutput", "EncoderOutput", "SideInputs", "TalkerOutput", "ThinkerOutput",
-    "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "MultimodalRopeConfig", "PositionScheme", "PretrainedCodec",
+    "DecoderLayer", "DiT", "ImageSeg", "KVCache", "MultimodalRope", "MultimodalRopeConfig", "PositionScheme", "PretrainedCodec", "TrainableCodec",
     "QwenPatchProcessor", "QwenPixelsConfig", "RMSNorm", "Segment", "SpeechCondition", "SpeechConfig", "SpeechMel", "SwiGLU",
     "Talker", "TalkerContext", "TextSeg", "Thinker", "Tokenizer", "TrainableVocoder", "TransformerBlock", "TurnTokens",
     "VideoSeg", "VisionEncoder", "VisionProcessor", "Vocoder", "WhisperLogMel", "apply_rotary",

@@ -105,6 +105,10 @@ def export_bundle(checkpoint: Path, out: Path) -> Path:
     weights into ``model.safetensors`` so host memory stays near one shard."""
     reader = _open(checkpoint)
     cfg = load_config(reader.config())
+    if cfg.task == "codec":  # a trained codec: its own folder, read by codec.path / --codec
+        from omnitrain.checkpoints.codec_export import export_codec
+
+        return export_codec(reader, cfg, Path(out))
     found = reader.tensors()
     specs = check_tensors(cfg, found, str(checkpoint))
     stream = reader.stream

@@ -522,6 +522,22 @@ class Codec(ABC):
         """Codes (n,) or (n, groups) -> waveform (T,) at ``sample_rate``, to listen to them."""
 
 
+class TrainableCodec(Codec):
+    """A codec ``omnitrain train task=codec`` trains: ``network()`` is the module it
+    optimises (it takes waveforms through ``frames`` and reconstructs those frames through
+    its codes), ``describe()`` what ``omnitrain export`` writes to ``codec.json`` (with a
+    ``plugin`` key) beside its weights, and a folder of the two is its ``path``."""
+
+    @abstractmethod
+    def network(self) -> nn.Module:
+        """The trainable network: ``frames(wave (B, T))`` -> (B, n, bins), ``forward(frames)``
+        -> reconstructed frames, ``cfg.frames_per_code``, ``waveform(frames, iters)``."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """codec.json: {"plugin": registered name, "config": settings without path, ...}."""
+
+
 class PretrainedCodec(Codec):
     """A codec whose weights are read from a local path: its config has a ``path`` field.
 

@@ -118,3 +118,15 @@ def _environment_restored():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def spoken_demo_dir(tmp_path_factory) -> Path:
+    """A small spoken demo (real espeak-ng words in the 4 reply voices; pitch codes as
+    placeholders until a trained codec re-encodes them): 48 train, 8 val, 4 held-out."""
+    pytest.importorskip("espeakng_loader", reason="the spoken demo needs espeakng-loader (the dev extra)")
+    from omnitrain.data.build.demo_spoken import SpokenSizes, make_spoken_demo
+
+    out = tmp_path_factory.mktemp("spoken_demo")
+    make_spoken_demo(out, build("codec", compose_config([]).codec), SpokenSizes(48, 8, 4, 20), seed=0)
+    return out

@@ -12,6 +12,7 @@ from omnitrain.config.task_checks import TASK_NAMES
 from omnitrain.config.typed import RunConfig
 from omnitrain.data.datamodule import OmniDataModule
 from omnitrain.data.vocoder_data import VocoderDataModule
+from omnitrain.training.stages.codec_module import CodecModule
 from omnitrain.training.stages.module import OmniModule
 from omnitrain.training.stages.stage_module import StageModule
 from omnitrain.training.stages.vocoder_module import VocoderModule
@@ -30,6 +31,7 @@ TASKS: dict[str, TaskSpec] = {
     "omni": TaskSpec("omni", OmniModule, OmniDataModule, ("text", "codec", "flow"), TASK_NAMES["omni"]),
     "vocoder": TaskSpec("vocoder", VocoderModule, VocoderDataModule, ("gen", "disc", "mel_l1"),
                         TASK_NAMES["vocoder"]),
+    "codec": TaskSpec("codec", CodecModule, VocoderDataModule, ("spec_l1",), TASK_NAMES["codec"]),
 }
 
 
