@@ -23,7 +23,14 @@ FAST_TESTS ?= tests/data/test_media.py tests/data/test_video_readers.py tests/da
 export OMP_NUM_THREADS ?= 2
 export DS_ACCELERATOR ?= cpu
 
-.PHONY: venv install demo test lint smoke mutation clean distclean
+# make demo-speech: the spoken demo (real words in 4 espeak-ng voices): data, a codec trained
+# on its speech, the shards re-encoded with it, train, export, eval; figures in runs/demo-speech
+SPEECH_DATA  ?= data/demo-speech
+SPEECH_CODES ?= data/demo-speech-codes
+SPEECH_RUN   ?= runs/demo-speech
+SPEECH_EVAL  := --asr pocketsphinx --closed-vocabulary --speaker resemblyzer --voices $(SPEECH_DATA)/heldout/voices.jsonl
+
+.PHONY: venv install demo demo-speech test lint smoke mutation clean distclean
 
 # A venv of $(PYTHON), rebuilt when it was made by another Python: reusing it would
 # install into, and test, the wrong interpreter (a failed install by one, say).
@@ -60,6 +67,23 @@ demo: install
 	$(BIN)/omnitrain generate $(DEMO_RUN)/bundle --manifest $(DEMO_DATA)/heldout/manifest.jsonl \
 		--speech-dir $(DEMO_RUN)/replies --min-accuracy 0.75
 
+demo-speech: install
+	rm -rf $(SPEECH_DATA) $(SPEECH_CODES) $(SPEECH_RUN)
+	$(BIN)/omnitrain data demo $(SPEECH_DATA) --profile spoken
+	$(BIN)/omnitrain train recipe=demo_speech_codec run_dir=$(SPEECH_RUN)/codec-run \
+		'data.train_shards=$(SPEECH_DATA)/train-*.tar' 'data.val_shards=$(SPEECH_DATA)/val-*.tar'
+	$(BIN)/omnitrain export $(SPEECH_RUN)/codec-run/checkpoints/last.ckpt $(SPEECH_RUN)/codec
+	$(BIN)/omnitrain data resynth $(SPEECH_DATA)/heldout/truth.jsonl $(SPEECH_RUN)/resynth --codec $(SPEECH_RUN)/codec
+	$(BIN)/omnitrain data encode $(SPEECH_DATA) $(SPEECH_CODES) --codec $(SPEECH_RUN)/codec recipe=demo_speech
+	$(BIN)/omnitrain train recipe=demo_speech run_dir=$(SPEECH_RUN)/train codec.path=$(SPEECH_RUN)/codec \
+		'data.train_shards=$(SPEECH_CODES)/train-*.tar' 'data.val_shards=$(SPEECH_CODES)/val-*.tar'
+	$(BIN)/omnitrain export $(SPEECH_RUN)/train/checkpoints/last.ckpt $(SPEECH_RUN)/bundle
+	$(BIN)/omnitrain eval --audio $(SPEECH_DATA)/heldout/truth.jsonl $(SPEECH_EVAL) --out $(SPEECH_RUN)/truth.json
+	$(BIN)/omnitrain eval --audio $(SPEECH_RUN)/resynth/manifest.jsonl $(SPEECH_EVAL) --out $(SPEECH_RUN)/resynth.json
+	$(BIN)/omnitrain eval $(SPEECH_RUN)/bundle --manifest $(SPEECH_DATA)/heldout/manifest.jsonl $(SPEECH_EVAL) \
+		--out $(SPEECH_RUN)/eval.json
+	$(BIN)/python scripts/demo_speech_report.py $(SPEECH_RUN)
+
 test: install
 	$(BIN)/python -m pytest -q --durations=25  # the 25 slowest: where suite time goes
 
@@ -86,7 +110,7 @@ smoke: install
 # the demo's and smoke checks' data and runs go; your own runs/* and the venvs stay
 # (a reinstall downloads ~3 GB): make distclean removes the venvs too
 clean:
-	rm -rf $(DEMO_DATA) $(DEMO_RUN) data/smoke-py* runs/smoke-py*
+	rm -rf $(DEMO_DATA) $(DEMO_RUN) data/smoke-py* runs/smoke-py* $(SPEECH_DATA) $(SPEECH_CODES) $(SPEECH_RUN)
 	@echo "kept: $(VENV), .venv-py* (make distclean removes them) and any other runs/ folders"
 
 distclean: clean

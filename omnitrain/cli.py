@@ -156,8 +156,13 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
         from omnitrain.data.build.demo_long import LongSizes, make_long_demo
 
         sizes, write = LongSizes(**given), make_long_demo
+    elif args.profile == "spoken":  # real words in several voices (omnitrain/data/build/demo_spoken.py)
+        from omnitrain.data.build.demo_spoken import SpokenSizes, make_spoken_demo
+
+        held = {} if args.heldout is None else {"heldout": args.heldout}
+        sizes, write = SpokenSizes(**held, **given), make_spoken_demo
     else:
-        sizes, write = DemoSizes(heldout=args.heldout, **given), make_demo
+        sizes, write = DemoSizes(heldout=8 if args.heldout is None else args.heldout, **given), make_demo
     t0 = time.perf_counter()
     with tqdm(total=sizes.train + sizes.val, desc="demo samples", unit="sample") as bar:
         result = write(Path(args.out), codec, sizes, seed=args.seed, progress=bar.update, measure=_length_meter(cfg))
@@ -165,6 +170,23 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
     held = result["heldout"] or "none (the long profile is a benchmark workload)"
     print(f"wrote {n} samples in {len(result['shards'])} shards to {args.out} "
           f"({time.perf_counter() - t0:.1f}s); held-out prompts: {held}")
+    return 0
+
+
+def cmd_data_resynth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from omnitrain.data.build.resynth import resynthesise
+    from omnitrain.evaluation.items import read_audio
+    from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
+
+    cfg = compose_config(_codec_overrides(args))
+    codec = build("codec", cfg.codec)
+    with tqdm(total=len(read_audio(Path(args.manifest))), desc=f"resynthesis by codec={cfg.codec.name}",
+              unit="recording") as bar:
+        out = resynthesise(Path(args.manifest), Path(args.out), codec, bar.update)
+    print(f"copy-synthesis: {out} (score it: omnitrain eval --audio {out} --asr pocketsphinx ...)")
     return 0
 
 
@@ -277,6 +299,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         return export_hf_command(Path(args.checkpoint), Path(args.out))
     out = export_bundle(Path(args.checkpoint), Path(args.out))
+    if (out / "codec.json").is_file() and not (out / "manifest.json").is_file():  # a task=codec run
+        print(f"codec: {out} (use it with --codec {out}, or codec={json.loads((out / 'codec.json').read_text())['plugin']}"
+              f" codec.path={out})")
+        return 0
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"bundle: {out} ({manifest['parameters']:,} parameters)")
     return 0
@@ -492,17 +518,25 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="build datasets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("demo", help="write the demo dataset as webdataset shards")
     s.add_argument("out")
-    s.add_argument("--profile", choices=["short", "long"], default="short",
+    s.add_argument("--profile", choices=["short", "long", "spoken"], default="short",
                    help="short: the seconds-long demo; long: real omni lengths (10-30 s audio, 448x448 "
-                        "images, 10 s video, 100-400-token replies) for benchmarks (data=demo_long)")
+                        "images, 10 s video, 100-400-token replies) for benchmarks (data=demo_long); spoken: "
+                        "replies said as words by 4 espeak-ng voices, questions spoken too (make demo-speech)")
     s.add_argument("--train", type=int, default=None, help="train samples (short: 1600, long: 64)")
     s.add_argument("--val", type=int, default=None, help="val samples (short: 64, long: 8)")
-    s.add_argument("--heldout", type=int, default=8, help="held-out prompts (short profile only)")
+    s.add_argument("--heldout", type=int, default=None, help="held-out prompts (short: 8, spoken: 48)")
     s.add_argument("--per-shard", type=int, default=None, help="samples per shard (short: 200, long: 16)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--codec", metavar="SPEC", help=CODEC_SPEC_HELP)
     s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec=...)")
     s.set_defaults(func=cmd_data_demo)
+
+    s = data.add_parser("resynth", help="recordings through a codec and back (copy-synthesis), for eval --audio")
+    s.add_argument("manifest", help='an eval --audio manifest: JSONL of {"audio": wav, "text": ..., ...}')
+    s.add_argument("out", help="folder for the decoded wavs and their manifest.jsonl")
+    s.add_argument("--codec", metavar="SPEC", help="a codec folder, NAME:PATH or NAME (as data encode)")
+    s.add_argument("overrides", nargs="*", help="config overrides (e.g. codec.griffin_lim_iters=64)")
+    s.set_defaults(func=cmd_data_resynth)
 
     s = data.add_parser("convert", help="ShareGPT / LLaMA-Factory / Hugging Face datasets -> a pack manifest")
     s.add_argument("--from", dest="source_format", required=True, choices=["sharegpt", "llamafactory", "hf"])

@@ -23,6 +23,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
                   "omnitrain data demo data/small codec=pitch --train 200 --val 16"),
     "data pack": ("omnitrain data pack manifest.jsonl data/mine --prefix train",
                   "omnitrain data pack val.jsonl data/mine --prefix val --shard-size 64MB --root /data/media"),
+    "data resynth": ("omnitrain data resynth data/demo-speech/heldout/truth.jsonl runs/resynth --codec runs/demo-speech/codec",
+                     "omnitrain data resynth real.jsonl runs/mimi_copy --codec hf_audio:models/mimi"),
     "data encode": ("omnitrain data encode data/demo data/demo_groups --codec pitch_groups recipe=qwen3_omni_smoke",
                     "omnitrain data encode 'data/mine/train-*.tar' data/mine_v2 --codec runs/codec/bundle"),
     "data convert": ("omnitrain data convert --from sharegpt chats.json chats.jsonl",

@@ -109,7 +109,12 @@ def validate(cfg: DictConfig) -> None:
 
         problems += check_loss_weights(cfg)
         try:
-            problems += check_decoders(cfg)
+            if cfg.get("task") == "codec":  # only the codec is built and trained: the model's slots need not pair with it
+                from omnitrain.registry import build
+
+                build("codec", cfg.codec)
+            else:
+                problems += check_decoders(cfg)
         except Exception as exc:
             problems.append(f"codec/dit/vocoder/speech: {exc}")
     if problems:

@@ -50,7 +50,13 @@ def check_resume_shapes(cfg: RunConfig, path: Path, meta: OmniModel | None = Non
     problems = strategy_for(cfg).resume_problems(reader)
     if problems:
         raise ConfigError(f"resume={cfg.resume}: " + "; ".join(problems))
-    expected = {n: tuple(t.shape) for n, t in unique_tensors(meta or meta_model(cfg)).items()}
+    if cfg.task == "codec":  # the codec stage checkpoints the codec's network alone
+        from omnitrain.training.stages.codec_module import codec_network
+
+        model = codec_network(cfg)
+    else:
+        model = meta or meta_model(cfg)
+    expected = {n: tuple(t.shape) for n, t in unique_tensors(model).items()}
     shapes = [f"{n} is {tuple(found[n].shape)} in the checkpoint but {s} in this config"
               for n, s in expected.items() if n in found and tuple(found[n].shape) != s]
     missing = [n for n in expected if n not in found]

@@ -152,7 +152,7 @@ def test_every_registered_plugin_is_one_override_away(slot, name):
 
 
 # plugins that read a pretrained codec's local files (``codec.path``) besides the codec itself
-READS_CODEC_FILES = {("vocoder", "hf_audio")}
+READS_CODEC_FILES = {("vocoder", "hf_audio"), ("vocoder", "fsq")}
 # plugins that compose only with a partner: (the error alone, an override that pairs them)
 PAIRED = {
     ("dit", "none"): ("dit=none makes no mel, so the vocoder must decode codes", "recipe=qwen3_omni_smoke"),
