@@ -117,13 +117,15 @@ def video_of(a: int, b: int, rng: random.Random) -> tuple[bytes, np.ndarray]:
     return encode_mp4(frames, fps, track, SR), track
 
 
-def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key: str):
-    """-> (members dict for a shard, user content parts referencing member names)."""
+def prompt_media(kind: str, a: int, b: int, rng: random.Random, audio) -> tuple[dict[str, bytes], list[dict]]:
+    """The user turn's media member and content parts for ``kind`` (its text part not
+    included); ``audio(a, b, rng)`` makes an audio prompt's wave (DTMF here, words in the
+    spoken demo)."""
     members: dict[str, bytes] = {}
     content: list[dict] = []
     if kind == "audio":
         fmt, ext = rng.choice([("WAV", "wav"), ("FLAC", "flac")])
-        members[f"audio_0.{ext}"] = encode_audio(dtmf([a, b], rng), SR, fmt)
+        members[f"audio_0.{ext}"] = encode_audio(audio(a, b, rng), SR, fmt)
         content.append({"audio": f"audio_0.{ext}"})
     elif kind == "image":
         fmt, ext = rng.choice([("PNG", "png"), ("JPEG", "jpg")])
@@ -132,6 +134,12 @@ def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key
     elif kind == "video":
         members["video_0.mp4"], _ = video_of(a, b, rng)
         content.append({"video": "video_0.mp4", "use_audio": True})
+    return members, content
+
+
+def make_sample(kind: str, a: int, b: int, rng: random.Random, codec: Codec, key: str):
+    """-> (members dict for a shard, user content parts referencing member names)."""
+    members, content = prompt_media(kind, a, b, rng, lambda x, y, r: dtmf([x, y], r))
     content.append({"text": PROMPTS[kind].format(a=a, b=b)})
     members.update(speech_members([a, b], codec, key))
     conversation = {
@@ -170,6 +178,30 @@ def heldout_pairs(seed: int, n: int) -> list[tuple[str, int, int]]:
     return picked[:n]
 
 
+def write_splits(out: Path, sizes, rng: random.Random, draw, held_out: set, make, progress=None,
+                 measure=None) -> list[dict]:
+    """train-*.tar and val-*.tar of ``sizes.train`` / ``sizes.val`` samples, ``sizes.per_shard``
+    a shard: each sample ``make(combo, rng, key)`` of a ``draw(rng)`` not in ``held_out``."""
+    shards: list[dict] = []
+    for split, count in (("train", sizes.train), ("val", sizes.val)):
+        writer, done, index = None, 0, 0
+        while done < count:
+            combo = draw(rng)
+            if combo in held_out:
+                continue
+            if writer is None:
+                writer = ShardWriter(out / f"{split}-{index:06d}.tar", measure)
+                index += 1
+            writer.write(make(combo, rng, f"{split}{done:06d}"))
+            done += 1
+            if progress:
+                progress(1)
+            if writer.samples == sizes.per_shard or done == count:
+                shards.append(writer.close())
+                writer = None
+    return shards
+
+
 def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes | None = None, seed: int = 0,
               progress=None, kinds: tuple[str, ...] = KINDS, measure=None) -> dict:
     """Write train/val shards, held-out prompts and index.json; ``kinds`` limits the modalities."""
@@ -179,22 +211,12 @@ def make_demo(out_dir: Path, codec: Codec, sizes: DemoSizes | None = None, seed:
     held = heldout_pairs(seed, sizes.heldout)
     held_set = set(held)
     rng = random.Random(seed)
-    shards: list[dict] = []
-    for split, count in (("train", sizes.train), ("val", sizes.val)):
-        writer, done = None, 0
-        while done < count:
-            kind, a, b = rng.choice(kinds), rng.randrange(10), rng.randrange(10)
-            if (kind, a, b) in held_set:
-                continue
-            if writer is None:
-                writer = ShardWriter(out / f"{split}-{len([s for s in shards if s['name'].startswith(split)]):06d}.tar", measure)
-            writer.write(make_sample(kind, a, b, rng, codec, f"{split}{done:06d}"))
-            done += 1
-            if progress:
-                progress(1)
-            if writer.samples == sizes.per_shard or done == count:
-                shards.append(writer.close())
-                writer = None
+
+    def draw(r: random.Random):
+        return r.choice(kinds), r.randrange(10), r.randrange(10)
+
+    shards = write_splits(out, sizes, rng, draw, held_set, lambda c, r, key: make_sample(*c, r, codec, key),
+                          progress, measure)
     _write_heldout(out / "heldout", held, rng, codec)
     write_index(out, shards, {"kinds": list(kinds), "heldout": len(held), "seed": seed})
     return {"shards": shards, "heldout": out / "heldout" / "manifest.jsonl"}

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from omnitrain.data.build.demo import PROMPTS, image_of, video_of
-from omnitrain.data.build.media_writers import encode_audio, encode_image
-from omnitrain.data.build.shard_writer import ShardWriter, write_index
+from omnitrain.data.build.demo import PROMPTS, prompt_media, write_splits
+from omnitrain.data.build.media_writers import encode_audio
+from omnitrain.data.build.shard_writer import write_index
 from omnitrain.slots import Codec
 
 SR = 16000
@@ -74,19 +74,7 @@ def _npy(codes) -> bytes:
 
 
 def make_sample(kind: str, a: int, b: int, speaker: str, rng: random.Random, codec: Codec, key: str) -> dict:
-    members: dict[str, bytes] = {}
-    content: list[dict] = []
-    if kind == "audio":
-        fmt, ext = rng.choice([("WAV", "wav"), ("FLAC", "flac")])
-        members[f"audio_0.{ext}"] = encode_audio(spoken_prompt(a, b, rng), SR, fmt)
-        content.append({"audio": f"audio_0.{ext}"})
-    elif kind == "image":
-        fmt, ext = rng.choice([("PNG", "png"), ("JPEG", "jpg")])
-        members[f"image_0.{ext}"] = encode_image(image_of(a, b, rng), fmt)
-        content.append({"image": f"image_0.{ext}"})
-    elif kind == "video":
-        members["video_0.mp4"], _ = video_of(a, b, rng)
-        content.append({"video": "video_0.mp4", "use_audio": True})
+    members, content = prompt_media(kind, a, b, rng, spoken_prompt)
     content.append({"text": PROMPTS[kind].format(a=a, b=b)})
     reply = digits_said(a, b, VOICES[speaker])
     members["reply.wav"] = encode_audio(reply, SR)
@@ -132,25 +120,13 @@ def make_spoken_demo(out_dir: Path, codec: Codec, sizes: SpokenSizes | None = No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held = heldout_items(seed, sizes.heldout)
-    held_set = set(held)
     rng = random.Random(seed)
-    shards: list[dict] = []
-    for split, count in (("train", sizes.train), ("val", sizes.val)):
-        writer, done, index = None, 0, 0
-        while done < count:
-            combo = (rng.choice(KINDS), rng.randrange(10), rng.randrange(10), rng.choice(list(VOICES)))
-            if combo in held_set:
-                continue
-            if writer is None:
-                writer = ShardWriter(out / f"{split}-{index:06d}.tar", measure)
-                index += 1
-            writer.write(make_sample(*combo, rng, codec, f"{split}{done:06d}"))
-            done += 1
-            if progress:
-                progress(1)
-            if writer.samples == sizes.per_shard or done == count:
-                shards.append(writer.close())
-                writer = None
+
+    def draw(r: random.Random):
+        return r.choice(KINDS), r.randrange(10), r.randrange(10), r.choice(list(VOICES))
+
+    shards = write_splits(out, sizes, rng, draw, set(held), lambda c, r, key: make_sample(*c, r, codec, key),
+                          progress, measure)
     _write_heldout(out / "heldout", held, rng, codec)
     write_index(out, shards, {"kinds": list(KINDS), "voices": VOICES, "heldout": len(held), "seed": seed,
                               "profile": "spoken"})
