@@ -24,7 +24,7 @@ vocoder          ``Vocoder(cfg, mel=SpeechMel)``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
@@ -659,6 +659,22 @@ class CodesVocoder(Vocoder):
     @abstractmethod
     def decode(self, codes: Tensor, code_mask: Tensor, cond: SpeechCondition | None = None) -> Tensor:
         """Codes (B, C) int64 with their mask (B, C) -> waveform (B, C * samples_per_code)."""
+
+    @staticmethod
+    def decode_rows(codes: Tensor, code_mask: Tensor, decode_one: Callable[[Tensor], Tensor],
+                    samples_per_code: int) -> Tensor:
+        """For a decoder that decodes one reply at a time: each row's real codes (where
+        ``code_mask``) given to ``decode_one`` ((n, ...) -> samples), its samples put at those
+        codes' places (cut to whole codes); masked codes give zeros. -> (B, C * samples_per_code)."""
+        wave = torch.zeros(codes.shape[0], codes.shape[1] * samples_per_code, device=codes.device)
+        for row, (c, m) in enumerate(zip(codes, code_mask.bool(), strict=True)):
+            real = c[m]
+            if real.shape[0] == 0:
+                continue
+            made = decode_one(real).float().reshape(-1)[: real.shape[0] * samples_per_code].to(wave.device)
+            spots = m.repeat_interleave(samples_per_code).nonzero()[:, 0]  # the samples of the real codes
+            wave[row, spots[: made.shape[0]]] = made
+        return wave
 
     def loss(self, codes: Tensor, code_mask: Tensor, mel: Tensor) -> dict[str, Tensor]:
         """Its own losses in the omni task against the spoken replies' mel frames (S, C *

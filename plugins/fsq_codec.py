@@ -234,10 +234,4 @@ class FsqVocoder(CodesVocoder):
         return settings.hop_length * settings.frames_per_code
 
     def decode(self, codes: Tensor, code_mask: Tensor, cond: SpeechCondition | None = None) -> Tensor:
-        hop = self.codec.hop
-        out = torch.zeros(codes.shape[0], codes.shape[1] * hop, device=codes.device)
-        for row in range(codes.shape[0]):
-            n = int(code_mask[row].sum())
-            if n:
-                out[row, : n * hop] = self.codec.decode(codes[row, :n].cpu()).to(out.device)[: n * hop]
-        return out
+        return self.decode_rows(codes, code_mask, lambda real: self.codec.decode(real.cpu()), self.codec.hop)

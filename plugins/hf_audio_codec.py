@@ -330,17 +330,11 @@ class HFAudioVocoder(CodesVocoder):
         decoded alone by the model (ids clamped into the codebook), its samples padded with
         zeros or cut to whole codes; masked codes give zeros."""
         codes = codes[..., None] if codes.dim() == 2 else codes
-        per_code = self.family.hop_length
-        wave = torch.zeros(codes.shape[0], codes.shape[1] * per_code, device=codes.device)
         model = self._model(codes.device)
-        for row, (c, m) in enumerate(zip(codes, code_mask.bool())):
-            real = c[m].clamp(0, self.family.codebook_size - 1)
-            if real.shape[0] == 0:
-                continue
-            made = self.family.decode(model, real.T[None].contiguous()).float()[: real.shape[0] * per_code]
-            spots = m.repeat_interleave(per_code).nonzero()[:, 0]  # the samples of the real codes
-            wave[row, spots[: made.shape[0]]] = made
-        return wave
+
+        def one(real: Tensor) -> Tensor:
+            return self.family.decode(model, real.clamp(0, self.family.codebook_size - 1).T[None].contiguous())
+        return self.decode_rows(codes, code_mask, one, self.family.hop_length)
 
     def __getstate__(self) -> dict:  # copies read the weights again where they decode
         return {**self.__dict__, "_models": {}}
