@@ -33,7 +33,7 @@ from omnitrain.model.meta import meta_model, unique_tensors
 from omnitrain.model.omni_model import OmniModel
 from omnitrain.registry import SLOTS, build, registry
 from omnitrain.run_config import load_config
-from omnitrain.slots import PretrainedCodec
+from omnitrain.slots import PretrainedCodec, TrainableCodec
 
 FORMAT = "omnitrain-bundle"
 FORMAT_VERSION = 1
@@ -88,8 +88,11 @@ def _readers_of(stored: dict[str, Any], codec_path: str) -> list[str]:
 
 
 def _bundle_codec(cfg: RunConfig, out: Path) -> str | None:
-    """Copy a pretrained codec's local files into the bundle (``codec/``)."""
-    if not issubclass(registry("codec").get(cfg.codec.name).cls, PretrainedCodec):
+    """Copy a pretrained (or trained, ``TrainableCodec`` with a ``path``) codec's local files
+    into the bundle (``codec/``)."""
+    cls = registry("codec").get(cfg.codec.name).cls
+    trained = issubclass(cls, TrainableCodec) and bool(cfg.codec.path)  # the contract: trained = has a path
+    if not (issubclass(cls, PretrainedCodec) or trained):
         return None
     src = Path(cfg.codec.path)
     if src.is_dir():

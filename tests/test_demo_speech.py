@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_spoken_demo_path_end_to_end(spoken_demo_dir, tmp_path, capsys):
                  f"data.train_shards={codes}/train-*.tar", f"data.val_shards={codes}/val-*.tar", "data.batch_size=4",
                  "trainer.max_steps=3", "trainer.val_check_interval=3", "checkpoint.every_n_steps=3", *fast]) == 0
     assert main(["export", f"{run}/train/checkpoints/last.ckpt", f"{run}/bundle"]) == 0
+    shutil.rmtree(run / "codec")  # the bundle speaks with its own copy of the trained codec
+    assert (run / "bundle" / "codec" / "codec.json").is_file()
     scorers = ["--asr", "pocketsphinx", "--closed-vocabulary", "--speaker", "resemblyzer",
                "--voices", f"{held}/voices.jsonl"]
     assert main(["eval", "--audio", f"{held}/truth.jsonl", *scorers, "--out", f"{run}/truth.json"]) == 0
