@@ -3,6 +3,7 @@ the composed config holds what the file says, read here from the YAML on its own
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from omnitrain.config.compose import recipe_files
 from omnitrain.config.validate import ConfigError
 from omnitrain.plugin_loading import load_plugins
-from omnitrain.registry import SLOTS, registry
+from omnitrain.registry import SLOTS, build, registry
 from omnitrain.run_config import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,12 +109,35 @@ def _default():
 OPTIONS = [(p.parent.name, p.stem) for p in GROUP_FILES] + [("recipe", name) for name in RECIPES]
 
 
+# recipes that speak through a codec a task=codec run trained (codec.path: its exported folder)
+TRAINED_CODEC = {"demo_speech"}
+
+
 @pytest.mark.parametrize("group,option", OPTIONS, ids=lambda x: str(x))
-def test_every_option_takes_effect(group, option):
+def test_every_option_takes_effect(group, option, tmp_path):
     """Each option's own values (and the choices and size rows it brings) are in the
     composed config: an override Hydra ignored leaves the default's instead."""
+    if group == "recipe" and option in TRAINED_CODEC:  # its codec folder is made by make demo-speech
+        with pytest.raises(ConfigError, match="codec.json"):
+            compose_config([f"{group}={option}", f"codec.path={tmp_path / 'none'}"])
+        folder = untrained_codec_folder(tmp_path / "codec")
+        cfg = compose_config([f"{group}={option}", f"codec.path={folder}"])
+        differ = _differences(cfg, expected(group, option))
+        assert {k for k in differ if not k.endswith(".path")} == set(), differ
+        return
     cfg = compose_config([f"{group}={option}"])
     assert _differences(cfg, expected(group, option)) == {}
+
+
+def untrained_codec_folder(folder):
+    """What `omnitrain export` of a task=codec run writes, with the network's initial weights."""
+    from safetensors.torch import save_file
+
+    codec = build("codec", compose_config(["codec=fsq"]).codec)
+    folder.mkdir(parents=True)
+    save_file(codec.network().state_dict(), str(folder / "model.safetensors"))
+    (folder / "codec.json").write_text(json.dumps(codec.describe()))
+    return folder
 
 
 def test_every_option_but_the_default_differs_from_the_default():

@@ -18,5 +18,5 @@ def test_each_task_is_a_stage_with_data_and_losses(name):
 
 def test_the_config_picks_the_task_and_an_unknown_one_lists_them():
     assert task_spec(compose_config(["recipe=speech_vocoder"])).name == "vocoder"
-    with pytest.raises(ConfigError, match=r"task='distill': use one of \['omni', 'vocoder'\]"):
+    with pytest.raises(ConfigError, match=r"task='distill': use one of \['omni', 'vocoder', 'codec'\]"):
         compose_config(["task=distill"])
