@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from omnitrain.cli import main
 from omnitrain.data.build.codec_spec import codec_overrides
@@ -213,18 +212,9 @@ def test_out_must_not_overwrite_in_nor_a_non_empty_folder(pitch_shards, tmp_path
 def exported_codec_folder(tmp_path_factory) -> Path:
     """What ``omnitrain export`` of a codec run gives: codec.json naming its plugin, beside
     the torch.export programs the ``exported`` codec reads."""
-    from tests.plugins.test_exported_codec import HOP, VOCAB, TinyVQDecoder, TinyVQEncoder
+    from tests.plugins.test_exported_codec import export_tiny_codec
 
-    out = tmp_path_factory.mktemp("codec_bundle")
-    torch.manual_seed(0)
-    n = torch.export.Dim("n", min=1, max=1_000_000)
-    enc = torch.export.export(TinyVQEncoder().eval(), (torch.randn(HOP * 25),), dynamic_shapes=({0: HOP * n},))
-    dec = torch.export.export(TinyVQDecoder().eval(), (torch.randint(0, VOCAB, (25,)),), dynamic_shapes=({0: n},))
-    torch.export.save(enc, str(out / "encode.pt2"))
-    torch.export.save(dec, str(out / "decode.pt2"))
-    (out / "codec.json").write_text(json.dumps({"plugin": "exported", "vocab_size": VOCAB, "sample_rate": 16000,
-                                                "hop_length": HOP}))
-    return out
+    return export_tiny_codec(tmp_path_factory.mktemp("codec_bundle"), plugin="exported")
 
 
 def test_codec_spec_forms(exported_codec_folder, tmp_path, monkeypatch):

@@ -51,18 +51,22 @@ class TinyVQDecoder(nn.Module):
         return self.up(self.embed(tokens).T[None])[0, 0]
 
 
-@pytest.fixture(scope="module")
-def codec_dir(tmp_path_factory):
-    """What a user does once, locally: export a trained codec's encoder and decoder."""
-    out = tmp_path_factory.mktemp("my_codec")
+def export_tiny_codec(out, **meta):
+    """What a user does once, locally: export a trained codec's encoder and decoder into
+    ``out`` with its codec.json (``meta``: extra keys, e.g. the plugin that reads it)."""
     torch.manual_seed(0)
     n = torch.export.Dim("n", min=1, max=1_000_000)
     enc = torch.export.export(TinyVQEncoder().eval(), (torch.randn(HOP * 25),), dynamic_shapes=({0: HOP * n},))
     dec = torch.export.export(TinyVQDecoder().eval(), (torch.randint(0, VOCAB, (25,)),), dynamic_shapes=({0: n},))
     torch.export.save(enc, str(out / "encode.pt2"))
     torch.export.save(dec, str(out / "decode.pt2"))
-    (out / "codec.json").write_text(json.dumps({"vocab_size": VOCAB, "sample_rate": 16000, "hop_length": HOP}))
+    (out / "codec.json").write_text(json.dumps({**meta, "vocab_size": VOCAB, "sample_rate": 16000, "hop_length": HOP}))
     return out
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory):
+    return export_tiny_codec(tmp_path_factory.mktemp("my_codec"))
 
 
 def test_local_codec_builds_shards_whose_tokens_are_used_as_they_are(codec_dir, tmp_path):
