@@ -183,9 +183,9 @@ def cmd_data_resynth(args: argparse.Namespace) -> int:
 
     cfg = compose_config(_codec_overrides(args))
     codec = build("codec", cfg.codec)
-    with tqdm(total=len(read_audio(Path(args.manifest))), desc=f"resynthesis by codec={cfg.codec.name}",
-              unit="recording") as bar:
-        out = resynthesise(Path(args.manifest), Path(args.out), codec, bar.update)
+    items = read_audio(Path(args.manifest))
+    with tqdm(total=len(items), desc=f"resynthesis by codec={cfg.codec.name}", unit="recording") as bar:
+        out = resynthesise(items, Path(args.out), codec, bar.update)
     print(f"copy-synthesis: {out} (score it: omnitrain eval --audio {out} --asr pocketsphinx ...)")
     return 0
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import soundfile as sf
 import torchaudio
 
-from omnitrain.evaluation.items import read_audio
+from omnitrain.evaluation.items import AudioItem
 from omnitrain.evaluation.speech_scores import read_wave
 from omnitrain.slots import Codec
 
 
-def resynthesise(manifest: Path, out: Path, codec: Codec, progress: Callable[[int], object] | None = None) -> Path:
-    items = read_audio(manifest)
+def resynthesise(items: list[AudioItem], out: Path, codec: Codec,
+                 progress: Callable[[int], object] | None = None) -> Path:
+    """``items`` (``read_audio`` of a manifest) encoded and decoded into ``out``; -> its manifest.jsonl."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for item in items:
