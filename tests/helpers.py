@@ -22,6 +22,23 @@ def smoke_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def untrained_codec_folder(folder: Path) -> Path:
+    """What `omnitrain export` of a task=codec run writes, with the network's initial weights:
+    the codec folder a recipe that speaks through a trained codec (demo_speech) needs to compose."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from omnitrain.registry import build
+    from omnitrain.run_config import compose_config
+
+    codec = build("codec", compose_config(["codec=fsq"]).codec)
+    folder.mkdir(parents=True)
+    save_file(codec.network().state_dict(), str(folder / "model.safetensors"))
+    (folder / "codec.json").write_text(json.dumps(codec.describe()))
+    return folder
+
+
 def speech_overrides(demo_dir: Path, run_dir: Path, *extra: str) -> list[str]:
     """The tiny dual-track Talker + flow_dit run (recipes/speech_smoke.yaml)."""
     return ["recipe=speech_smoke", *smoke_overrides(demo_dir, run_dir, *extra)[1:]]

@@ -11,12 +11,15 @@ import torch
 
 from omnitrain.config.compose import compose_run
 from omnitrain.registry import build
+from tests.helpers import untrained_codec_folder
 
 
-def column_step(overrides: list[str]) -> float:
+def column_step(tmp_path, overrides: list[str]) -> float:
     """The largest angle (rad) between the rotations of two image tokens one column apart,
-    over the recipe's Thinker's frequency channels."""
-    cfg = compose_run(["recipe=demo_speech", *overrides])
+    over the recipe's Thinker's frequency channels (a fresh clone has no trained codec: an
+    untrained one stands in, the positions do not read it)."""
+    codec = untrained_codec_folder(tmp_path / "codec")
+    cfg = compose_run(["recipe=demo_speech", f"codec.path={codec}", *overrides])
     position = build("position", cfg.position)
     head_dim = cfg.thinker.hidden_size // cfg.thinker.heads
     ids = torch.tensor([[5, 5], [3, 3], [7, 8]]).view(3, 1, 2)  # (t, h, w): next column
@@ -25,10 +28,10 @@ def column_step(overrides: list[str]) -> float:
     return float((angle[1] - angle[0]).abs().max())
 
 
-def test_the_spoken_demo_tells_an_images_columns_apart():
-    assert column_step([]) > 0.1
+def test_the_spoken_demo_tells_an_images_columns_apart(tmp_path):
+    assert column_step(tmp_path, []) > 0.1
 
 
-def test_the_block_layout_would_not():
+def test_the_block_layout_would_not(tmp_path):
     """The failure above, kept measurable: the same Thinker with Qwen2.5-Omni's blocks."""
-    assert column_step(["position.mrope_interleaved=false"]) < 1e-3
+    assert column_step(tmp_path, ["position.mrope_interleaved=false"]) < 1e-3

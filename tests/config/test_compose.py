@@ -3,7 +3,6 @@ the composed config holds what the file says, read here from the YAML on its own
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -14,8 +13,9 @@ import yaml
 from omnitrain.config.compose import recipe_files
 from omnitrain.config.validate import ConfigError
 from omnitrain.plugin_loading import load_plugins
-from omnitrain.registry import SLOTS, build, registry
+from omnitrain.registry import SLOTS, registry
 from omnitrain.run_config import compose_config
+from tests.helpers import untrained_codec_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_FILES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml"))
@@ -127,17 +127,6 @@ def test_every_option_takes_effect(group, option, tmp_path):
         return
     cfg = compose_config([f"{group}={option}"])
     assert _differences(cfg, expected(group, option)) == {}
-
-
-def untrained_codec_folder(folder):
-    """What `omnitrain export` of a task=codec run writes, with the network's initial weights."""
-    from safetensors.torch import save_file
-
-    codec = build("codec", compose_config(["codec=fsq"]).codec)
-    folder.mkdir(parents=True)
-    save_file(codec.network().state_dict(), str(folder / "model.safetensors"))
-    (folder / "codec.json").write_text(json.dumps(codec.describe()))
-    return folder
 
 
 def test_every_option_but_the_default_differs_from_the_default():
