@@ -28,16 +28,16 @@ def recordings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voices")
     rng = random.Random(5)
     items, references = [], {}
-    recordings = []
+    to_record = []
     for v, voice in enumerate(VOICES):
         references[voice] = f"ref{v}.wav"
-        recordings.append((folder / references[voice], "nine eight seven six five four three", voice))
+        to_record.append((folder / references[voice], "nine eight seven six five four three", voice))
         for i in range(PER_VOICE):
             text = " ".join(rng.sample(DIGITS, 4))
             name = f"v{v}_{i}.wav"
-            recordings.append((folder / name, text, voice))
+            to_record.append((folder / name, text, voice))
             items.append({"id": f"{voice}/{i}", "audio": name, "text": text, "voice": voice})
-    record(recordings)  # a fresh espeak-ng, whatever the suite said before
+    record(to_record)  # a fresh espeak-ng, whatever the suite said before
     return folder, items, references
 
 
